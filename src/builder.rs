@@ -1,0 +1,306 @@
+//! The builders: [`RuntimeBuilder`] registers pools by name, [`PoolBuilder`] holds one pool's
+//! settings, and [`RuntimeBuilder::build`] validates the whole configuration before it starts
+//! a single thread.
+//!
+//! # Validation rules
+//!
+//! | setting            | rule                                                          |
+//! |--------------------|---------------------------------------------------------------|
+//! | pools              | at least one                                                  |
+//! | pool name          | 1 to 64 bytes, no control characters, unique in the runtime   |
+//! | `threads`          | 1 to [`MAX_THREADS`]                                          |
+//! | `queue_capacity`   | 0 to [`MAX_QUEUE_CAPACITY`]                                   |
+//! | `stack_size`       | [`MIN_STACK_SIZE`] to [`MAX_STACK_SIZE`] bytes, if set        |
+//! | `max_queue_wait`   | greater than zero, if set                                     |
+//! | `thread_name`      | 1 to 64 bytes, no control characters, if set                  |
+//!
+//! A value outside its range is an error naming the pool and the setting; nothing is
+//! clamped or rounded silently.
+
+use std::time::Duration;
+
+use crate::error::{BuildError, BuildErrorKind};
+use crate::runtime::Runtime;
+
+/// The largest number of worker threads one pool may have.
+pub const MAX_THREADS: usize = 1024;
+/// The largest queue capacity one pool may have (the queue's slots are allocated up front).
+pub const MAX_QUEUE_CAPACITY: usize = 1 << 24;
+/// The smallest stack size a worker may be given, in bytes.
+pub const MIN_STACK_SIZE: usize = 64 * 1024;
+/// The largest stack size a worker may be given, in bytes (1 GiB).
+pub const MAX_STACK_SIZE: usize = 1 << 30;
+/// The longest pool name or thread-name prefix, in bytes.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Default number of worker threads of a pool.
+pub const DEFAULT_THREADS: usize = 1;
+/// Default queue capacity of a pool.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 128;
+/// Default grace period that dropping a [`Runtime`] gives running and queued tasks.
+pub const DEFAULT_DROP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Configures one pool. Obtained inside [`RuntimeBuilder::pool`].
+///
+/// Every setter consumes and returns the builder, so settings chain:
+/// `|p| p.threads(2).queue_capacity(256)`.
+#[derive(Debug, Clone)]
+pub struct PoolBuilder {
+    pub(crate) name: String,
+    pub(crate) threads: usize,
+    pub(crate) queue_capacity: usize,
+    pub(crate) max_queue_wait: Option<Duration>,
+    pub(crate) stack_size: Option<usize>,
+    pub(crate) thread_name: Option<String>,
+}
+
+impl PoolBuilder {
+    fn new(name: String) -> Self {
+        PoolBuilder {
+            name,
+            threads: DEFAULT_THREADS,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            max_queue_wait: None,
+            stack_size: None,
+            thread_name: None,
+        }
+    }
+
+    /// The number of worker threads, fixed for the life of the pool.
+    ///
+    /// Default: [`DEFAULT_THREADS`] (1). Must be at least 1 and at most [`MAX_THREADS`];
+    /// 0 is a build error.
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = n;
+        self
+    }
+
+    /// The capacity of the pool's bounded queue: how many tasks may wait for a worker.
+    ///
+    /// Default: [`DEFAULT_QUEUE_CAPACITY`] (128). At most [`MAX_QUEUE_CAPACITY`].
+    ///
+    /// # Queue behaviour
+    ///
+    /// A task is accepted only if there is room; otherwise the non-blocking submissions refuse
+    /// it at once and the `*_timeout` ones wait at most their timeout. The queue never grows.
+    /// **0 is allowed** and means a pure hand-off: a task is accepted only if a worker is
+    /// idle and waiting for it at that moment.
+    pub fn queue_capacity(mut self, n: usize) -> Self {
+        self.queue_capacity = n;
+        self
+    }
+
+    /// The longest a task may wait in the queue. A task that waited longer when a worker
+    /// reaches it is not run: it resolves as [`TaskError::Expired`](crate::TaskError::Expired)
+    /// and is counted as expired. Stale work is shed, not done.
+    ///
+    /// Default: unset, no limit. Zero is a build error (every task would expire).
+    pub fn max_queue_wait(mut self, wait: Duration) -> Self {
+        self.max_queue_wait = Some(wait);
+        self
+    }
+
+    /// The stack size of each worker thread, in bytes.
+    ///
+    /// Default: unset, Rust's default for spawned threads (2 MiB unless `RUST_MIN_STACK`
+    /// says otherwise). Must be between [`MIN_STACK_SIZE`] and [`MAX_STACK_SIZE`]; 0 is a
+    /// build error.
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// The prefix of the worker thread names; worker `i` is named `"{prefix}-{i}"`.
+    ///
+    /// Default: the pool name. On Linux the kernel keeps only the first 15 bytes of a
+    /// thread name, which is what `ps -L` and `top -H` show; keep prefixes short.
+    pub fn thread_name(mut self, prefix: impl Into<String>) -> Self {
+        self.thread_name = Some(prefix.into());
+        self
+    }
+
+    /// The pool's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn thread_prefix(&self) -> &str {
+        self.thread_name.as_deref().unwrap_or(&self.name)
+    }
+
+    fn validate(&self) -> Result<(), BuildError> {
+        let pool = Some(self.name.as_str());
+        let range = |field, message: String| {
+            Err(BuildError::new(
+                pool,
+                field,
+                BuildErrorKind::OutOfRange,
+                message,
+            ))
+        };
+        if self.threads == 0 || self.threads > MAX_THREADS {
+            return range(
+                "threads",
+                format!("must be between 1 and {MAX_THREADS}, got {}", self.threads),
+            );
+        }
+        if self.queue_capacity > MAX_QUEUE_CAPACITY {
+            return range(
+                "queue_capacity",
+                format!(
+                    "must be at most {MAX_QUEUE_CAPACITY}, got {}",
+                    self.queue_capacity
+                ),
+            );
+        }
+        if let Some(bytes) = self.stack_size {
+            if !(MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&bytes) {
+                return range(
+                    "stack_size",
+                    format!(
+                        "must be between {MIN_STACK_SIZE} and {MAX_STACK_SIZE} bytes, got {bytes}"
+                    ),
+                );
+            }
+            if bytes.checked_mul(self.threads).is_none() {
+                return range(
+                    "stack_size",
+                    format!(
+                        "{} threads of {bytes} bytes overflow the address space",
+                        self.threads
+                    ),
+                );
+            }
+        }
+        if self.max_queue_wait == Some(Duration::ZERO) {
+            return range(
+                "max_queue_wait",
+                "must be greater than zero (leave it unset for no limit)".to_owned(),
+            );
+        }
+        if let Some(prefix) = &self.thread_name {
+            check_name(prefix).map_err(|why| {
+                BuildError::new(pool, "thread_name", BuildErrorKind::InvalidName, why)
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "{name:?} is {} bytes long, the limit is {MAX_NAME_LEN}",
+            name.len()
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(format!("{name:?} contains the control character {c:?}"));
+    }
+    Ok(())
+}
+
+/// Registers pools by name and builds a [`Runtime`]. Obtained from [`Runtime::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// let rt = bulkhead::Runtime::builder()
+///     .pool("api", |p| p.threads(2).queue_capacity(256))
+///     .pool("thumbnails", |p| {
+///         p.threads(1).queue_capacity(32).max_queue_wait(Duration::from_millis(200))
+///     })
+///     .build()?;
+/// assert_eq!(rt.pool("api")?.threads(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct RuntimeBuilder {
+    pub(crate) pools: Vec<PoolBuilder>,
+    pub(crate) drop_timeout: Duration,
+}
+
+impl Default for RuntimeBuilder {
+    fn default() -> Self {
+        RuntimeBuilder {
+            pools: Vec::new(),
+            drop_timeout: DEFAULT_DROP_TIMEOUT,
+        }
+    }
+}
+
+impl RuntimeBuilder {
+    /// A builder with no pools.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a pool named `name`, configured by `configure`.
+    ///
+    /// Names are checked by [`build`](RuntimeBuilder::build), not here: an empty or duplicate
+    /// name is reported there with every other configuration error.
+    pub fn pool(
+        mut self,
+        name: impl Into<String>,
+        configure: impl FnOnce(PoolBuilder) -> PoolBuilder,
+    ) -> Self {
+        self.pools.push(configure(PoolBuilder::new(name.into())));
+        self
+    }
+
+    /// How long dropping the [`Runtime`] waits for queued and running tasks, as if by
+    /// [`Runtime::shutdown_timeout`].
+    ///
+    /// Default: [`DEFAULT_DROP_TIMEOUT`] (5 s). Dropping a runtime never waits longer than
+    /// this (plus scheduling noise): tasks still queued then are cancelled, and workers still
+    /// inside a task are detached. `Duration::ZERO` cancels queued work at once.
+    pub fn drop_timeout(mut self, timeout: Duration) -> Self {
+        self.drop_timeout = timeout;
+        self
+    }
+
+    /// Validates the whole configuration, then starts every pool's threads.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] naming the pool and the setting at fault (see the module's rules), or
+    /// the OS error if a thread could not be started; in that case the threads already started
+    /// are stopped before this returns.
+    pub fn build(self) -> Result<Runtime, BuildError> {
+        self.validate()?;
+        Runtime::start(self)
+    }
+
+    fn validate(&self) -> Result<(), BuildError> {
+        if self.pools.is_empty() {
+            return Err(BuildError::new(
+                None,
+                "pools",
+                BuildErrorKind::NoPools,
+                "no pool was registered; add one with RuntimeBuilder::pool",
+            ));
+        }
+        for (i, p) in self.pools.iter().enumerate() {
+            check_name(&p.name).map_err(|why| {
+                BuildError::new(
+                    Some(&p.name),
+                    "name",
+                    BuildErrorKind::InvalidName,
+                    format!("pool #{i} name {why}"),
+                )
+            })?;
+            if self.pools[..i].iter().any(|q| q.name == p.name) {
+                return Err(BuildError::new(
+                    Some(&p.name),
+                    "name",
+                    BuildErrorKind::DuplicateName,
+                    "registered twice; pool names must be unique",
+                ));
+            }
+            p.validate()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,345 @@
+//! Error types: configuration errors from [`build()`](crate::RuntimeBuilder::build), refusals
+//! at submission (which hand the closure back), task outcomes other than success, and
+//! look-ups of unknown pools.
+//!
+//! Like crossbeam's `TrySendError<T>`, a refusal owns the value that was refused, and its
+//! `Debug`/`Display` impls do not require that value to be `Debug` (closures never are).
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a pool refused a task at submission.
+///
+/// Every refusal is counted per pool under its reason (see
+/// [`PoolStats`](crate::PoolStats)), so an operator can tell "queue full" from "shutting down".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RefusalReason {
+    /// The queue was full at the moment of a non-blocking submission.
+    Full,
+    /// The queue stayed full for the whole timeout of a `*_timeout` submission.
+    Timeout,
+    /// The pool is shutting down (or has shut down) and takes no new work.
+    ShuttingDown,
+}
+
+impl RefusalReason {
+    /// A short lowercase label, stable for use in logs and metric labels
+    /// (`"full"`, `"timeout"`, `"shutting_down"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalReason::Full => "full",
+            RefusalReason::Timeout => "timeout",
+            RefusalReason::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+impl fmt::Display for RefusalReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RefusalReason::Full => "queue is full",
+            RefusalReason::Timeout => "queue stayed full for the whole timeout",
+            RefusalReason::ShuttingDown => "pool is shutting down",
+        })
+    }
+}
+
+/// A task refused at submission, with the closure handed back.
+///
+/// Nothing is lost on refusal: [`into_inner`](SubmitError::into_inner) returns the closure
+/// so the caller can retry, fall back, or run it itself.
+///
+/// ```
+/// # use bulkhead::Runtime;
+/// let rt = Runtime::builder().pool("p", |p| p.threads(1).queue_capacity(1)).build().unwrap();
+/// let pool = rt.pool("p").unwrap();
+/// rt.shutdown();
+/// let err = pool.try_submit(|| 1 + 1).unwrap_err();
+/// assert!(err.is_shutting_down());
+/// let task = err.into_inner();
+/// assert_eq!(task(), 2); // run it here instead
+/// ```
+pub struct SubmitError<F> {
+    task: F,
+    reason: RefusalReason,
+    pool: Arc<str>,
+}
+
+impl<F> SubmitError<F> {
+    #[cold]
+    pub(crate) fn new(task: F, reason: RefusalReason, pool: Arc<str>) -> Self {
+        SubmitError { task, reason, pool }
+    }
+
+    /// Returns the refused closure.
+    pub fn into_inner(self) -> F {
+        self.task
+    }
+
+    /// Why the task was refused.
+    pub fn reason(&self) -> RefusalReason {
+        self.reason
+    }
+
+    /// The name of the pool that refused the task.
+    pub fn pool(&self) -> &str {
+        &self.pool
+    }
+
+    /// True if the queue was full at a non-blocking submission.
+    pub fn is_full(&self) -> bool {
+        self.reason == RefusalReason::Full
+    }
+
+    /// True if the queue stayed full for the whole timeout.
+    pub fn is_timeout(&self) -> bool {
+        self.reason == RefusalReason::Timeout
+    }
+
+    /// True if the pool was shutting down.
+    pub fn is_shutting_down(&self) -> bool {
+        self.reason == RefusalReason::ShuttingDown
+    }
+}
+
+impl<F> fmt::Debug for SubmitError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let variant = match self.reason {
+            RefusalReason::Full => "Full",
+            RefusalReason::Timeout => "Timeout",
+            RefusalReason::ShuttingDown => "ShuttingDown",
+        };
+        write!(f, "{variant}(pool: {:?}, ..)", &*self.pool)
+    }
+}
+
+impl<F> fmt::Display for SubmitError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "pool {:?} refused the task: {}",
+            &*self.pool, self.reason
+        )
+    }
+}
+
+impl<F> std::error::Error for SubmitError<F> {}
+
+/// Why a task did not produce a value.
+///
+/// Returned by [`TaskHandle::join`](crate::TaskHandle::join) and its relatives, and as the
+/// output of awaiting a handle.
+#[non_exhaustive]
+pub enum TaskError {
+    /// The task panicked; the payload is what it panicked with (see
+    /// [`panic_message`](TaskError::panic_message)). The worker caught the panic and went on.
+    Panicked(Box<dyn Any + Send + 'static>),
+    /// The task waited in the queue longer than the pool's
+    /// [`max_queue_wait`](crate::PoolBuilder::max_queue_wait) and was not run.
+    Expired {
+        /// How long it had waited when a worker reached it.
+        waited: Duration,
+    },
+    /// The task was cancelled before it started, by [`TaskHandle::cancel`](crate::TaskHandle::cancel)
+    /// or by a shutdown that gave up on queued work. It never ran; its closure was dropped.
+    Cancelled,
+    /// Only from [`try_join`](crate::TaskHandle::try_join) and
+    /// [`join_timeout`](crate::TaskHandle::join_timeout): the task has not finished yet. The handle
+    /// is still valid; ask again later.
+    TimedOut,
+    /// The result was already taken by an earlier `try_join`, `join_timeout` or poll.
+    AlreadyJoined,
+}
+
+impl TaskError {
+    /// True for [`TaskError::Panicked`].
+    pub fn is_panic(&self) -> bool {
+        matches!(self, TaskError::Panicked(_))
+    }
+
+    /// True for [`TaskError::Expired`].
+    pub fn is_expired(&self) -> bool {
+        matches!(self, TaskError::Expired { .. })
+    }
+
+    /// True for [`TaskError::Cancelled`].
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, TaskError::Cancelled)
+    }
+
+    /// True for [`TaskError::TimedOut`]: the task is still pending and the handle still valid.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, TaskError::TimedOut)
+    }
+
+    /// The panic message, when the task panicked with a `&str` or `String` payload
+    /// (which is what `panic!` produces).
+    pub fn panic_message(&self) -> Option<&str> {
+        match self {
+            TaskError::Panicked(p) => payload_str(p.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// Consumes the error and returns the panic payload, if it is a panic; pass it to
+    /// [`std::panic::resume_unwind`] to propagate the panic.
+    pub fn into_panic(self) -> Option<Box<dyn Any + Send + 'static>> {
+        match self {
+            TaskError::Panicked(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) fn payload_str(p: &(dyn Any + Send)) -> Option<&str> {
+    p.downcast_ref::<&'static str>()
+        .copied()
+        .or_else(|| p.downcast_ref::<String>().map(String::as_str))
+}
+
+impl fmt::Debug for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskError::Panicked(p) => match payload_str(p.as_ref()) {
+                Some(msg) => f.debug_tuple("Panicked").field(&msg).finish(),
+                None => f.write_str("Panicked(..)"),
+            },
+            TaskError::Expired { waited } => {
+                f.debug_struct("Expired").field("waited", waited).finish()
+            }
+            TaskError::Cancelled => f.write_str("Cancelled"),
+            TaskError::TimedOut => f.write_str("TimedOut"),
+            TaskError::AlreadyJoined => f.write_str("AlreadyJoined"),
+        }
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskError::Panicked(p) => match payload_str(p.as_ref()) {
+                Some(msg) => write!(f, "task panicked: {msg}"),
+                None => f.write_str("task panicked"),
+            },
+            TaskError::Expired { waited } => {
+                write!(f, "task expired after waiting {waited:?} in the queue")
+            }
+            TaskError::Cancelled => f.write_str("task was cancelled before it started"),
+            TaskError::TimedOut => f.write_str("task has not finished yet"),
+            TaskError::AlreadyJoined => f.write_str("task result was already taken"),
+        }
+    }
+}
+
+impl std::error::Error for TaskError {}
+
+/// A pool name that the runtime does not know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownPool {
+    pub(crate) name: String,
+    pub(crate) known: Vec<String>,
+}
+
+impl UnknownPool {
+    /// The name that was looked up.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Display for UnknownPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "no pool named {:?} (pools: ", self.name)?;
+        for (i, n) in self.known.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{n:?}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+impl std::error::Error for UnknownPool {}
+
+/// What is wrong with a runtime's configuration, from [`RuntimeBuilder::build`](crate::RuntimeBuilder::build).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BuildErrorKind {
+    /// No pool was registered.
+    NoPools,
+    /// A pool name is empty, too long, or contains a control character.
+    InvalidName,
+    /// Two pools share a name.
+    DuplicateName,
+    /// A numeric setting is out of its allowed range.
+    OutOfRange,
+    /// The operating system could not start a worker thread.
+    Spawn(std::io::Error),
+}
+
+/// A configuration error from [`RuntimeBuilder::build`](crate::RuntimeBuilder::build).
+///
+/// It names the pool and the setting at fault and says how to fix it. Build never panics
+/// on bad input and never silently corrects a value. If threads had already been started
+/// when the error occurred, they are stopped before the error is returned.
+#[derive(Debug)]
+pub struct BuildError {
+    pool: Option<String>,
+    field: &'static str,
+    kind: BuildErrorKind,
+    message: String,
+}
+
+impl BuildError {
+    #[cold]
+    pub(crate) fn new(
+        pool: Option<&str>,
+        field: &'static str,
+        kind: BuildErrorKind,
+        message: impl Into<String>,
+    ) -> Self {
+        BuildError {
+            pool: pool.map(str::to_owned),
+            field,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The pool whose configuration is at fault, if the error concerns one pool.
+    pub fn pool(&self) -> Option<&str> {
+        self.pool.as_deref()
+    }
+
+    /// The setting at fault, as named by the builder method (for example `"threads"`).
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// The kind of error.
+    pub fn kind(&self) -> &BuildErrorKind {
+        &self.kind
+    }
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(pool) = &self.pool {
+            write!(f, "pool {pool:?}: ")?;
+        }
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            BuildErrorKind::Spawn(e) => Some(e),
+            _ => None,
+        }
+    }
+}

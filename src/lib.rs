@@ -1,0 +1,138 @@
+//! # bulkhead
+//!
+//! Named thread pools ("bulkheads") that keep CPU-heavy and blocking workloads apart, so a
+//! runaway workload can flood only its own compartment. Each pool owns its OS threads and a
+//! **bounded** queue; when the queue is full, work is refused at once and handed back to the
+//! caller, never silently dropped and never left blocking the caller without bound.
+//!
+//! ## A first pool
+//!
+//! ```
+//! use std::time::Duration;
+//! use bulkhead::Runtime;
+//!
+//! let rt = Runtime::builder()
+//!     .pool("api", |p| p.threads(2).queue_capacity(256))
+//!     .pool("thumbnails", |p| {
+//!         p.threads(1).queue_capacity(32).max_queue_wait(Duration::from_millis(200))
+//!     })
+//!     .build()?; // a BuildError names the pool and the setting at fault
+//!
+//! let api = rt.pool("api")?; // an unknown name is an error naming it
+//! let handle = api.try_submit(|| 6 * 7)?;
+//! assert_eq!(handle.join()?, 42);
+//!
+//! api.execute(|| println!("fire and forget"))?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Refusal and backpressure
+//!
+//! Submissions never block without bound. [`Pool::try_submit`] and [`Pool::execute`] refuse
+//! at once when the queue is full; [`Pool::submit_timeout`] and [`Pool::execute_timeout`]
+//! wait at most their timeout. A refusal is a [`SubmitError`] that gives the closure back, so
+//! the caller decides: retry, fall back, or run it itself.
+//!
+//! ```
+//! use std::sync::mpsc;
+//! use bulkhead::Runtime;
+//!
+//! let rt = Runtime::builder().pool("batch", |p| p.threads(1).queue_capacity(1)).build()?;
+//! let batch = rt.pool("batch")?;
+//!
+//! // Occupy the only worker, then fill the one queue slot.
+//! let (release, blocked) = mpsc::channel::<()>();
+//! let (started_tx, started) = mpsc::channel();
+//! batch.execute(move || { started_tx.send(()).unwrap(); blocked.recv().ok(); })?;
+//! started.recv()?;
+//! batch.execute(|| ())?;
+//!
+//! // The queue is full: refused at once, and the closure comes back.
+//! let err = batch.try_submit(|| "work").unwrap_err();
+//! assert!(err.is_full());
+//! let work = err.into_inner();
+//! assert_eq!(work(), "work"); // ran here instead
+//! release.send(())?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Handles and panics
+//!
+//! A [`TaskHandle`] can be joined (with or without a timeout), polled without blocking,
+//! cancelled before the task starts, or `.await`ed from any async executor. A panicking task
+//! never kills its worker: the panic is caught and its payload handed to the handle.
+//!
+//! ```
+//! # let rt = bulkhead::Runtime::builder().pool("p", |p| p).build()?;
+//! let pool = rt.pool("p")?;
+//! let handle = pool.try_submit(|| -> u32 { panic!("bad input") })?;
+//! let err = handle.join().unwrap_err();
+//! assert_eq!(err.panic_message(), Some("bad input"));
+//! assert_eq!(pool.try_submit(|| 1)?.join()?, 1); // the worker goes on
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Shutdown
+//!
+//! [`Runtime::shutdown`] stops intake and runs what is queued; [`Runtime::shutdown_timeout`]
+//! also returns within about its timeout when tasks hang, cancelling what is still queued and
+//! naming the workers stuck in user code. Dropping the runtime does the latter with the
+//! builder's [`drop_timeout`](RuntimeBuilder::drop_timeout) (5 s by default).
+//!
+//! ```
+//! use std::time::Duration;
+//! # let rt = bulkhead::Runtime::builder().pool("p", |p| p).build()?;
+//! rt.pool("p")?.execute(|| ())?;
+//! let report = rt.shutdown_timeout(Duration::from_secs(5));
+//! assert_eq!(report.completed(), 1);
+//! assert!(report.is_clean());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Accounting
+//!
+//! Every submitted task ends exactly one way: completed, panicked, expired, cancelled, or
+//! refused with its closure handed back. [`Pool::stats`] counts each, with the queue length
+//! and busy workers; see [`PoolStats`] for the identity they satisfy.
+//!
+//! ```
+//! # let rt = bulkhead::Runtime::builder().pool("p", |p| p).build()?;
+//! # let pool = rt.pool("p")?;
+//! pool.try_submit(|| ())?.join()?;
+//! let stats = pool.stats();
+//! assert_eq!((stats.submitted, stats.completed), (1, 1));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The `Send + 'static` bounds on submitted closures are checked at compile time:
+//!
+//! ```compile_fail
+//! # let rt = bulkhead::Runtime::builder().pool("p", |p| p).build().unwrap();
+//! let local = String::from("borrowed");
+//! let r = &local;
+//! rt.pool("p").unwrap().execute(move || println!("{r}")); // `local` does not live long enough
+//! ```
+//!
+//! ```compile_fail
+//! # let rt = bulkhead::Runtime::builder().pool("p", |p| p).build().unwrap();
+//! let rc = std::rc::Rc::new(1);
+//! rt.pool("p").unwrap().execute(move || drop(rc)); // `Rc` is not `Send`
+//! ```
+
+#![deny(unsafe_code)]
+
+pub mod builder;
+mod error;
+pub mod pool;
+pub mod runtime;
+mod stats;
+mod sync;
+mod task;
+mod worker;
+
+pub use builder::{PoolBuilder, RuntimeBuilder};
+pub use error::{BuildError, BuildErrorKind, RefusalReason, SubmitError, TaskError, UnknownPool};
+pub use pool::Pool;
+pub use runtime::{PoolReport, Runtime, ShutdownReport, StuckWorker};
+pub use stats::PoolStats;
+pub use task::TaskHandle;

@@ -1,0 +1,292 @@
+//! The runtime: the registry of named pools, their start-up, and their shutdown.
+//!
+//! # Shutdown
+//!
+//! [`Runtime::shutdown`] and [`Runtime::shutdown_timeout`] run the same steps on every pool
+//! at once:
+//!
+//! 1. stop intake (later submissions are refused with `ShuttingDown`) and wake idle workers;
+//! 2. workers run what is queued, then exit; the caller waits for them (until the deadline);
+//! 3. at the deadline, pools whose workers are still busy are *abandoned*: their queued tasks
+//!    are cancelled (handles report [`TaskError::Cancelled`](crate::TaskError::Cancelled)), and
+//!    workers still inside a task are detached and named in the [`ShutdownReport`]. A thread
+//!    cannot be killed; a detached worker exits when its task returns.
+//!
+//! Shutting down twice is harmless: the second call finds the pools closed and reports them.
+//!
+//! **Dropping** a runtime runs `shutdown_timeout` with the builder's
+//! [`drop_timeout`](crate::RuntimeBuilder::drop_timeout) (5 s by default), so a drop never
+//! hangs on a stuck task for longer than that.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, unbounded};
+use crossbeam_utils::CachePadded;
+
+use crate::builder::{PoolBuilder, RuntimeBuilder};
+use crate::error::{BuildError, BuildErrorKind, UnknownPool};
+use crate::pool::{Pool, PoolConfig, PoolShared, RefusalCounters};
+use crate::stats::{PoolStats, WorkerSlot};
+use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex};
+use crate::worker;
+
+/// A set of named pools ("bulkheads"), each with its own threads and bounded queue.
+///
+/// Built with [`Runtime::builder`]. Dropping it shuts every pool down (see the
+/// [module docs](crate::runtime) for the rule).
+pub struct Runtime {
+    pools: Vec<Pool>,
+    drop_timeout: Duration,
+}
+
+impl Runtime {
+    /// Starts configuring a runtime.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::new()
+    }
+
+    pub(crate) fn start(config: RuntimeBuilder) -> Result<Runtime, BuildError> {
+        let mut rt = Runtime {
+            pools: Vec::with_capacity(config.pools.len()),
+            drop_timeout: config.drop_timeout,
+        };
+        for p in &config.pools {
+            // On error `rt` is dropped here, which stops the pools already started.
+            rt.pools.push(start_pool(p)?);
+        }
+        Ok(rt)
+    }
+
+    /// The pool named `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownPool`] naming the name that was asked for and the names that exist.
+    pub fn pool(&self, name: &str) -> Result<Pool, UnknownPool> {
+        self.pools
+            .iter()
+            .find(|p| p.name() == name)
+            .cloned()
+            .ok_or_else(|| UnknownPool {
+                name: name.to_owned(),
+                known: self.pools.iter().map(|p| p.name().to_owned()).collect(),
+            })
+    }
+
+    /// All pools, in the order they were registered.
+    pub fn pools(&self) -> &[Pool] {
+        &self.pools
+    }
+
+    /// A [`PoolStats`] snapshot of every pool, in registration order.
+    pub fn stats(&self) -> Vec<PoolStats> {
+        self.pools.iter().map(Pool::stats).collect()
+    }
+
+    /// Stops intake, runs every queued task, and waits for all workers to exit.
+    ///
+    /// This waits as long as the tasks take: a task that never returns makes it wait forever.
+    /// Where that is possible, use [`shutdown_timeout`](Runtime::shutdown_timeout).
+    pub fn shutdown(&self) -> ShutdownReport {
+        self.shutdown_until(None)
+    }
+
+    /// Like [`shutdown`](Runtime::shutdown), but returns within about `timeout` even if tasks
+    /// hang: tasks still queued at the deadline are cancelled, and workers still inside a task
+    /// are detached and listed in the report.
+    pub fn shutdown_timeout(&self, timeout: Duration) -> ShutdownReport {
+        self.shutdown_until(Some(Instant::now().checked_add(timeout).unwrap_or_else(
+            || Instant::now() + Duration::from_secs(u64::from(u32::MAX)),
+        )))
+    }
+
+    fn shutdown_until(&self, deadline: Option<Instant>) -> ShutdownReport {
+        let started = Instant::now();
+        for p in &self.pools {
+            p.shared.begin_shutdown();
+        }
+        let mut timed_out = false;
+        let mut pools = Vec::with_capacity(self.pools.len());
+        for p in &self.pools {
+            let shared = &p.shared;
+            let all_exited = shared.wait_workers(deadline);
+            if !all_exited {
+                timed_out = true;
+                shared.abandon();
+            }
+            let now = shared.nanos_since_epoch(Instant::now());
+            let still_running = shared
+                .workers
+                .iter()
+                .filter(|w| !w.has_exited())
+                .filter_map(|w| {
+                    w.busy_for(now).map(|running_for| StuckWorker {
+                        thread_name: w.thread_name.clone(),
+                        running_for,
+                    })
+                })
+                .collect();
+            pools.push(PoolReport {
+                stats: shared.stats(),
+                cancelled_at_shutdown: shared.drained.load(crate::sync::Ordering::Relaxed),
+                still_running,
+            });
+        }
+        ShutdownReport {
+            pools,
+            elapsed: started.elapsed(),
+            timed_out,
+        }
+    }
+}
+
+fn start_pool(p: &PoolBuilder) -> Result<Pool, BuildError> {
+    let (tx, rx) = bounded(p.queue_capacity);
+    let (shutdown_tx, shutdown_rx) = bounded(0);
+    let (exit_tx, exit_rx) = unbounded::<()>();
+    let prefix = p.thread_prefix();
+    let workers = (0..p.threads)
+        .map(|i| CachePadded::new(WorkerSlot::new(format!("{prefix}-{i}"))))
+        .collect();
+    let shared = Arc::new(PoolShared {
+        name: Arc::from(p.name.as_str()),
+        config: PoolConfig {
+            threads: p.threads,
+            queue_capacity: p.queue_capacity,
+            max_queue_wait: p.max_queue_wait,
+            stack_size: p.stack_size,
+        },
+        tx,
+        rx,
+        state: CachePadded::new(AtomicUsize::new(0)),
+        submitted: CachePadded::new(AtomicU64::new(0)),
+        abandoned: CachePadded::new(AtomicBool::new(false)),
+        refused: CachePadded::new(RefusalCounters::default()),
+        drained: AtomicU64::new(0),
+        workers,
+        epoch: Instant::now(),
+        shutdown_tx: Mutex::new(Some(shutdown_tx)),
+        shutdown_rx,
+        exit_rx,
+        joins: Mutex::new(Vec::with_capacity(p.threads)),
+    });
+    let pool = Pool { shared };
+    for i in 0..p.threads {
+        match worker::spawn(pool.shared.clone(), i, exit_tx.clone()) {
+            Ok(handle) => pool.shared.joins.lock().push((i, handle)),
+            Err(e) => {
+                drop(exit_tx);
+                pool.shared.begin_shutdown();
+                pool.shared.wait_workers(None);
+                let msg = format!("could not start worker thread {i}: {e}");
+                return Err(BuildError::new(
+                    Some(&p.name),
+                    "threads",
+                    BuildErrorKind::Spawn(e),
+                    msg,
+                ));
+            }
+        }
+    }
+    Ok(pool)
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.shutdown_timeout(self.drop_timeout);
+    }
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("pools", &self.pools)
+            .field("drop_timeout", &self.drop_timeout)
+            .finish()
+    }
+}
+
+/// What a shutdown did, per pool.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// One entry per pool, in registration order.
+    pub pools: Vec<PoolReport>,
+    /// How long the shutdown call took.
+    pub elapsed: Duration,
+    /// True if the deadline passed before every worker exited.
+    pub timed_out: bool,
+}
+
+/// One pool's part of a [`ShutdownReport`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PoolReport {
+    /// The pool's counters after shutdown (lifetime totals).
+    pub stats: PoolStats,
+    /// Queued tasks that this or an earlier shutdown cancelled because its deadline passed.
+    pub cancelled_at_shutdown: u64,
+    /// Workers still inside a task when the deadline passed. Their threads are detached:
+    /// each exits when its task returns.
+    pub still_running: Vec<StuckWorker>,
+}
+
+/// A worker that was still running a task when a shutdown's deadline passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StuckWorker {
+    /// The worker thread's name.
+    pub thread_name: String,
+    /// How long its current task had been running.
+    pub running_for: Duration,
+}
+
+impl ShutdownReport {
+    /// Tasks completed over the runtime's life, all pools.
+    pub fn completed(&self) -> u64 {
+        self.pools.iter().map(|p| p.stats.completed).sum()
+    }
+
+    /// Tasks cancelled over the runtime's life (through handles or by shutdown), all pools.
+    pub fn cancelled(&self) -> u64 {
+        self.pools.iter().map(|p| p.stats.cancelled).sum()
+    }
+
+    /// Workers still running user code, all pools.
+    pub fn still_running(&self) -> usize {
+        self.pools.iter().map(|p| p.still_running.len()).sum()
+    }
+
+    /// True if every worker of every pool exited and nothing queued was cancelled.
+    pub fn is_clean(&self) -> bool {
+        !self.timed_out
+            && self
+                .pools
+                .iter()
+                .all(|p| p.still_running.is_empty() && p.cancelled_at_shutdown == 0)
+    }
+}
+
+impl fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "shutdown in {:?}: {} completed, {} cancelled, {} still running",
+            self.elapsed,
+            self.completed(),
+            self.cancelled(),
+            self.still_running()
+        )?;
+        for p in &self.pools {
+            for w in &p.still_running {
+                write!(
+                    f,
+                    "\n  pool {:?}: {} still in a task after {:?}",
+                    p.stats.name, w.thread_name, w.running_for
+                )?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,169 @@
+//! Accounting: the per-worker slots workers write their outcome counters into, and the
+//! [`PoolStats`] snapshot read from them.
+//!
+//! Each worker owns one cache-padded [`WorkerSlot`] and is the only thread that writes its
+//! counters, so counting an outcome is a plain load and store, with no read-modify-write and
+//! no cache line shared with another worker. Readers sum the slots.
+
+use std::time::Duration;
+
+use crate::pool::PoolConfig;
+use crate::sync::{AtomicBool, AtomicU64, Ordering};
+use crate::task::Outcome;
+
+/// One worker's published state.
+pub(crate) struct WorkerSlot {
+    pub(crate) thread_name: String,
+    completed: AtomicU64,
+    panicked: AtomicU64,
+    expired: AtomicU64,
+    cancelled: AtomicU64,
+    /// Nanoseconds since the pool's epoch, plus one, at which the current task started;
+    /// 0 while the worker is not running a task.
+    busy_since: AtomicU64,
+    exited: AtomicBool,
+}
+
+impl WorkerSlot {
+    pub(crate) fn new(thread_name: String) -> Self {
+        WorkerSlot {
+            thread_name,
+            completed: AtomicU64::new(0),
+            panicked: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
+            busy_since: AtomicU64::new(0),
+            exited: AtomicBool::new(false),
+        }
+    }
+
+    /// Counts one outcome. Only the owning worker calls this.
+    #[inline]
+    pub(crate) fn count(&self, outcome: Outcome) {
+        let c = match outcome {
+            Outcome::Completed => &self.completed,
+            Outcome::Panicked => &self.panicked,
+            Outcome::Expired => &self.expired,
+            Outcome::Cancelled => &self.cancelled,
+        };
+        // Single writer: no read-modify-write needed.
+        c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn set_busy(&self, since_nanos: u64) {
+        self.busy_since
+            .store(since_nanos.saturating_add(1), Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn set_idle(&self) {
+        self.busy_since.store(0, Ordering::Relaxed);
+    }
+
+    /// How long the current task has run, as of `now_nanos`, or `None` if idle.
+    pub(crate) fn busy_for(&self, now_nanos: u64) -> Option<Duration> {
+        match self.busy_since.load(Ordering::Relaxed) {
+            0 => None,
+            s => Some(Duration::from_nanos(now_nanos.saturating_sub(s - 1))),
+        }
+    }
+
+    pub(crate) fn mark_exited(&self) {
+        self.exited.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn has_exited(&self) -> bool {
+        self.exited.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn add_to(&self, s: &mut PoolStats) {
+        s.completed += self.completed.load(Ordering::Relaxed);
+        s.panicked += self.panicked.load(Ordering::Relaxed);
+        s.expired += self.expired.load(Ordering::Relaxed);
+        s.cancelled += self.cancelled.load(Ordering::Relaxed);
+    }
+}
+
+/// A snapshot of one pool's accounting, from [`Pool::stats`](crate::Pool::stats).
+///
+/// # The accounting identity
+///
+/// Every submission ends exactly one way, so at any moment
+///
+/// ```text
+/// submitted == refused() + completed + panicked + expired + cancelled + queued + busy
+/// ```
+///
+/// where a task cancelled through its handle while queued still occupies its queue slot (and
+/// is counted in `queued`) until a worker reaches it and counts it as `cancelled`. Counters
+/// are read one by one while the pool runs, so the identity is exact once the pool is quiet
+/// (nothing being submitted or run), and approximate while tasks flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// The pool's name.
+    pub name: String,
+    /// Number of worker threads.
+    pub threads: usize,
+    /// Queue capacity.
+    pub queue_capacity: usize,
+    /// Tasks waiting in the queue now.
+    pub queued: usize,
+    /// Workers running a task now.
+    pub busy: usize,
+    /// True once shutdown began.
+    pub shutting_down: bool,
+    /// Every submission attempt, accepted or refused.
+    pub submitted: u64,
+    /// Refused because the queue was full (non-blocking submission).
+    pub refused_full: u64,
+    /// Refused because the queue stayed full for the whole timeout.
+    pub refused_timeout: u64,
+    /// Refused because the pool was shutting down.
+    pub refused_shutting_down: u64,
+    /// Ran and returned.
+    pub completed: u64,
+    /// Ran and panicked (the panic was caught).
+    pub panicked: u64,
+    /// Not run: waited longer than the pool's maximum queue wait.
+    pub expired: u64,
+    /// Not run: cancelled through its handle, or by a shutdown that gave up on queued work.
+    pub cancelled: u64,
+}
+
+impl PoolStats {
+    pub(crate) fn empty(name: &str, config: &PoolConfig) -> Self {
+        PoolStats {
+            name: name.to_owned(),
+            threads: config.threads,
+            queue_capacity: config.queue_capacity,
+            queued: 0,
+            busy: 0,
+            shutting_down: false,
+            submitted: 0,
+            refused_full: 0,
+            refused_timeout: 0,
+            refused_shutting_down: 0,
+            completed: 0,
+            panicked: 0,
+            expired: 0,
+            cancelled: 0,
+        }
+    }
+
+    /// All refusals, whatever the reason.
+    pub fn refused(&self) -> u64 {
+        self.refused_full + self.refused_timeout + self.refused_shutting_down
+    }
+
+    /// Submissions that were accepted into the queue.
+    pub fn accepted(&self) -> u64 {
+        self.submitted.saturating_sub(self.refused())
+    }
+
+    /// Accepted tasks that have ended: completed, panicked, expired or cancelled.
+    pub fn finished(&self) -> u64 {
+        self.completed + self.panicked + self.expired + self.cancelled
+    }
+}

@@ -1,0 +1,9 @@
+//! The synchronisation primitives the crate's own protocols are built from, imported from
+//! one place so that a model checker (loom) could replace them under a `cfg` in one edit.
+//!
+//! The queue itself is a crossbeam channel and is not replaced; see docs/ARCHITECTURE.md
+//! for what is and is not model-checked.
+
+pub(crate) use parking_lot::{Condvar, Mutex};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::Arc;

@@ -1,0 +1,117 @@
+//! The worker loop: take a job from the pool's queue, decide its fate (run, expire or
+//! cancel), count the outcome in the worker's own slot, repeat.
+//!
+//! A worker takes jobs with a non-blocking `try_recv` while the queue has work, and blocks
+//! (parks in crossbeam's `select`, burning no CPU) only when it is empty. It reads the pool's
+//! admission word only on that slow path, to learn whether shutdown began; see the protocol in
+//! [`pool`](crate::pool).
+
+use std::io;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, RecvTimeoutError, Sender};
+
+use crate::pool::{PoolShared, CLOSED, IN_FLIGHT};
+use crate::sync::{Arc, Ordering};
+use crate::task::{Job, Outcome};
+
+/// How often a worker re-checks the admission word while shutdown waits for a submitter
+/// still blocked in a `*_timeout` call (the only time a worker polls).
+const SHUTDOWN_POLL: Duration = Duration::from_millis(1);
+
+/// Starts worker `index` of the pool. The thread holds `exit_token` until it returns; the
+/// pool learns that all its workers are gone when the last token is dropped.
+pub(crate) fn spawn(
+    shared: Arc<PoolShared>,
+    index: usize,
+    exit_token: Sender<()>,
+) -> io::Result<JoinHandle<()>> {
+    let mut builder = thread::Builder::new().name(shared.workers[index].thread_name.clone());
+    if let Some(bytes) = shared.config.stack_size {
+        builder = builder.stack_size(bytes);
+    }
+    builder.spawn(move || {
+        let _exit_token = exit_token;
+        Worker { shared, index }.run();
+    })
+}
+
+struct Worker {
+    shared: Arc<PoolShared>,
+    index: usize,
+}
+
+impl Worker {
+    fn run(&self) {
+        let shared = &*self.shared;
+        let slot = &shared.workers[self.index];
+        loop {
+            // Step 1: take work without blocking while there is some.
+            let job = match shared.rx.try_recv() {
+                Ok(job) => job,
+                // Step 2: the queue is empty: block, or learn that it is time to exit.
+                Err(_) => match self.wait_for_job() {
+                    Some(job) => job,
+                    None => break,
+                },
+            };
+            // Step 3: run, expire or cancel it, and count the outcome.
+            let outcome = self.process(job);
+            slot.count(outcome);
+        }
+        slot.mark_exited();
+    }
+
+    #[inline]
+    fn process(&self, job: Job) -> Outcome {
+        let shared = &*self.shared;
+        if shared.abandoned.load(Ordering::Relaxed) {
+            return job.cancel();
+        }
+        let start = Instant::now();
+        if let Some(max) = shared.config.max_queue_wait {
+            let waited = start.saturating_duration_since(job.enqueued);
+            if waited > max {
+                return job.expire(waited);
+            }
+        }
+        let slot = &shared.workers[self.index];
+        slot.set_busy(shared.nanos_since_epoch(start));
+        let outcome = job.run();
+        slot.set_idle();
+        outcome
+    }
+
+    /// Blocks until a job arrives; returns `None` when the worker should exit: shutdown began,
+    /// no submitter is still inside `send`, and the queue is empty.
+    #[cold]
+    fn wait_for_job(&self) -> Option<Job> {
+        let shared = &*self.shared;
+        loop {
+            let state = shared.state.load(Ordering::Acquire);
+            if state & CLOSED == 0 {
+                // Normal operation: park until a job or the shutdown signal arrives.
+                select! {
+                    recv(shared.rx) -> job => match job {
+                        Ok(job) => return Some(job),
+                        // Unreachable: the pool holds a sender as long as workers run.
+                        Err(_) => return None,
+                    },
+                    recv(shared.shutdown_rx) -> _ => continue,
+                }
+            } else if state / IN_FLIGHT == 0 {
+                // Closed and nobody is mid-send: whatever is queued now is all there will be.
+                return shared.rx.try_recv().ok();
+            } else {
+                // Closed, but a submitter is still inside a `*_timeout` send; its task may
+                // still land. Poll until it leaves.
+                match shared.rx.recv_timeout(SHUTDOWN_POLL) {
+                    Ok(job) => return Some(job),
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => return None,
+                }
+            }
+        }
+    }
+}
