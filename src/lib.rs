@@ -127,6 +127,7 @@ pub mod pool;
 pub mod runtime;
 mod stats;
 mod sync;
+mod sys;
 mod task;
 mod worker;
 
@@ -134,5 +135,5 @@ pub use builder::{PoolBuilder, RuntimeBuilder};
 pub use error::{BuildError, BuildErrorKind, RefusalReason, SubmitError, TaskError, UnknownPool};
 pub use pool::Pool;
 pub use runtime::{PoolReport, Runtime, ShutdownReport, StuckWorker};
-pub use stats::PoolStats;
+pub use stats::{PoolStats, WorkerInfo};
 pub use task::TaskHandle;

@@ -34,7 +34,7 @@ use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 use crossbeam_utils::CachePadded;
 
 use crate::error::{RefusalReason, SubmitError};
-use crate::stats::{PoolStats, WorkerSlot};
+use crate::stats::{PoolStats, WorkerInfo, WorkerSlot};
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::task::{Job, TaskCell, TaskHandle, Work};
 
@@ -376,6 +376,16 @@ impl Pool {
     /// True once the runtime began shutting down; submissions are then refused.
     pub fn is_shutting_down(&self) -> bool {
         self.shared.state.load(Ordering::Relaxed) & CLOSED != 0
+    }
+
+    /// The pool's worker threads as the OS knows them, in index order.
+    pub fn workers(&self) -> Vec<WorkerInfo> {
+        self.shared
+            .workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| w.info(i))
+            .collect()
     }
 
     /// A snapshot of the pool's counters, queue length and busy workers.

@@ -172,22 +172,45 @@ fn start_pool(p: &PoolBuilder) -> Result<Pool, BuildError> {
         joins: Mutex::new(Vec::with_capacity(p.threads)),
     });
     let pool = Pool { shared };
+    let (ready_tx, ready_rx) = unbounded();
+    let mut failure = None;
     for i in 0..p.threads {
-        match worker::spawn(pool.shared.clone(), i, exit_tx.clone()) {
+        match worker::spawn(pool.shared.clone(), i, exit_tx.clone(), ready_tx.clone()) {
             Ok(handle) => pool.shared.joins.lock().push((i, handle)),
             Err(e) => {
-                drop(exit_tx);
-                pool.shared.begin_shutdown();
-                pool.shared.wait_workers(None);
-                let msg = format!("could not start worker thread {i}: {e}");
-                return Err(BuildError::new(
-                    Some(&p.name),
-                    "threads",
-                    BuildErrorKind::Spawn(e),
-                    msg,
-                ));
+                failure = Some((i, e));
+                break;
             }
         }
+    }
+    drop(exit_tx);
+    drop(ready_tx);
+    // Every started worker reports its set-up before `build()` returns, so a placement the OS
+    // refuses fails the build instead of being skipped.
+    let started = pool.shared.joins.lock().len();
+    for _ in 0..started {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                failure.get_or_insert((usize::MAX, e));
+            }
+            Err(_) => break,
+        }
+    }
+    if let Some((i, e)) = failure {
+        pool.shared.begin_shutdown();
+        pool.shared.wait_workers(None);
+        let msg = if i == usize::MAX {
+            format!("a worker could not be set up: {e}")
+        } else {
+            format!("could not start worker thread {i}: {e}")
+        };
+        return Err(BuildError::new(
+            Some(&p.name),
+            "threads",
+            BuildErrorKind::Spawn(e),
+            msg,
+        ));
     }
     Ok(pool)
 }

@@ -8,12 +8,15 @@
 use std::time::Duration;
 
 use crate::pool::PoolConfig;
-use crate::sync::{AtomicBool, AtomicU64, Ordering};
+use crate::sync::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use crate::task::Outcome;
 
 /// One worker's published state.
 pub(crate) struct WorkerSlot {
     pub(crate) thread_name: String,
+    /// The kernel thread id, published by the worker before it serves (0 until then, or
+    /// where the OS has none).
+    tid: AtomicI32,
     completed: AtomicU64,
     panicked: AtomicU64,
     expired: AtomicU64,
@@ -28,6 +31,7 @@ impl WorkerSlot {
     pub(crate) fn new(thread_name: String) -> Self {
         WorkerSlot {
             thread_name,
+            tid: AtomicI32::new(0),
             completed: AtomicU64::new(0),
             panicked: AtomicU64::new(0),
             expired: AtomicU64::new(0),
@@ -66,6 +70,18 @@ impl WorkerSlot {
         match self.busy_since.load(Ordering::Relaxed) {
             0 => None,
             s => Some(Duration::from_nanos(now_nanos.saturating_sub(s - 1))),
+        }
+    }
+
+    pub(crate) fn set_tid(&self, tid: i32) {
+        self.tid.store(tid, Ordering::Release);
+    }
+
+    /// The kernel thread id, once the worker has started.
+    pub(crate) fn tid(&self) -> Option<i32> {
+        match self.tid.load(Ordering::Acquire) {
+            0 => None,
+            t => Some(t),
         }
     }
 
@@ -165,5 +181,33 @@ impl PoolStats {
     /// Accepted tasks that have ended: completed, panicked, expired or cancelled.
     pub fn finished(&self) -> u64 {
         self.completed + self.panicked + self.expired + self.cancelled
+    }
+}
+
+/// What one worker thread is, as the OS knows it; from [`Pool::workers`](crate::Pool::workers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkerInfo {
+    /// The worker's index in its pool.
+    pub index: usize,
+    /// The thread's name (the kernel keeps its first 15 bytes on Linux).
+    pub thread_name: String,
+    /// The kernel thread id (`/proc/self/task/<tid>`), where the OS has one.
+    pub tid: Option<i32>,
+    /// True while the worker is running a task.
+    pub busy: bool,
+    /// True once the worker thread has exited (after shutdown).
+    pub exited: bool,
+}
+
+impl WorkerSlot {
+    pub(crate) fn info(&self, index: usize) -> WorkerInfo {
+        WorkerInfo {
+            index,
+            thread_name: self.thread_name.clone(),
+            tid: self.tid(),
+            busy: self.busy_since.load(Ordering::Relaxed) != 0,
+            exited: self.has_exited(),
+        }
     }
 }

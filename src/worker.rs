@@ -14,6 +14,7 @@ use crossbeam_channel::{select, RecvTimeoutError, Sender};
 
 use crate::pool::{PoolShared, CLOSED, IN_FLIGHT};
 use crate::sync::{Arc, Ordering};
+use crate::sys;
 use crate::task::{Job, Outcome};
 
 /// How often a worker re-checks the admission word while shutdown waits for a submitter
@@ -22,10 +23,15 @@ const SHUTDOWN_POLL: Duration = Duration::from_millis(1);
 
 /// Starts worker `index` of the pool. The thread holds `exit_token` until it returns; the
 /// pool learns that all its workers are gone when the last token is dropped.
+///
+/// Before it serves, the worker sets itself up (publishes its thread id, applies the pool's
+/// placement) and reports the result on `ready`; if set-up failed it exits without serving,
+/// and `build()` fails with that error.
 pub(crate) fn spawn(
     shared: Arc<PoolShared>,
     index: usize,
     exit_token: Sender<()>,
+    ready: Sender<io::Result<()>>,
 ) -> io::Result<JoinHandle<()>> {
     let mut builder = thread::Builder::new().name(shared.workers[index].thread_name.clone());
     if let Some(bytes) = shared.config.stack_size {
@@ -33,7 +39,15 @@ pub(crate) fn spawn(
     }
     builder.spawn(move || {
         let _exit_token = exit_token;
-        Worker { shared, index }.run();
+        let worker = Worker { shared, index };
+        let setup = worker.set_up();
+        let ok = setup.is_ok();
+        // The builder is waiting on the other end; if it is gone there is nobody to serve.
+        if ready.send(setup).is_err() || !ok {
+            worker.shared.workers[index].mark_exited();
+            return;
+        }
+        worker.run();
     })
 }
 
@@ -43,6 +57,15 @@ struct Worker {
 }
 
 impl Worker {
+    /// Runs on the new thread before it takes any task.
+    fn set_up(&self) -> io::Result<()> {
+        let slot = &self.shared.workers[self.index];
+        if let Some(tid) = sys::current_tid() {
+            slot.set_tid(tid);
+        }
+        Ok(())
+    }
+
     fn run(&self) {
         let shared = &*self.shared;
         let slot = &shared.workers[self.index];
