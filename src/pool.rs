@@ -140,8 +140,9 @@ impl PoolShared {
     #[cold]
     pub(crate) fn drain_cancel(&self) {
         while let Ok(job) = self.rx.try_recv() {
-            job.cancel();
-            self.drained.fetch_add(1, Ordering::Relaxed);
+            job.cancel(&mut |_| {
+                self.drained.fetch_add(1, Ordering::Relaxed);
+            });
         }
     }
 

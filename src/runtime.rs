@@ -16,7 +16,8 @@
 //!
 //! **Dropping** a runtime runs `shutdown_timeout` with the builder's
 //! [`drop_timeout`](crate::RuntimeBuilder::drop_timeout) (5 s by default), so a drop never
-//! hangs on a stuck task for longer than that.
+//! hangs on a stuck task for longer than that. If the runtime was already shut down
+//! explicitly, dropping it waits for nothing: the explicit call already chose how long to wait.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -28,7 +29,7 @@ use crate::builder::{PoolBuilder, RuntimeBuilder};
 use crate::error::{BuildError, BuildErrorKind, UnknownPool};
 use crate::pool::{Pool, PoolConfig, PoolShared, RefusalCounters};
 use crate::stats::{PoolStats, WorkerSlot};
-use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex};
+use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::worker;
 
 /// A set of named pools ("bulkheads"), each with its own threads and bounded queue.
@@ -38,6 +39,8 @@ use crate::worker;
 pub struct Runtime {
     pools: Vec<Pool>,
     drop_timeout: Duration,
+    /// Set by an explicit shutdown, after which dropping waits no more.
+    shut_down: AtomicBool,
 }
 
 impl Runtime {
@@ -50,6 +53,7 @@ impl Runtime {
         let mut rt = Runtime {
             pools: Vec::with_capacity(config.pools.len()),
             drop_timeout: config.drop_timeout,
+            shut_down: AtomicBool::new(false),
         };
         for p in &config.pools {
             // On error `rt` is dropped here, which stops the pools already started.
@@ -103,6 +107,7 @@ impl Runtime {
 
     fn shutdown_until(&self, deadline: Option<Instant>) -> ShutdownReport {
         let started = Instant::now();
+        self.shut_down.store(true, Ordering::Relaxed);
         for p in &self.pools {
             p.shared.begin_shutdown();
         }
@@ -143,7 +148,8 @@ impl Runtime {
 
 fn start_pool(p: &PoolBuilder) -> Result<Pool, BuildError> {
     let (tx, rx) = bounded(p.queue_capacity);
-    let (shutdown_tx, shutdown_rx) = bounded(0);
+    // Capacity 1, not 0: a zero-capacity channel allocates each time a worker parks on it.
+    let (shutdown_tx, shutdown_rx) = bounded(1);
     let (exit_tx, exit_rx) = unbounded::<()>();
     let prefix = p.thread_prefix();
     let workers = (0..p.threads)
@@ -217,7 +223,14 @@ fn start_pool(p: &PoolBuilder) -> Result<Pool, BuildError> {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        self.shutdown_timeout(self.drop_timeout);
+        // After an explicit shutdown the caller already chose how long to wait; dropping only
+        // reaps workers that have exited since.
+        let wait = if self.shut_down.load(Ordering::Relaxed) {
+            Duration::ZERO
+        } else {
+            self.drop_timeout
+        };
+        self.shutdown_timeout(wait);
     }
 }
 

@@ -39,15 +39,19 @@ pub(crate) enum Outcome {
     Cancelled,
 }
 
+/// Told a job's outcome *before* its handle is resolved, so that whoever joins the handle
+/// already sees the outcome counted (and the worker idle) in the pool's stats.
+pub(crate) type Account<'a> = &'a mut dyn FnMut(Outcome);
+
 /// The type-erased job side of a task with a handle.
 pub(crate) trait Runnable: Send + Sync {
     /// Claims the closure and runs it under `catch_unwind`. If the task was cancelled while
-    /// queued, returns `Cancelled` without running anything.
-    fn run(&self) -> Outcome;
-    /// Resolves the task as expired (or reports it was already cancelled).
-    fn expire(&self, waited: Duration) -> Outcome;
+    /// queued, accounts `Cancelled` without running anything.
+    fn run(&self, account: Account<'_>);
+    /// Resolves the task as expired (or accounts that it was already cancelled).
+    fn expire(&self, waited: Duration, account: Account<'_>);
     /// Resolves the task as cancelled (shutdown gave up on it).
-    fn cancel_queued(&self) -> Outcome;
+    fn cancel_queued(&self, account: Account<'_>);
 }
 
 /// The type-erased job side of a fire-and-forget task.
@@ -84,39 +88,39 @@ pub(crate) enum Work {
 
 impl Job {
     /// Resolves a job that will not run because a shutdown gave up on it.
-    pub(crate) fn cancel(self) -> Outcome {
+    pub(crate) fn cancel(self, account: Account<'_>) {
         match self.work {
             Work::Detached(task) => {
                 drop_quietly(task);
-                Outcome::Cancelled
+                account(Outcome::Cancelled);
             }
-            Work::Handle(cell) => cell.cancel_queued(),
+            Work::Handle(cell) => cell.cancel_queued(account),
         }
     }
 
     /// Resolves a job that waited longer than the pool allows.
-    pub(crate) fn expire(self, waited: Duration) -> Outcome {
+    pub(crate) fn expire(self, waited: Duration, account: Account<'_>) {
         match self.work {
             Work::Detached(task) => {
                 drop_quietly(task);
-                Outcome::Expired
+                account(Outcome::Expired);
             }
-            Work::Handle(cell) => cell.expire(waited),
+            Work::Handle(cell) => cell.expire(waited, account),
         }
     }
 
     /// Runs the job on the current thread; panics are caught.
     #[inline]
-    pub(crate) fn run(self) -> Outcome {
+    pub(crate) fn run(self, account: Account<'_>) {
         match self.work {
             Work::Detached(task) => match panic::catch_unwind(AssertUnwindSafe(|| task.run())) {
-                Ok(()) => Outcome::Completed,
+                Ok(()) => account(Outcome::Completed),
                 Err(payload) => {
                     drop_quietly(payload);
-                    Outcome::Panicked
+                    account(Outcome::Panicked);
                 }
             },
-            Work::Handle(cell) => cell.run(),
+            Work::Handle(cell) => cell.run(account),
         }
     }
 }
@@ -176,12 +180,19 @@ where
 
     /// Moves the cell from `Pending` to `Done(err)`. Returns the closure it took, to be
     /// dropped by the caller outside the lock, or `None` if the cell had already left
-    /// `Pending` (it was cancelled through its handle).
-    fn resolve_pending(&self, err: impl FnOnce() -> TaskError) -> Option<F> {
+    /// `Pending` (it was cancelled through its handle). `before` runs under the lock just
+    /// before the handle can see the new stage.
+    fn resolve_pending(
+        &self,
+        err: impl FnOnce() -> TaskError,
+        before: impl FnOnce(bool),
+    ) -> Option<F> {
         let mut st = self.state.lock();
         if !matches!(st.stage, Stage::Pending(_)) {
+            before(false);
             return None;
         }
+        before(true);
         let f = match std::mem::replace(&mut st.stage, Stage::Done(Err(err()))) {
             Stage::Pending(f) => f,
             _ => unreachable!(),
@@ -213,45 +224,49 @@ where
     T: Send + 'static,
 {
     #[inline]
-    fn run(&self) -> Outcome {
+    fn run(&self, account: Account<'_>) {
         let f = {
             let mut st = self.state.lock();
             if !matches!(st.stage, Stage::Pending(_)) {
                 // Cancelled through the handle while it sat in the queue.
-                return Outcome::Cancelled;
+                drop(st);
+                account(Outcome::Cancelled);
+                return;
             }
             match std::mem::replace(&mut st.stage, Stage::Running) {
                 Stage::Pending(f) => f,
                 _ => unreachable!(),
             }
         };
-        match panic::catch_unwind(AssertUnwindSafe(f)) {
-            Ok(value) => {
-                self.finish(Ok(value));
-                Outcome::Completed
-            }
-            Err(payload) => {
-                self.finish(Err(TaskError::Panicked(payload)));
-                Outcome::Panicked
-            }
-        }
+        let result = panic::catch_unwind(AssertUnwindSafe(f));
+        account(match result {
+            Ok(_) => Outcome::Completed,
+            Err(_) => Outcome::Panicked,
+        });
+        self.finish(result.map_err(TaskError::Panicked));
     }
 
-    fn expire(&self, waited: Duration) -> Outcome {
-        match self.resolve_pending(|| TaskError::Expired { waited }) {
-            Some(f) => {
-                drop_quietly(f);
-                Outcome::Expired
-            }
-            None => Outcome::Cancelled,
-        }
-    }
-
-    fn cancel_queued(&self) -> Outcome {
-        if let Some(f) = self.resolve_pending(|| TaskError::Cancelled) {
+    fn expire(&self, waited: Duration, account: Account<'_>) {
+        let taken = self.resolve_pending(
+            || TaskError::Expired { waited },
+            |pending| {
+                account(if pending {
+                    Outcome::Expired
+                } else {
+                    Outcome::Cancelled
+                })
+            },
+        );
+        if let Some(f) = taken {
             drop_quietly(f);
         }
-        Outcome::Cancelled
+    }
+
+    fn cancel_queued(&self, account: Account<'_>) {
+        let taken = self.resolve_pending(|| TaskError::Cancelled, |_| account(Outcome::Cancelled));
+        if let Some(f) = taken {
+            drop_quietly(f);
+        }
     }
 }
 
@@ -312,7 +327,7 @@ where
     }
 
     fn cancel(&self) -> bool {
-        match self.resolve_pending(|| TaskError::Cancelled) {
+        match self.resolve_pending(|| TaskError::Cancelled, |_| ()) {
             Some(f) => {
                 drop(f);
                 true

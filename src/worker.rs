@@ -15,7 +15,7 @@ use crossbeam_channel::{select, RecvTimeoutError, Sender};
 use crate::pool::{PoolShared, CLOSED, IN_FLIGHT};
 use crate::sync::{Arc, Ordering};
 use crate::sys;
-use crate::task::{Job, Outcome};
+use crate::task::Job;
 
 /// How often a worker re-checks the admission word while shutdown waits for a submitter
 /// still blocked in a `*_timeout` call (the only time a worker polls).
@@ -79,31 +79,33 @@ impl Worker {
                     None => break,
                 },
             };
-            // Step 3: run, expire or cancel it, and count the outcome.
-            let outcome = self.process(job);
-            slot.count(outcome);
+            // Step 3: run, expire or cancel it; its outcome is counted in this worker's slot
+            // before its handle (if any) is resolved.
+            self.process(job);
         }
         slot.mark_exited();
     }
 
     #[inline]
-    fn process(&self, job: Job) -> Outcome {
+    fn process(&self, job: Job) {
         let shared = &*self.shared;
+        let slot = &shared.workers[self.index];
+        let mut account = |outcome| slot.count(outcome);
         if shared.abandoned.load(Ordering::Relaxed) {
-            return job.cancel();
+            return job.cancel(&mut account);
         }
         let start = Instant::now();
         if let Some(max) = shared.config.max_queue_wait {
             let waited = start.saturating_duration_since(job.enqueued);
             if waited > max {
-                return job.expire(waited);
+                return job.expire(waited, &mut account);
             }
         }
-        let slot = &shared.workers[self.index];
         slot.set_busy(shared.nanos_since_epoch(start));
-        let outcome = job.run();
-        slot.set_idle();
-        outcome
+        job.run(&mut |outcome| {
+            slot.set_idle();
+            slot.count(outcome);
+        });
     }
 
     /// Blocks until a job arrives; returns `None` when the worker should exit: shutdown began,

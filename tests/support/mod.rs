@@ -1,0 +1,86 @@
+//! Helpers shared by the integration tests: deterministic ways to occupy workers.
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use bulkhead::Pool;
+
+/// A generous bound used only to turn a hang into a failure; never a speed assertion.
+pub const HANG_GUARD: Duration = Duration::from_secs(30);
+
+/// Occupies every worker of `pool` with a task that blocks until the returned gate is
+/// dropped or opened. Returns once every worker is inside its blocking task.
+pub fn occupy_all(pool: &Pool) -> Gate {
+    let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(0);
+    let (started_tx, started_rx) = mpsc::channel();
+    for _ in 0..pool.threads() {
+        let rx = release_rx.clone();
+        let started = started_tx.clone();
+        let mut task = move || {
+            started.send(()).unwrap();
+            // Returns when the gate's sender is dropped.
+            let _ = rx.recv();
+        };
+        // A pool with queue capacity 0 accepts only when a worker is waiting: retry.
+        let deadline = std::time::Instant::now() + HANG_GUARD;
+        while let Err(e) = pool.execute(task) {
+            assert!(e.is_full() && std::time::Instant::now() < deadline, "{e}");
+            task = e.into_inner();
+            std::thread::yield_now();
+        }
+    }
+    for _ in 0..pool.threads() {
+        started_rx
+            .recv_timeout(HANG_GUARD)
+            .expect("worker did not start the blocking task");
+    }
+    Gate {
+        release: Some(release_tx),
+    }
+}
+
+/// Keeps workers blocked until opened or dropped.
+pub struct Gate {
+    release: Option<crossbeam_channel::Sender<()>>,
+}
+
+impl Gate {
+    pub fn open(&mut self) {
+        self.release.take();
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.open();
+    }
+}
+
+/// Waits (bounded by HANG_GUARD) until `cond` holds; panics with `what` otherwise.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + HANG_GUARD;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Silences the default panic hook's output for panics whose message contains `marker`.
+pub fn quiet_panics(marker: &'static str) {
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        if !msg.contains(marker) {
+            prev(info);
+        }
+    }));
+}
