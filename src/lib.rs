@@ -122,7 +122,9 @@
 #![deny(unsafe_code)]
 
 pub mod builder;
+mod cpuset;
 mod error;
+mod placement;
 pub mod pool;
 pub mod runtime;
 mod stats;
@@ -132,7 +134,9 @@ mod task;
 mod worker;
 
 pub use builder::{PoolBuilder, RuntimeBuilder};
+pub use cpuset::{CpuSet, ParseCpuSetError, PartitionError};
 pub use error::{BuildError, BuildErrorKind, RefusalReason, SubmitError, TaskError, UnknownPool};
+pub use placement::{current_cpu, Placement, SchedPolicy, MAX_NICE, MIN_NICE};
 pub use pool::Pool;
 pub use runtime::{PoolReport, Runtime, ShutdownReport, StuckWorker};
 pub use stats::{PoolStats, WorkerInfo};
