@@ -13,6 +13,11 @@
 //! | `stack_size`       | [`MIN_STACK_SIZE`] to [`MAX_STACK_SIZE`] bytes, if set        |
 //! | `max_queue_wait`   | greater than zero, if set                                     |
 //! | `thread_name`      | 1 to 64 bytes, no control characters, if set                  |
+//! | `cpus`             | not empty, every CPU in [`CpuSet::available`], if set; Linux  |
+//! | `placement`        | only with `cpus`                                              |
+//! | `exclusive`        | only with `cpus`; no other pool may run on those CPUs         |
+//! | `nice`             | [`MIN_NICE`] to [`MAX_NICE`], if set; Linux                   |
+//! | `sched_policy`     | Linux                                                         |
 //!
 //! A value outside its range is an error naming the pool and the setting; nothing is
 //! clamped or rounded silently.
@@ -20,7 +25,13 @@
 use std::time::Duration;
 
 use crate::error::{BuildError, BuildErrorKind};
+use crate::placement::{self, CpuConfig};
 use crate::runtime::Runtime;
+#[cfg(doc)]
+use crate::{
+    placement::{MAX_NICE, MIN_NICE},
+    CpuSet,
+};
 
 /// The largest number of worker threads one pool may have.
 pub const MAX_THREADS: usize = 1024;
@@ -52,6 +63,8 @@ pub struct PoolBuilder {
     pub(crate) max_queue_wait: Option<Duration>,
     pub(crate) stack_size: Option<usize>,
     pub(crate) thread_name: Option<String>,
+    /// CPU set, placement, exclusivity and priority; setters in `placement.rs`.
+    pub(crate) cpu: CpuConfig,
 }
 
 impl PoolBuilder {
@@ -63,6 +76,7 @@ impl PoolBuilder {
             max_queue_wait: None,
             stack_size: None,
             thread_name: None,
+            cpu: CpuConfig::default(),
         }
     }
 
@@ -301,6 +315,6 @@ impl RuntimeBuilder {
             }
             p.validate()?;
         }
-        Ok(())
+        placement::validate(&self.pools)
     }
 }
