@@ -163,6 +163,8 @@
 #![deny(unsafe_code)]
 
 pub mod builder;
+#[cfg(feature = "config")]
+pub mod config;
 mod cpuset;
 mod error;
 mod placement;
