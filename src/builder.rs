@@ -13,6 +13,8 @@
 //! | `stack_size`       | [`MIN_STACK_SIZE`] to [`MAX_STACK_SIZE`] bytes, if set        |
 //! | `max_queue_wait`   | greater than zero, if set                                     |
 //! | `thread_name`      | 1 to 64 bytes, no control characters, if set                  |
+//! | `stuck_after`      | [`MIN_STUCK_AFTER`] or more                                   |
+//! | `supervisor_interval` | [`MIN_SUPERVISOR_INTERVAL`] to [`MAX_SUPERVISOR_INTERVAL`] |
 //!
 //! A value outside its range is an error naming the pool and the setting; nothing is
 //! clamped or rounded silently.
@@ -20,6 +22,7 @@
 use std::time::Duration;
 
 use crate::error::{BuildError, BuildErrorKind};
+use crate::events::{EventListener, Listeners};
 use crate::runtime::Runtime;
 
 /// The largest number of worker threads one pool may have.
@@ -39,6 +42,16 @@ pub const DEFAULT_THREADS: usize = 1;
 pub const DEFAULT_QUEUE_CAPACITY: usize = 128;
 /// Default grace period that dropping a [`Runtime`] gives running and queued tasks.
 pub const DEFAULT_DROP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default threshold past which a running task counts as stuck.
+pub const DEFAULT_STUCK_AFTER: Duration = Duration::from_secs(30);
+/// The smallest `stuck_after` threshold.
+pub const MIN_STUCK_AFTER: Duration = Duration::from_millis(1);
+/// Default interval at which the supervisor samples every pool.
+pub const DEFAULT_SUPERVISOR_INTERVAL: Duration = Duration::from_secs(1);
+/// The shortest supervisor interval.
+pub const MIN_SUPERVISOR_INTERVAL: Duration = Duration::from_millis(10);
+/// The longest supervisor interval (one hour).
+pub const MAX_SUPERVISOR_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Configures one pool. Obtained inside [`RuntimeBuilder::pool`].
 ///
@@ -52,6 +65,7 @@ pub struct PoolBuilder {
     pub(crate) max_queue_wait: Option<Duration>,
     pub(crate) stack_size: Option<usize>,
     pub(crate) thread_name: Option<String>,
+    pub(crate) stuck_after: Duration,
 }
 
 impl PoolBuilder {
@@ -63,6 +77,7 @@ impl PoolBuilder {
             max_queue_wait: None,
             stack_size: None,
             thread_name: None,
+            stuck_after: DEFAULT_STUCK_AFTER,
         }
     }
 
@@ -116,6 +131,19 @@ impl PoolBuilder {
     /// thread name, which is what `ps -L` and `top -H` show; keep prefixes short.
     pub fn thread_name(mut self, prefix: impl Into<String>) -> Self {
         self.thread_name = Some(prefix.into());
+        self
+    }
+
+    /// How long a task may run before the supervisor reports it as stuck (a
+    /// [`StuckTask`](crate::StuckTask) in the snapshot, an [`Event::Stuck`](crate::Event::Stuck)
+    /// for listeners, and the pool's health [`Stuck`](crate::Health::Stuck)). Nothing is done
+    /// to the task: it is reported, not stopped.
+    ///
+    /// Default: [`DEFAULT_STUCK_AFTER`] (30 s). At least [`MIN_STUCK_AFTER`] (1 ms); less is a
+    /// build error. Detection happens at supervisor samples, so a task is flagged between
+    /// `stuck_after` and `stuck_after` plus one supervisor interval after it started.
+    pub fn stuck_after(mut self, threshold: Duration) -> Self {
+        self.stuck_after = threshold;
         self
     }
 
@@ -178,6 +206,15 @@ impl PoolBuilder {
                 "must be greater than zero (leave it unset for no limit)".to_owned(),
             );
         }
+        if self.stuck_after < MIN_STUCK_AFTER {
+            return range(
+                "stuck_after",
+                format!(
+                    "must be at least {MIN_STUCK_AFTER:?}, got {:?}",
+                    self.stuck_after
+                ),
+            );
+        }
         if let Some(prefix) = &self.thread_name {
             check_name(prefix).map_err(|why| {
                 BuildError::new(pool, "thread_name", BuildErrorKind::InvalidName, why)
@@ -220,6 +257,9 @@ fn check_name(name: &str) -> Result<(), String> {
 pub struct RuntimeBuilder {
     pub(crate) pools: Vec<PoolBuilder>,
     pub(crate) drop_timeout: Duration,
+    pub(crate) metrics: bool,
+    pub(crate) supervisor_interval: Duration,
+    pub(crate) listeners: Listeners,
 }
 
 impl Default for RuntimeBuilder {
@@ -227,6 +267,9 @@ impl Default for RuntimeBuilder {
         RuntimeBuilder {
             pools: Vec::new(),
             drop_timeout: DEFAULT_DROP_TIMEOUT,
+            metrics: true,
+            supervisor_interval: DEFAULT_SUPERVISOR_INTERVAL,
+            listeners: Listeners::default(),
         }
     }
 }
@@ -261,6 +304,50 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Whether workers record latency histograms (queue wait, run time, end to end).
+    ///
+    /// Default: `true`. With `false`, workers skip the extra clock read and the recording,
+    /// and [`PoolSnapshot::latency`](crate::PoolSnapshot::latency) is `None`. The outcome
+    /// counters of [`PoolStats`](crate::PoolStats), the supervisor, stuck-task detection,
+    /// CPU time and events stay on: they cost nothing per task beyond the accounting the
+    /// runtime always does. docs/BENCHMARKS.md gives the measured cost of `true`.
+    pub fn metrics(mut self, enabled: bool) -> Self {
+        self.metrics = enabled;
+        self
+    }
+
+    /// How often the supervisor thread samples every pool: queue depth, CPU time, latency
+    /// intervals, stuck tasks, health, and the events it derives.
+    ///
+    /// Default: [`DEFAULT_SUPERVISOR_INTERVAL`] (1 s). From [`MIN_SUPERVISOR_INTERVAL`]
+    /// (10 ms) to [`MAX_SUPERVISOR_INTERVAL`] (1 h); outside that is a build error.
+    pub fn supervisor_interval(mut self, interval: Duration) -> Self {
+        self.supervisor_interval = interval;
+        self
+    }
+
+    /// Registers a listener told of every [`Event`](crate::Event) (refusals, panics,
+    /// expiries, stuck tasks, recoveries, health changes), on the supervisor thread, once per
+    /// sampling interval. Never called on a submitting or worker thread.
+    ///
+    /// Default: no listener. Listeners are called in registration order.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// let (tx, events) = mpsc::channel();
+    /// let tx = std::sync::Mutex::new(tx);
+    /// let rt = bulkhead::Runtime::builder()
+    ///     .pool("p", |p| p)
+    ///     .on_event(move |e: &bulkhead::Event| { let _ = tx.lock().unwrap().send(e.to_string()); })
+    ///     .build()?;
+    /// # drop((rt, events));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn on_event(mut self, listener: impl EventListener) -> Self {
+        self.listeners.0.push(std::sync::Arc::new(listener));
+        self
+    }
+
     /// Validates the whole configuration, then starts every pool's threads.
     ///
     /// # Errors
@@ -274,6 +361,18 @@ impl RuntimeBuilder {
     }
 
     fn validate(&self) -> Result<(), BuildError> {
+        if !(MIN_SUPERVISOR_INTERVAL..=MAX_SUPERVISOR_INTERVAL).contains(&self.supervisor_interval)
+        {
+            return Err(BuildError::new(
+                None,
+                "supervisor_interval",
+                BuildErrorKind::OutOfRange,
+                format!(
+                    "must be between {MIN_SUPERVISOR_INTERVAL:?} and {MAX_SUPERVISOR_INTERVAL:?}, got {:?}",
+                    self.supervisor_interval
+                ),
+            ));
+        }
         if self.pools.is_empty() {
             return Err(BuildError::new(
                 None,

@@ -123,9 +123,13 @@
 
 pub mod builder;
 mod error;
+mod events;
+mod export;
+pub mod metrics;
 pub mod pool;
 pub mod runtime;
 mod stats;
+mod supervisor;
 mod sync;
 mod sys;
 mod task;
@@ -133,6 +137,10 @@ mod worker;
 
 pub use builder::{PoolBuilder, RuntimeBuilder};
 pub use error::{BuildError, BuildErrorKind, RefusalReason, SubmitError, TaskError, UnknownPool};
+pub use events::{Event, EventListener};
+pub use metrics::{
+    Health, LatencySummary, LatencyView, PoolLatency, PoolSnapshot, RuntimeSnapshot, StuckTask,
+};
 pub use pool::Pool;
 pub use runtime::{PoolReport, Runtime, ShutdownReport, StuckWorker};
 pub use stats::{PoolStats, WorkerInfo};

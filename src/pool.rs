@@ -34,6 +34,7 @@ use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 use crossbeam_utils::CachePadded;
 
 use crate::error::{RefusalReason, SubmitError};
+use crate::metrics::LatencyRecorder;
 use crate::stats::{PoolStats, WorkerInfo, WorkerSlot};
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::task::{Job, TaskCell, TaskHandle, Work};
@@ -49,6 +50,7 @@ pub(crate) struct PoolConfig {
     pub(crate) queue_capacity: usize,
     pub(crate) max_queue_wait: Option<Duration>,
     pub(crate) stack_size: Option<usize>,
+    pub(crate) stuck_after: Duration,
 }
 
 #[derive(Default)]
@@ -73,6 +75,8 @@ pub(crate) struct PoolShared {
     /// Tasks cancelled by a drain (abandoned shutdown), not by a worker.
     pub(crate) drained: AtomicU64,
     pub(crate) workers: Box<[CachePadded<WorkerSlot>]>,
+    /// One latency recorder per worker (same index), or `None` when metrics are off.
+    pub(crate) recorders: Option<Box<[CachePadded<LatencyRecorder>]>>,
     /// The instant worker timestamps are counted from.
     pub(crate) epoch: Instant,
     /// Disconnected (dropped) when shutdown begins, to wake idle workers.

@@ -19,3 +19,6 @@ pub(crate) fn current_tid() -> Option<i32> {
 pub(crate) fn current_tid() -> Option<i32> {
     None
 }
+
+mod procstat;
+pub(crate) use procstat::thread_stat;
