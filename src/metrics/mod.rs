@@ -2,7 +2,7 @@
 //!
 //! # Recording
 //!
-//! Each worker owns a [`LatencyRecorder`]: three HdrHistograms (queue wait, run time, end to
+//! Each worker owns a `LatencyRecorder`: three HdrHistograms (queue wait, run time, end to
 //! end) behind a per-worker `parking_lot::Mutex` that only that worker and the supervisor
 //! ever lock. A worker locks it once per task that ran; the supervisor locks it once per
 //! sampling interval, just long enough to swap the three histograms with empty ones (a move
