@@ -21,9 +21,10 @@ fn outcome_counts_are_exact_and_histograms_count_tasks_that_ran() {
         .supervisor_interval(TICK)
         .pool("acc", |p| p.threads(1).queue_capacity(2))
         .pool("exp", |p| {
+            // Long enough that the blocker itself never expires on a loaded machine.
             p.threads(1)
                 .queue_capacity(8)
-                .max_queue_wait(Duration::from_millis(1))
+                .max_queue_wait(Duration::from_millis(50))
         })
         .on_event(log.listener())
         .build()
@@ -67,12 +68,13 @@ fn outcome_counts_are_exact_and_histograms_count_tasks_that_ran() {
     release.send(()).unwrap();
     queued_a.join().unwrap();
 
-    // 3 expired: they wait behind a blocked worker longer than max_queue_wait (1 ms).
+    // 3 expired: they wait behind a blocked worker longer than max_queue_wait (50 ms).
     let release = block_worker(&exp);
     for _ in 0..3 {
         exp.execute(|| ()).unwrap();
     }
-    std::thread::sleep(Duration::from_millis(20));
+    // Sleeping longer can only make expiry more certain.
+    std::thread::sleep(Duration::from_millis(100));
     release.send(()).unwrap();
     wait_until("expiries counted", || exp.stats().expired == 3);
     wait_until("acc quiet", || {
@@ -111,7 +113,7 @@ fn outcome_counts_are_exact_and_histograms_count_tasks_that_ran() {
     assert_eq!(lat.cumulative.run.count, 1);
     // The blocker ran for at least as long as the test held it.
     let run = lat.cumulative.run;
-    assert!(run.max >= Duration::from_millis(20), "{run:?}");
+    assert!(run.max >= Duration::from_millis(100), "{run:?}");
     assert!(run.p50 <= run.max && run.mean <= run.max);
 }
 
@@ -121,10 +123,13 @@ fn listener_sees_each_event_kind() {
     let rt = Runtime::builder()
         .supervisor_interval(TICK)
         .pool("ev", |p| {
+            // The task meant to expire waits behind a blocker until it is reported stuck,
+            // so at least stuck_after (200 ms) > max_queue_wait (100 ms); other tasks start
+            // at once.
             p.threads(1)
                 .queue_capacity(1)
-                .max_queue_wait(Duration::from_millis(1))
-                .stuck_after(Duration::from_millis(30))
+                .max_queue_wait(Duration::from_millis(100))
+                .stuck_after(Duration::from_millis(200))
         })
         .on_event(log.listener())
         .build()
@@ -157,7 +162,7 @@ fn listener_sees_each_event_kind() {
             running_for,
         } => {
             assert_eq!((pool.as_str(), worker.as_str()), ("ev", "ev-0"));
-            assert!(*running_for > Duration::from_millis(30));
+            assert!(*running_for > Duration::from_millis(200));
         }
         _ => unreachable!(),
     }

@@ -71,12 +71,12 @@ impl Latencies {
     /// Records one task that ran: enqueued, started, ended.
     #[inline]
     pub(crate) fn record(&mut self, enqueued: Instant, start: Instant, end: Instant) {
-        self.queue_wait
-            .saturating_record(nanos(start.saturating_duration_since(enqueued)));
-        self.run
-            .saturating_record(nanos(end.saturating_duration_since(start)));
-        self.end_to_end
-            .saturating_record(nanos(end.saturating_duration_since(enqueued)));
+        let wait = nanos(start.saturating_duration_since(enqueued));
+        let run = nanos(end.saturating_duration_since(start));
+        self.queue_wait.saturating_record(wait);
+        self.run.saturating_record(run);
+        // enqueued <= start <= end, so end - enqueued is exactly the sum.
+        self.end_to_end.saturating_record(wait.saturating_add(run));
     }
 
     /// Adds `other` into `self`. All histograms share one configuration, so adding cannot
