@@ -99,6 +99,8 @@
 //! # let rt = bulkhead::Runtime::builder().pool("p", |p| p).build()?;
 //! # let pool = rt.pool("p")?;
 //! pool.try_submit(|| ())?.join()?;
+//! # // The handle resolves just before the worker counts the outcome.
+//! # while pool.stats().completed < 1 { std::thread::yield_now(); }
 //! let stats = pool.stats();
 //! assert_eq!((stats.submitted, stats.completed), (1, 1));
 //! # Ok::<(), Box<dyn std::error::Error>>(())

@@ -15,7 +15,10 @@ impl RuntimeSnapshot {
     ///
     /// ```
     /// let rt = bulkhead::Runtime::builder().pool("api", |p| p).build()?;
-    /// rt.pool("api")?.try_submit(|| ())?.join()?;
+    /// let api = rt.pool("api")?;
+    /// api.try_submit(|| ())?.join()?;
+    /// // A handle resolves just before the worker counts the outcome.
+    /// while api.stats().completed < 1 { std::thread::yield_now(); }
     /// let text = rt.snapshot().to_prometheus();
     /// assert!(text.contains(r#"bulkhead_tasks_total{pool="api",outcome="completed"} 1"#));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
