@@ -36,7 +36,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // Many tasks at once: join them all concurrently.
-    let handles: Vec<_> = (0..8u64).map(|i| cpu.try_submit(move || i * i)).collect::<Result<_, _>>()?;
+    let handles: Vec<_> = (0..8u64)
+        .map(|i| cpu.try_submit(move || i * i))
+        .collect::<Result<_, _>>()?;
     let mut total = 0;
     for h in handles {
         total += h.await?;

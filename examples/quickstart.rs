@@ -42,7 +42,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // A panicking task is contained: the handle gets the payload, the worker goes on.
-    let err = api.try_submit(|| -> u32 { panic!("bad request") })?.join().unwrap_err();
+    let err = api
+        .try_submit(|| -> u32 { panic!("bad request") })?
+        .join()
+        .unwrap_err();
     println!("api task failed: {err}");
     println!("api still serving: {}", api.try_submit(|| "yes")?.join()?);
 
