@@ -13,6 +13,11 @@
 //! | `stack_size`       | [`MIN_STACK_SIZE`] to [`MAX_STACK_SIZE`] bytes, if set        |
 //! | `max_queue_wait`   | greater than zero, if set                                     |
 //! | `thread_name`      | 1 to 64 bytes, no control characters, if set                  |
+//! | `cpus`             | not empty, every CPU in [`CpuSet::available`], if set; Linux  |
+//! | `placement`        | only with `cpus`                                              |
+//! | `exclusive`        | only with `cpus`; no other pool may run on those CPUs         |
+//! | `nice`             | [`MIN_NICE`] to [`MAX_NICE`], if set; Linux                   |
+//! | `sched_policy`     | Linux                                                         |
 //!
 //! A value outside its range is an error naming the pool and the setting; nothing is
 //! clamped or rounded silently.
@@ -20,7 +25,13 @@
 use std::time::Duration;
 
 use crate::error::{BuildError, BuildErrorKind};
+use crate::placement::{self, CpuConfig};
 use crate::runtime::Runtime;
+#[cfg(doc)]
+use crate::{
+    placement::{MAX_NICE, MIN_NICE},
+    CpuSet,
+};
 
 /// The largest number of worker threads one pool may have.
 pub const MAX_THREADS: usize = 1024;
@@ -52,10 +63,12 @@ pub struct PoolBuilder {
     pub(crate) max_queue_wait: Option<Duration>,
     pub(crate) stack_size: Option<usize>,
     pub(crate) thread_name: Option<String>,
+    /// CPU set, placement, exclusivity and priority; setters in `placement.rs`.
+    pub(crate) cpu: CpuConfig,
 }
 
 impl PoolBuilder {
-    fn new(name: String) -> Self {
+    pub(crate) fn new(name: String) -> Self {
         PoolBuilder {
             name,
             threads: DEFAULT_THREADS,
@@ -63,6 +76,7 @@ impl PoolBuilder {
             max_queue_wait: None,
             stack_size: None,
             thread_name: None,
+            cpu: CpuConfig::default(),
         }
     }
 
@@ -128,10 +142,12 @@ impl PoolBuilder {
         self.thread_name.as_deref().unwrap_or(&self.name)
     }
 
-    fn validate(&self) -> Result<(), BuildError> {
+    /// Every problem with this pool's own settings (not the cross-pool checks).
+    fn problems(&self) -> Vec<BuildError> {
         let pool = Some(self.name.as_str());
-        let range = |field, message: String| {
-            Err(BuildError::new(
+        let mut out = Vec::new();
+        let mut range = |field, message: String| {
+            out.push(BuildError::new(
                 pool,
                 field,
                 BuildErrorKind::OutOfRange,
@@ -139,13 +155,13 @@ impl PoolBuilder {
             ))
         };
         if self.threads == 0 || self.threads > MAX_THREADS {
-            return range(
+            range(
                 "threads",
                 format!("must be between 1 and {MAX_THREADS}, got {}", self.threads),
             );
         }
         if self.queue_capacity > MAX_QUEUE_CAPACITY {
-            return range(
+            range(
                 "queue_capacity",
                 format!(
                     "must be at most {MAX_QUEUE_CAPACITY}, got {}",
@@ -155,15 +171,14 @@ impl PoolBuilder {
         }
         if let Some(bytes) = self.stack_size {
             if !(MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&bytes) {
-                return range(
+                range(
                     "stack_size",
                     format!(
                         "must be between {MIN_STACK_SIZE} and {MAX_STACK_SIZE} bytes, got {bytes}"
                     ),
                 );
-            }
-            if bytes.checked_mul(self.threads).is_none() {
-                return range(
+            } else if bytes.checked_mul(self.threads).is_none() {
+                range(
                     "stack_size",
                     format!(
                         "{} threads of {bytes} bytes overflow the address space",
@@ -173,17 +188,22 @@ impl PoolBuilder {
             }
         }
         if self.max_queue_wait == Some(Duration::ZERO) {
-            return range(
+            range(
                 "max_queue_wait",
                 "must be greater than zero (leave it unset for no limit)".to_owned(),
             );
         }
         if let Some(prefix) = &self.thread_name {
-            check_name(prefix).map_err(|why| {
-                BuildError::new(pool, "thread_name", BuildErrorKind::InvalidName, why)
-            })?;
+            if let Err(why) = check_name(prefix) {
+                out.push(BuildError::new(
+                    pool,
+                    "thread_name",
+                    BuildErrorKind::InvalidName,
+                    why,
+                ));
+            }
         }
-        Ok(())
+        out
     }
 }
 
@@ -274,33 +294,50 @@ impl RuntimeBuilder {
     }
 
     fn validate(&self) -> Result<(), BuildError> {
+        match self.problems().into_iter().next() {
+            Some(first) => Err(first),
+            None => Ok(()),
+        }
+    }
+
+    /// Every configuration error `build()` would find, in pool order, without starting a
+    /// thread: each pool's own settings are all checked; the cross-pool checks (CPU
+    /// availability, exclusive overlaps) report their first problem. `build()` returns the
+    /// first of these; the configuration file loader reports them all.
+    pub fn problems(&self) -> Vec<BuildError> {
         if self.pools.is_empty() {
-            return Err(BuildError::new(
+            return vec![BuildError::new(
                 None,
                 "pools",
                 BuildErrorKind::NoPools,
                 "no pool was registered; add one with RuntimeBuilder::pool",
-            ));
+            )];
         }
+        let mut out = Vec::new();
         for (i, p) in self.pools.iter().enumerate() {
-            check_name(&p.name).map_err(|why| {
-                BuildError::new(
+            if let Err(why) = check_name(&p.name) {
+                out.push(BuildError::new(
                     Some(&p.name),
                     "name",
                     BuildErrorKind::InvalidName,
                     format!("pool #{i} name {why}"),
-                )
-            })?;
+                ));
+            }
             if self.pools[..i].iter().any(|q| q.name == p.name) {
-                return Err(BuildError::new(
+                out.push(BuildError::new(
                     Some(&p.name),
                     "name",
                     BuildErrorKind::DuplicateName,
                     "registered twice; pool names must be unique",
                 ));
             }
-            p.validate()?;
+            out.extend(p.problems());
         }
-        Ok(())
+        if out.is_empty() {
+            if let Err(e) = placement::validate(&self.pools) {
+                out.push(e);
+            }
+        }
+        out
     }
 }

@@ -279,6 +279,32 @@ pub enum BuildErrorKind {
     OutOfRange,
     /// The operating system could not start a worker thread.
     Spawn(std::io::Error),
+    /// A CPU set is empty, or a CPU setting needs a set that was not given
+    /// ([`placement`](crate::PoolBuilder::placement) or
+    /// [`exclusive`](crate::PoolBuilder::exclusive) without [`cpus`](crate::PoolBuilder::cpus)).
+    InvalidCpus,
+    /// A pool's [`cpus`](crate::PoolBuilder::cpus) names a CPU this process may not use.
+    UnavailableCpu {
+        /// The first such CPU.
+        cpu: usize,
+        /// The CPUs the thread calling `build()` may use ([`CpuSet::available`](crate::CpuSet::available)).
+        available: crate::CpuSet,
+    },
+    /// A pool claims its CPUs [`exclusive`](crate::PoolBuilder::exclusive)ly, and another
+    /// pool may run on some of them. [`BuildError::pool`] is the claiming pool.
+    OverlappingExclusive {
+        /// The other pool.
+        other: String,
+        /// The CPUs both may run on.
+        shared: crate::CpuSet,
+    },
+    /// The operating system refused a CPU placement, scheduling policy or nice value
+    /// (for example `EPERM` for a negative nice value without privilege), or could not
+    /// report the CPUs available. [`BuildError::field`] names the setting.
+    Os(std::io::Error),
+    /// The setting is not supported on this target: CPU placement and priority are
+    /// Linux-only.
+    Unsupported,
 }
 
 /// A configuration error from [`RuntimeBuilder::build`](crate::RuntimeBuilder::build).
@@ -338,7 +364,7 @@ impl fmt::Display for BuildError {
 impl std::error::Error for BuildError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.kind {
-            BuildErrorKind::Spawn(e) => Some(e),
+            BuildErrorKind::Spawn(e) | BuildErrorKind::Os(e) => Some(e),
             _ => None,
         }
     }

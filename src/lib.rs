@@ -89,6 +89,47 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! ## CPU sets
+//!
+//! On Linux a pool can be given its own CPUs ([`PoolBuilder::cpus`]), with every worker free
+//! to run anywhere in the set or each pinned to one CPU of it ([`Placement`]); it can claim
+//! them [`exclusive`](PoolBuilder::exclusive)ly, and run at a lower priority
+//! ([`nice`](PoolBuilder::nice), [`SchedPolicy`]) so that a best-effort bulkhead yields to a
+//! latency-critical one. `build()` checks every CPU against the ones this process may use
+//! ([`CpuSet::available`]) and fails if the OS refuses a setting; [`Pool::workers`] reads
+//! back what each worker got. `docs/CPU_SETS.md` discusses choosing sets; off Linux these
+//! settings are an [`Unsupported`](BuildErrorKind::Unsupported) build error.
+//!
+//! ```
+//! use bulkhead::{CpuSet, Placement, Runtime, SchedPolicy};
+//!
+//! # #[cfg(target_os = "linux")] {
+//! let available = CpuSet::available()?; // e.g. "0-7", or "0" under `taskset -c 0`
+//! // Three quarters for the API, the rest for batch work; on one CPU both share it.
+//! let (api, batch) = match CpuSet::partition(&available, &[("api", 3), ("batch", 1)]) {
+//!     Ok(parts) => (parts[0].1.clone(), parts[1].1.clone()),
+//!     Err(_) => (available.clone(), available.clone()),
+//! };
+//! let rt = Runtime::builder()
+//!     .pool("api", |p| p.threads(api.len()).cpus(api.clone()).placement(Placement::PinEach))
+//!     .pool("batch", |p| p.cpus(batch.clone()).nice(10).sched_policy(SchedPolicy::Batch))
+//!     .build()?;
+//!
+//! for w in rt.pool("batch")?.workers() {
+//!     // Read back from the OS, not echoed from the configuration.
+//!     assert_eq!(w.affinity.as_ref(), Some(&batch));
+//!     assert_eq!((w.nice, w.sched_policy), (Some(10), Some(SchedPolicy::Batch)));
+//! }
+//! let cpu = rt.pool("api")?.try_submit(bulkhead::current_cpu)?.join()?;
+//! assert!(cpu.is_some_and(|c| api.contains(c)));
+//!
+//! // A CPU this process may not use is an error naming it, never silently dropped.
+//! let err = Runtime::builder().pool("x", |p| p.cpus(CpuSet::new([4096]))).build().unwrap_err();
+//! assert!(err.to_string().contains("CPU 4096"));
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! ## Accounting
 //!
 //! Every submitted task ends exactly one way: completed, panicked, expired, cancelled, or
@@ -122,7 +163,11 @@
 #![deny(unsafe_code)]
 
 pub mod builder;
+#[cfg(feature = "config")]
+pub mod config;
+mod cpuset;
 mod error;
+mod placement;
 pub mod pool;
 pub mod runtime;
 mod stats;
@@ -132,7 +177,9 @@ mod task;
 mod worker;
 
 pub use builder::{PoolBuilder, RuntimeBuilder};
+pub use cpuset::{CpuSet, ParseCpuSetError, PartitionError};
 pub use error::{BuildError, BuildErrorKind, RefusalReason, SubmitError, TaskError, UnknownPool};
+pub use placement::{current_cpu, Placement, SchedPolicy, MAX_NICE, MIN_NICE};
 pub use pool::Pool;
 pub use runtime::{PoolReport, Runtime, ShutdownReport, StuckWorker};
 pub use stats::{PoolStats, WorkerInfo};

@@ -33,7 +33,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 use crossbeam_utils::CachePadded;
 
+use crate::cpuset::CpuSet;
 use crate::error::{RefusalReason, SubmitError};
+use crate::placement::CpuConfig;
 use crate::stats::{PoolStats, WorkerInfo, WorkerSlot};
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::task::{Job, TaskCell, TaskHandle, Work};
@@ -49,6 +51,8 @@ pub(crate) struct PoolConfig {
     pub(crate) queue_capacity: usize,
     pub(crate) max_queue_wait: Option<Duration>,
     pub(crate) stack_size: Option<usize>,
+    /// CPU set, placement and priority, applied by each worker as it starts.
+    pub(crate) cpu: CpuConfig,
 }
 
 #[derive(Default)]
@@ -369,6 +373,12 @@ impl Pool {
         self.shared.config.max_queue_wait
     }
 
+    /// The CPUs the pool was configured to run on, if [`cpus`](crate::PoolBuilder::cpus) was
+    /// set. What each worker actually got is in [`workers`](Pool::workers), read from the OS.
+    pub fn cpus(&self) -> Option<&CpuSet> {
+        self.shared.config.cpu.cpus.as_ref()
+    }
+
     /// How many tasks wait in the queue right now.
     pub fn queued(&self) -> usize {
         self.shared.tx.len()
@@ -379,7 +389,8 @@ impl Pool {
         self.shared.state.load(Ordering::Relaxed) & CLOSED != 0
     }
 
-    /// The pool's worker threads as the OS knows them, in index order.
+    /// The pool's worker threads as the OS knows them, in index order: thread id, and the
+    /// affinity, nice value and scheduling policy read back from the OS at this call.
     pub fn workers(&self) -> Vec<WorkerInfo> {
         self.shared
             .workers

@@ -27,6 +27,7 @@ use crossbeam_utils::CachePadded;
 
 use crate::builder::{PoolBuilder, RuntimeBuilder};
 use crate::error::{BuildError, BuildErrorKind, UnknownPool};
+use crate::placement::SetupFailure;
 use crate::pool::{Pool, PoolConfig, PoolShared, RefusalCounters};
 use crate::stats::{PoolStats, WorkerSlot};
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
@@ -162,6 +163,7 @@ fn start_pool(p: &PoolBuilder) -> Result<Pool, BuildError> {
             queue_capacity: p.queue_capacity,
             max_queue_wait: p.max_queue_wait,
             stack_size: p.stack_size,
+            cpu: p.cpu.clone(),
         },
         tx,
         rx,
@@ -206,6 +208,19 @@ fn start_pool(p: &PoolBuilder) -> Result<Pool, BuildError> {
     if let Some((i, e)) = failure {
         pool.shared.begin_shutdown();
         pool.shared.wait_workers(None);
+        // The OS refused a placement or priority: name the setting and keep the OS error.
+        let e = match SetupFailure::unwrap(e) {
+            Ok(f) => {
+                let msg = format!("{}: {}", f.message, f.source);
+                return Err(BuildError::new(
+                    Some(&p.name),
+                    f.field,
+                    BuildErrorKind::Os(f.source),
+                    msg,
+                ));
+            }
+            Err(e) => e,
+        };
         let msg = if i == usize::MAX {
             format!("a worker could not be set up: {e}")
         } else {

@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use crate::cpuset::CpuSet;
+use crate::placement::{self, SchedPolicy};
 use crate::pool::PoolConfig;
 use crate::sync::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use crate::task::Outcome;
@@ -198,16 +200,35 @@ pub struct WorkerInfo {
     pub busy: bool,
     /// True once the worker thread has exited (after shutdown).
     pub exited: bool,
+    /// The CPUs the thread may run on, read from the OS (`sched_getaffinity`) when
+    /// [`Pool::workers`](crate::Pool::workers) was called; `None` once the worker has exited,
+    /// before it started, or off Linux.
+    pub affinity: Option<CpuSet>,
+    /// The thread's nice value, read from the OS (`getpriority`); `None` as for `affinity`.
+    pub nice: Option<i32>,
+    /// The thread's scheduling policy, read from the OS (`sched_getscheduler`); `None` as
+    /// for `affinity`, or if it is a real-time policy, which this crate does not set.
+    pub sched_policy: Option<SchedPolicy>,
 }
 
 impl WorkerSlot {
     pub(crate) fn info(&self, index: usize) -> WorkerInfo {
+        let tid = self.tid();
+        let exited = self.has_exited();
+        // An exited worker's thread id may already name another thread: do not ask.
+        let (affinity, nice, sched_policy) = match tid {
+            Some(tid) if !exited => placement::read_back(tid),
+            _ => (None, None, None),
+        };
         WorkerInfo {
             index,
             thread_name: self.thread_name.clone(),
-            tid: self.tid(),
+            tid,
             busy: self.busy_since.load(Ordering::Relaxed) != 0,
-            exited: self.has_exited(),
+            exited,
+            affinity,
+            nice,
+            sched_policy,
         }
     }
 }

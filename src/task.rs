@@ -120,7 +120,13 @@ impl Job {
                     account(Outcome::Panicked);
                 }
             },
-            Work::Handle(cell) => cell.run(account),
+            Work::Handle(cell) => {
+                cell.run(account);
+                // If the handle is gone, this is the last reference and dropping it drops the
+                // task's result or panic payload: user code, whose `Drop` must not unwind
+                // into the worker loop.
+                drop_quietly(cell);
+            }
         }
     }
 }

@@ -63,7 +63,8 @@ impl Worker {
         if let Some(tid) = sys::current_tid() {
             slot.set_tid(tid);
         }
-        Ok(())
+        // Affinity, policy, nice: before the first task, and any refusal fails `build()`.
+        self.shared.config.cpu.apply(self.index)
     }
 
     fn run(&self) {

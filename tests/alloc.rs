@@ -115,14 +115,21 @@ fn allocations_per_task() {
     });
 
     // A refusal costs nothing extra beyond the task's own allocation, which is undone.
+    // Both workers must be inside their blocking task before the queue is filled, or one
+    // of them may free a slot afterwards by dequeuing its gate task.
     let gate = {
         let (tx, rx) = crossbeam_channel::bounded::<()>(0);
+        let (started_tx, started_rx) = crossbeam_channel::unbounded::<()>();
         for _ in 0..2 {
-            let rx = rx.clone();
+            let (rx, started) = (rx.clone(), started_tx.clone());
             pool.execute(move || {
+                started.send(()).unwrap();
                 let _ = rx.recv();
             })
             .unwrap();
+        }
+        for _ in 0..2 {
+            started_rx.recv().unwrap();
         }
         tx
     };

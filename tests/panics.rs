@@ -90,3 +90,27 @@ fn a_panic_in_a_captured_values_drop_does_not_kill_the_worker() {
     assert!(r.unwrap_err().is_panic());
     assert_eq!(pool.try_submit(|| 3).unwrap().join().unwrap(), 3);
 }
+
+#[test]
+fn a_panic_dropping_a_detached_result_does_not_kill_the_worker() {
+    support::quiet_panics("result bomb");
+    struct Bomb;
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            panic!("result bomb");
+        }
+    }
+    let rt = Runtime::builder()
+        .pool("p", |p| p.threads(1))
+        .build()
+        .unwrap();
+    let pool = rt.pool("p").unwrap();
+    // The handle is dropped at once, so the worker drops the result when the task ends.
+    for _ in 0..10 {
+        drop(pool.try_submit(|| Bomb).unwrap());
+    }
+    assert_eq!(pool.try_submit(|| 3).unwrap().join().unwrap(), 3);
+    rt.shutdown();
+    assert_eq!(pool.stats().completed, 11);
+    assert!(pool.workers()[0].exited);
+}

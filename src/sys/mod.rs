@@ -1,21 +1,23 @@
 //! Calls into the operating system. This is the only module allowed `unsafe`; every
 //! `unsafe` block carries a `// SAFETY:` comment saying why the call is sound.
 //!
-//! On targets other than Linux the functions here report that the feature is unsupported
-//! instead of failing to build.
+//! `linux.rs` makes the calls; `other.rs` has the same functions for every other target,
+//! where the thread id and current CPU are unknown (`None`) and placement and priority
+//! report an error of kind [`Unsupported`](std::io::ErrorKind::Unsupported), so the crate
+//! still builds there.
+//!
+//! Every function acts on, or reads, one *thread*: on Linux affinity, nice value and
+//! scheduling policy are per thread, and `tid` is a kernel thread id of this process
+//! (`None` means the calling thread).
 
 #![allow(unsafe_code)]
 
-/// The kernel's id for the calling thread (what `ps -L` shows as LWP and what
-/// `/proc/self/task/<tid>` is named after), or `None` where the OS has no such notion.
 #[cfg(target_os = "linux")]
-pub(crate) fn current_tid() -> Option<i32> {
-    // SAFETY: gettid takes no arguments, cannot fail and touches no memory of ours.
-    Some(unsafe { libc::gettid() })
-}
+mod linux;
+#[cfg(target_os = "linux")]
+pub(crate) use linux::*;
 
-/// The kernel's id for the calling thread, or `None` where the OS has no such notion.
 #[cfg(not(target_os = "linux"))]
-pub(crate) fn current_tid() -> Option<i32> {
-    None
-}
+mod other;
+#[cfg(not(target_os = "linux"))]
+pub(crate) use other::*;

@@ -117,7 +117,7 @@ fn bad_input(kind: ErrorKind, msg: impl std::fmt::Display) -> ! {
     Args::command().error(kind, msg).exit()
 }
 
-fn scenario_from(args: &Args, cpus: usize) -> Scenario {
+fn scenario_from(args: &Args, cpus: &[usize]) -> Scenario {
     let mut sc = presets::preset(&args.preset, cpus)
         .unwrap_or_else(|e| bad_input(ErrorKind::InvalidValue, e));
     if let Some(path) = &args.scenario {
@@ -178,8 +178,12 @@ fn install_panic_filter() {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let sc = scenario_from(&args, cpus);
+    // The CPUs this process may run on (its affinity mask), else all it can count.
+    let cpus: Vec<usize> = match bulkhead::CpuSet::available() {
+        Ok(set) if !set.is_empty() => set.iter().collect(),
+        _ => (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect(),
+    };
+    let sc = scenario_from(&args, &cpus);
     install_panic_filter();
 
     let spinner = Spinner::calibrate();
@@ -188,11 +192,6 @@ fn main() -> ExitCode {
         Mode::Shared => &[RunKind::Alone, RunKind::Shared],
         Mode::Both => &[RunKind::Alone, RunKind::Isolated, RunKind::Shared],
     };
-    if !run::POOL_PINNING && sc.pools.iter().any(|p| p.cpus.is_some()) {
-        eprintln!(
-            "warning: pool pinning is not applied in this build; cpus= places only the generator threads"
-        );
-    }
     let mut runs = Vec::new();
     for &kind in kinds {
         match run::run(&sc, kind, &spinner, RunOpts { live: !args.quiet }) {
@@ -205,7 +204,7 @@ fn main() -> ExitCode {
     }
     let report = Report {
         scenario: sc,
-        cpus,
+        cpus: cpus.len(),
         spinner,
         runs,
     };

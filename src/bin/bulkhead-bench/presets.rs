@@ -10,7 +10,7 @@
 //! | `panic-storm`   | tasks that panic with probability 0.9, 4,000/s                   |
 //! | `queue-flood`   | 1 ms CPU tasks offered at 4,000/s, four times what it can serve  |
 //!
-//! On a machine with one CPU the presets leave `cpus` unset.
+//! They use the first two CPUs this process may run on; with only one, `cpus` is unset.
 
 use std::time::Duration;
 
@@ -19,8 +19,9 @@ use crate::spec::{parse_load, parse_pool, Mode, Scenario};
 /// The preset names, default first.
 pub(crate) const NAMES: [&str; 4] = ["cpu-runaway", "blocking-hang", "panic-storm", "queue-flood"];
 
-/// The preset named `name`, laid out for a machine with `cpus` CPUs.
-pub(crate) fn preset(name: &str, cpus: usize) -> Result<Scenario, String> {
+/// The preset named `name`, laid out on the `available` CPUs: the first two, if there are
+/// at least two.
+pub(crate) fn preset(name: &str, available: &[usize]) -> Result<Scenario, String> {
     let (neighbour_pool, neighbour_load, drain) = match name {
         "cpu-runaway" => (
             "batch:threads=1,queue=64",
@@ -49,10 +50,9 @@ pub(crate) fn preset(name: &str, cpus: usize) -> Result<Scenario, String> {
             ))
         }
     };
-    let (api_cpus, other_cpus) = if cpus >= 2 {
-        (",cpus=0", ",cpus=1")
-    } else {
-        ("", "")
+    let (api_cpus, other_cpus) = match available {
+        [a, b, ..] => (format!(",cpus={a}"), format!(",cpus={b}")),
+        _ => (String::new(), String::new()),
     };
     Ok(Scenario {
         name: name.to_owned(),
@@ -79,7 +79,7 @@ mod tests {
     #[test]
     fn every_preset_is_valid() {
         for name in NAMES {
-            for cpus in [1, 2, 8] {
+            for cpus in [&[0][..], &[0, 1], &[2, 5, 6]] {
                 let sc = preset(name, cpus).unwrap();
                 sc.validate(cpus).unwrap();
             }
@@ -88,7 +88,7 @@ mod tests {
 
     #[test]
     fn unknown_preset_names_itself() {
-        let err = preset("cpu-runway", 2).unwrap_err();
+        let err = preset("cpu-runway", &[0, 1]).unwrap_err();
         assert!(err.contains("\"cpu-runway\""), "{err}");
     }
 }

@@ -101,13 +101,6 @@ impl Report {
         for l in &sc.loads {
             let _ = writeln!(out, "  load {}", describe_load(l));
         }
-        if !POOL_PINNING && sc.pools.iter().any(|p| p.cpus.is_some()) {
-            let _ = writeln!(
-                out,
-                "  WARNING: pool pinning is not applied (this build of bulkhead has no CPU sets yet): \
-                 cpus= only places the generator threads; pool workers run on any CPU"
-            );
-        }
         let _ = writeln!(out);
         let ratios = self.ratios();
         let header = [
@@ -211,7 +204,10 @@ impl Report {
         }
         out.push_str(&layout_table(&rows, &[0, 1, 2]));
 
-        let _ = writeln!(out, "\npools after shutdown:");
+        let _ = writeln!(
+            out,
+            "\npools after shutdown (workers' CPUs as the OS reported them after start-up):"
+        );
         for r in &self.runs {
             for p in &r.pools {
                 let s = &p.stats;
@@ -227,6 +223,12 @@ impl Report {
                     s.cancelled,
                     s.refused()
                 );
+                let cpus: Vec<&str> = p
+                    .worker_cpus
+                    .iter()
+                    .map(|c| c.as_deref().unwrap_or("?"))
+                    .collect();
+                let _ = write!(out, "; worker CPUs [{}]", cpus.join("] ["));
                 if !p.stuck_workers.is_empty() {
                     let names: Vec<String> = p
                         .stuck_workers
@@ -434,6 +436,7 @@ fn run_json(r: &RunResult) -> Value {
                 "busy": s.busy,
             });
             v["cancelled_at_shutdown"] = json!(p.cancelled_at_shutdown);
+            v["worker_cpus"] = json!(p.worker_cpus);
             v["stuck_workers"] = p.stuck_workers.iter().map(|(n, d)| json!({
                 "thread": n, "running_for_s": d.as_secs_f64(),
             })).collect::<Vec<_>>().into();

@@ -20,23 +20,25 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bulkhead::{PoolBuilder, PoolStats, Runtime};
+use bulkhead::{CpuSet, PoolBuilder, PoolStats, Runtime};
 
 use crate::generator::{self, GenResult, GenSetup};
 use crate::record::{new_histogram, Point, Recorder, Totals};
 use crate::spec::{fmt_duration, CpuList, LoadSpec, PoolSpec, Scenario};
 use crate::work::{Gate, Spinner, Work};
 
-/// Whether pools are really pinned to their `cpus` by this build.
-///
-/// The library's CPU-set support (issue 3) is not merged yet: `cpus=` is parsed and
-/// validated, generator threads are pinned, but pool workers run wherever the OS puts them.
-pub(crate) const POOL_PINNING: bool = false;
+/// Whether pools are really pinned to their `cpus` by this build (they are: through
+/// [`PoolBuilder::cpus`]; each worker's affinity as the OS reports it is in the results).
+pub(crate) const POOL_PINNING: bool = true;
 
-/// The one place where a pool is placed on its CPUs.
-fn place_pool(builder: PoolBuilder, _cpus: Option<&CpuList>) -> PoolBuilder {
-    // Wired to `PoolBuilder::cpus` once the library has it (see POOL_PINNING).
-    builder
+/// The one place where a pool is placed on its CPUs: every worker may run on any CPU of
+/// the set (`Placement::Spread`, the library's default), so a one-thread pool on one CPU
+/// is pinned there and the shared pool may use the union of the sets.
+fn place_pool(builder: PoolBuilder, cpus: Option<&CpuList>) -> PoolBuilder {
+    match cpus {
+        Some(c) => builder.cpus(CpuSet::new(c.0.iter().copied())),
+        None => builder,
+    }
 }
 
 /// Which of the three runs.
@@ -65,6 +67,8 @@ pub(crate) struct PoolResult {
     pub(crate) stats: PoolStats,
     pub(crate) cancelled_at_shutdown: u64,
     pub(crate) stuck_workers: Vec<(String, Duration)>,
+    /// Each worker's CPU affinity as the OS reported it after start-up (cpulist syntax).
+    pub(crate) worker_cpus: Vec<Option<String>>,
 }
 
 /// One workload's results in a run.
@@ -193,6 +197,16 @@ pub(crate) fn run(
 ) -> Result<RunResult, String> {
     let (pools, loads) = layout(sc, kind);
     let rt = build_runtime(&pools)?;
+    let worker_cpus: Vec<Vec<Option<String>>> = rt
+        .pools()
+        .iter()
+        .map(|p| {
+            p.workers()
+                .iter()
+                .map(|w| w.affinity.as_ref().map(ToString::to_string))
+                .collect()
+        })
+        .collect();
     let gate = Arc::new(Gate::default());
     let hang_cap = sc.warmup + sc.duration + sc.drain + Duration::from_secs(30);
 
@@ -355,7 +369,8 @@ pub(crate) fn run(
     let pools = pools
         .into_iter()
         .zip(report.pools.iter())
-        .map(|(spec, pr)| PoolResult {
+        .zip(worker_cpus)
+        .map(|((spec, pr), worker_cpus)| PoolResult {
             spec,
             stats: pr.stats.clone(),
             cancelled_at_shutdown: pr.cancelled_at_shutdown,
@@ -364,6 +379,7 @@ pub(crate) fn run(
                 .iter()
                 .map(|s| (s.thread_name.clone(), s.running_for))
                 .collect(),
+            worker_cpus,
         })
         .collect();
     Ok(RunResult {

@@ -173,7 +173,7 @@ pub(crate) struct Scenario {
 
 impl Scenario {
     /// Cross-checks: every load names a known pool, names are unique, CPUs exist.
-    pub(crate) fn validate(&self, available_cpus: usize) -> Result<(), String> {
+    pub(crate) fn validate(&self, available_cpus: &[usize]) -> Result<(), String> {
         if self.pools.is_empty() {
             return Err("the scenario has no pool".to_owned());
         }
@@ -222,12 +222,12 @@ impl Scenario {
     }
 }
 
-/// Checks that every CPU in `cpus` exists on this machine.
-pub(crate) fn check_cpus(cpus: &CpuList, available: usize) -> Result<(), String> {
-    match cpus.0.iter().find(|&&c| c >= available) {
+/// Checks that every CPU in `cpus` is one this process may run on.
+pub(crate) fn check_cpus(cpus: &CpuList, available: &[usize]) -> Result<(), String> {
+    match cpus.0.iter().find(|c| !available.contains(c)) {
         Some(c) => Err(format!(
-            "CPU {c} is not available (this machine has CPUs 0-{})",
-            available.saturating_sub(1)
+            "CPU {c} is not available (this process may use CPUs {})",
+            CpuList(available.to_vec())
         )),
         None => Ok(()),
     }
@@ -619,7 +619,8 @@ pub(crate) fn parse_scenario_file(text: &str, base: Scenario) -> Result<Scenario
                         toml::Value::String(s) => parse_rate(&s)?,
                         other => {
                             return Err(format!(
-                                "invalid rate {other}: expected a number or \"max\""
+                                "invalid rate: expected a number or \"max\", got a {}",
+                                other.type_str()
                             ))
                         }
                     };
@@ -787,20 +788,20 @@ mod tests {
 
     #[test]
     fn validation_names_unknown_pool_and_missing_cpu() {
-        let mut sc = presets::preset("cpu-runaway", 2).unwrap();
+        let mut sc = presets::preset("cpu-runaway", &[0, 1]).unwrap();
         sc.loads[1].pool = "nope".to_owned();
-        let err = sc.validate(2).unwrap_err();
+        let err = sc.validate(&[0, 1]).unwrap_err();
         assert!(err.contains("\"nope\""), "{err}");
 
-        let mut sc = presets::preset("cpu-runaway", 2).unwrap();
+        let mut sc = presets::preset("cpu-runaway", &[0, 1]).unwrap();
         sc.pools[0].cpus = Some(CpuList(vec![7]));
-        let err = sc.validate(2).unwrap_err();
+        let err = sc.validate(&[0, 1]).unwrap_err();
         assert!(err.contains("CPU 7"), "{err}");
     }
 
     #[test]
     fn scenario_file() {
-        let base = presets::preset("cpu-runaway", 2).unwrap();
+        let base = presets::preset("cpu-runaway", &[0, 1]).unwrap();
         let text = r#"
             name = "file"
             duration = "3s"
@@ -826,7 +827,7 @@ mod tests {
 
     #[test]
     fn scenario_file_errors_name_the_key_or_value() {
-        let base = || presets::preset("cpu-runaway", 2).unwrap();
+        let base = || presets::preset("cpu-runaway", &[0, 1]).unwrap();
         let err = parse_scenario_file("durration = \"1s\"", base()).unwrap_err();
         assert!(err.contains("durration"), "{err}");
         let err = parse_scenario_file(

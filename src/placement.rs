@@ -1,0 +1,408 @@
+//! Where a pool's workers run and how the scheduler treats them: the CPU set and
+//! [`Placement`], exclusive claims, the nice value and the [`SchedPolicy`].
+//!
+//! The settings live on [`PoolBuilder`] (setters below). They are checked in two steps:
+//!
+//! 1. `RuntimeBuilder::build` validates every pool before a thread starts: the set is not
+//!    empty, every CPU is in the calling thread's affinity mask ([`CpuSet::available`]), no
+//!    pool overlaps an exclusive one, the nice value is in `-20..=19`, and (off Linux) that
+//!    nothing here was asked for at all.
+//! 2. Each worker applies the settings to itself in `Worker::set_up`, before it takes any
+//!    task, in the order affinity, policy, nice. A refusal by the OS fails `build()` with
+//!    [`BuildErrorKind::Os`] carrying the OS error; nothing is skipped silently.
+//!
+//! Unset settings are not applied at all: the worker keeps what it inherited from the thread
+//! that called `build()`.
+
+use std::fmt;
+use std::io;
+
+use crate::builder::PoolBuilder;
+use crate::cpuset::CpuSet;
+use crate::error::{BuildError, BuildErrorKind};
+use crate::sys;
+
+/// The lowest nice value (highest priority) a pool may ask for.
+pub const MIN_NICE: i32 = -20;
+/// The highest nice value (lowest priority) a pool may ask for.
+pub const MAX_NICE: i32 = 19;
+
+/// The CPU the calling thread is running on right now (`sched_getcpu`), or `None` where the
+/// OS cannot say (every target but Linux).
+///
+/// The answer may be stale as soon as it is returned, unless the thread's affinity allows
+/// only one CPU.
+///
+/// ```
+/// if let Some(cpu) = bulkhead::current_cpu() {
+///     assert!(bulkhead::CpuSet::available()?.contains(cpu));
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn current_cpu() -> Option<usize> {
+    sys::current_cpu()
+}
+
+/// How a pool's workers are placed on its [`cpus`](PoolBuilder::cpus).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Placement {
+    /// Every worker may run on any CPU of the set (one affinity mask for all); the kernel
+    /// balances them within it. The default.
+    #[default]
+    Spread,
+    /// Worker `i` is pinned to the `i`-th CPU of the set, in turn: with more workers than
+    /// CPUs, worker `i` gets CPU number `i % len` of the set, so some CPUs carry more than
+    /// one worker.
+    PinEach,
+}
+
+/// A Linux scheduling policy for a pool's workers (`sched_setscheduler`). Only the
+/// non-real-time policies are offered: they need no privilege to lower priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SchedPolicy {
+    /// `SCHED_OTHER`: the default time-sharing policy; the nice value sets the weight.
+    Normal,
+    /// `SCHED_BATCH`: like `Normal`, but the scheduler treats the thread as CPU-bound and
+    /// preempts other threads for it less eagerly when it wakes. For throughput work.
+    Batch,
+    /// `SCHED_IDLE`: runs only when nothing else wants the CPU (weight below nice 19). For
+    /// best-effort work that must yield to everything else. Leaving it again needs
+    /// privilege (`CAP_SYS_NICE` or `RLIMIT_NICE`).
+    Idle,
+}
+
+impl fmt::Display for SchedPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SchedPolicy::Normal => "normal",
+            SchedPolicy::Batch => "batch",
+            SchedPolicy::Idle => "idle",
+        })
+    }
+}
+
+/// One pool's CPU and priority settings, as given to its builder.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CpuConfig {
+    pub(crate) cpus: Option<CpuSet>,
+    pub(crate) placement: Option<Placement>,
+    pub(crate) exclusive: bool,
+    pub(crate) nice: Option<i32>,
+    pub(crate) policy: Option<SchedPolicy>,
+}
+
+impl CpuConfig {
+    fn is_set(&self) -> bool {
+        self.cpus.is_some()
+            || self.placement.is_some()
+            || self.exclusive
+            || self.nice.is_some()
+            || self.policy.is_some()
+    }
+
+    /// The affinity worker `index` gets, if any.
+    fn worker_cpus(&self, index: usize) -> Option<CpuSet> {
+        let cpus = self.cpus.as_ref()?;
+        match self.placement.unwrap_or_default() {
+            Placement::Spread => Some(cpus.clone()),
+            Placement::PinEach => cpus
+                .nth(index % cpus.len().max(1))
+                .map(|c| CpuSet::new([c])),
+        }
+    }
+
+    /// Applies the settings to the calling thread, worker `index` of its pool.
+    pub(crate) fn apply(&self, index: usize) -> io::Result<()> {
+        if let Some(cpus) = self.worker_cpus(index) {
+            sys::set_current_affinity(&cpus).map_err(|e| {
+                SetupFailure::wrap(
+                    "cpus",
+                    format!(
+                        "worker {index} could not be placed on CPUs {:?}",
+                        cpus.to_string()
+                    ),
+                    e,
+                )
+            })?;
+        }
+        if let Some(policy) = self.policy {
+            sys::set_current_sched_policy(policy).map_err(|e| {
+                SetupFailure::wrap(
+                    "sched_policy",
+                    format!("worker {index} could not switch to the {policy} scheduling policy"),
+                    e,
+                )
+            })?;
+        }
+        if let Some(nice) = self.nice {
+            sys::set_current_nice(nice).map_err(|e| {
+                let hint = if nice < 0 && e.kind() == io::ErrorKind::PermissionDenied {
+                    " (a negative nice value needs CAP_SYS_NICE or a large enough RLIMIT_NICE)"
+                } else {
+                    ""
+                };
+                SetupFailure::wrap(
+                    "nice",
+                    format!("worker {index} could not set nice value {nice}{hint}"),
+                    e,
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The checks that concern this pool alone.
+    fn validate(&self, pool: &str) -> Result<(), BuildError> {
+        let err = |field, kind, msg: String| Err(BuildError::new(Some(pool), field, kind, msg));
+        if !cfg!(target_os = "linux") && self.is_set() {
+            let field = if self.cpus.is_some() || self.placement.is_some() || self.exclusive {
+                "cpus"
+            } else if self.nice.is_some() {
+                "nice"
+            } else {
+                "sched_policy"
+            };
+            return err(
+                field,
+                BuildErrorKind::Unsupported,
+                "CPU placement and scheduling priority are only supported on Linux; \
+                 leave cpus, placement, exclusive, nice and sched_policy unset on this target"
+                    .into(),
+            );
+        }
+        if let Some(nice) = self.nice {
+            if !(MIN_NICE..=MAX_NICE).contains(&nice) {
+                return err(
+                    "nice",
+                    BuildErrorKind::OutOfRange,
+                    format!("must be between {MIN_NICE} and {MAX_NICE}, got {nice}"),
+                );
+            }
+        }
+        match &self.cpus {
+            Some(cpus) if cpus.is_empty() => err(
+                "cpus",
+                BuildErrorKind::InvalidCpus,
+                "the CPU set is empty; give at least one CPU, or leave cpus unset to run \
+                 anywhere"
+                    .into(),
+            ),
+            None if self.placement.is_some() => err(
+                "placement",
+                BuildErrorKind::InvalidCpus,
+                "a placement needs a CPU set; set cpus(..) too, for example \
+                 cpus(CpuSet::available()?)"
+                    .into(),
+            ),
+            None if self.exclusive => err(
+                "exclusive",
+                BuildErrorKind::InvalidCpus,
+                "an exclusive claim needs a CPU set; set cpus(..) to the CPUs to claim".into(),
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Checks every pool's CPU settings and those that concern several pools: every CPU is
+/// available to the calling thread, and no pool overlaps an exclusive one. Runs before any
+/// thread starts.
+pub(crate) fn validate(pools: &[PoolBuilder]) -> Result<(), BuildError> {
+    for p in pools {
+        p.cpu.validate(&p.name)?;
+    }
+    if pools.iter().all(|p| p.cpu.cpus.is_none()) {
+        return Ok(());
+    }
+    let available = CpuSet::available().map_err(|e| {
+        let msg = format!("could not read the CPUs this thread may use (sched_getaffinity): {e}");
+        let pool = pools
+            .iter()
+            .find(|p| p.cpu.cpus.is_some())
+            .map(|p| p.name.as_str());
+        BuildError::new(pool, "cpus", BuildErrorKind::Os(e), msg)
+    })?;
+    for p in pools {
+        let Some(cpus) = &p.cpu.cpus else { continue };
+        if let Some(cpu) = cpus.iter().find(|c| !available.contains(*c)) {
+            return Err(BuildError::new(
+                Some(&p.name),
+                "cpus",
+                BuildErrorKind::UnavailableCpu {
+                    cpu,
+                    available: available.clone(),
+                },
+                format!(
+                    "CPU {cpu} is not available to this process; the CPUs it may use are \
+                     {:?} (see taskset, container cpusets and /sys/devices/system/cpu/online)",
+                    available.to_string()
+                ),
+            ));
+        }
+    }
+    for (i, p) in pools.iter().enumerate() {
+        if !p.cpu.exclusive {
+            continue;
+        }
+        let Some(claimed) = &p.cpu.cpus else { continue };
+        for (j, q) in pools.iter().enumerate() {
+            if i == j {
+                continue;
+            }
+            // A pool without a set may run on every available CPU.
+            let theirs = q.cpu.cpus.as_ref().unwrap_or(&available);
+            let shared = claimed.intersection(theirs);
+            if shared.is_empty() {
+                continue;
+            }
+            let how = if q.cpu.cpus.is_some() {
+                format!("whose CPUs are {:?}", theirs.to_string())
+            } else {
+                "which has no CPU set and so may run on any available CPU".to_owned()
+            };
+            return Err(BuildError::new(
+                Some(&p.name),
+                "exclusive",
+                BuildErrorKind::OverlappingExclusive {
+                    other: q.name.clone(),
+                    shared: shared.clone(),
+                },
+                format!(
+                    "claims CPUs {:?} exclusively, but pool {:?}, {how}, shares CPUs {:?}; give \
+                     pool {:?} a disjoint CPU set (CpuSet::partition can split them)",
+                    claimed.to_string(),
+                    q.name,
+                    shared.to_string(),
+                    q.name,
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An OS refusal during a worker's set-up, carried through the worker's `io::Error` ready
+/// channel to `build()`, which unwraps it into [`BuildErrorKind::Os`] with the field at
+/// fault.
+#[derive(Debug)]
+pub(crate) struct SetupFailure {
+    pub(crate) field: &'static str,
+    pub(crate) message: String,
+    pub(crate) source: io::Error,
+}
+
+impl SetupFailure {
+    fn wrap(field: &'static str, message: String, source: io::Error) -> io::Error {
+        let kind = source.kind();
+        io::Error::new(
+            kind,
+            SetupFailure {
+                field,
+                message,
+                source,
+            },
+        )
+    }
+
+    /// Recovers the failure from an error made by [`SetupFailure::wrap`], or gives the error
+    /// back unchanged.
+    pub(crate) fn unwrap(e: io::Error) -> Result<SetupFailure, io::Error> {
+        if !e.get_ref().is_some_and(|r| r.is::<SetupFailure>()) {
+            return Err(e);
+        }
+        let kind = e.kind();
+        match e.into_inner().map(|inner| inner.downcast::<SetupFailure>()) {
+            Some(Ok(f)) => Ok(*f),
+            Some(Err(other)) => Err(io::Error::new(kind, other)),
+            None => Err(io::Error::from(kind)),
+        }
+    }
+}
+
+impl fmt::Display for SetupFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.message, self.source)
+    }
+}
+
+impl std::error::Error for SetupFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// What the OS reports for thread `tid` now: affinity, nice value, policy. Each is `None`
+/// if it cannot be read (the thread is gone, or the target is not Linux).
+pub(crate) fn read_back(tid: i32) -> (Option<CpuSet>, Option<i32>, Option<SchedPolicy>) {
+    (
+        sys::affinity(Some(tid)).ok(),
+        sys::nice(Some(tid)).ok(),
+        sys::sched_policy(Some(tid)).ok().flatten(),
+    )
+}
+
+/// The CPU and priority setters of [`PoolBuilder`]; see [`CpuSet`] and `docs/CPU_SETS.md`
+/// for choosing sets.
+impl PoolBuilder {
+    /// The CPUs this pool's workers may run on, placed by [`placement`](Self::placement)
+    /// (by default [`Placement::Spread`]: every worker may run on any CPU of the set).
+    ///
+    /// Default: unset, the workers keep the affinity of the thread that calls `build()`
+    /// (normally every CPU the process may use). Every CPU must be in
+    /// [`CpuSet::available`] when `build()` runs, else it fails with
+    /// [`BuildErrorKind::UnavailableCpu`] naming the CPU; an empty set is a build error.
+    /// Off Linux, setting this fails the build with [`BuildErrorKind::Unsupported`].
+    pub fn cpus(mut self, cpus: CpuSet) -> Self {
+        self.cpu.cpus = Some(cpus);
+        self
+    }
+
+    /// How workers are placed on the [`cpus`](Self::cpus): all on the whole set
+    /// ([`Placement::Spread`]) or each pinned to one CPU in turn ([`Placement::PinEach`]).
+    ///
+    /// Default: unset, which means [`Placement::Spread`]. Setting a placement without a CPU
+    /// set is a build error.
+    pub fn placement(mut self, placement: Placement) -> Self {
+        self.cpu.placement = Some(placement);
+        self
+    }
+
+    /// Claims the pool's [`cpus`](Self::cpus) for it alone: `build()` fails with
+    /// [`BuildErrorKind::OverlappingExclusive`] if any other pool of the runtime may run on
+    /// one of them, including a pool with no CPU set (which may run anywhere).
+    ///
+    /// Default: `false`. Needs a CPU set. The claim binds this runtime's pools only: other
+    /// threads of the process (the submitters, an async runtime) and other processes can
+    /// still run on those CPUs; see `docs/CPU_SETS.md`.
+    pub fn exclusive(mut self, exclusive: bool) -> Self {
+        self.cpu.exclusive = exclusive;
+        self
+    }
+
+    /// The nice value of every worker thread, from [`MIN_NICE`] (-20, most CPU) to
+    /// [`MAX_NICE`] (19, least). On Linux the nice value is per thread, so this affects only
+    /// this pool's workers: a pool at 10 gets about a tenth of the CPU time of a pool at 0
+    /// when both compete for a CPU.
+    ///
+    /// Default: unset, the workers keep the nice value of the thread that calls `build()`.
+    /// A value outside -20..=19 is a build error. Lowering it below the inherited value
+    /// usually needs `CAP_SYS_NICE` or `RLIMIT_NICE`; if the OS refuses, `build()` fails
+    /// with [`BuildErrorKind::Os`] (`EPERM`/`EACCES`). Off Linux: [`BuildErrorKind::Unsupported`].
+    pub fn nice(mut self, nice: i32) -> Self {
+        self.cpu.nice = Some(nice);
+        self
+    }
+
+    /// The scheduling policy of every worker thread.
+    ///
+    /// Default: unset, the workers keep the policy of the thread that calls `build()`
+    /// (normally [`SchedPolicy::Normal`]). If the OS refuses (leaving `SCHED_IDLE` or a
+    /// real-time policy needs privilege), `build()` fails with [`BuildErrorKind::Os`].
+    /// Off Linux: [`BuildErrorKind::Unsupported`].
+    pub fn sched_policy(mut self, policy: SchedPolicy) -> Self {
+        self.cpu.policy = Some(policy);
+        self
+    }
+}

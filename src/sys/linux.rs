@@ -1,0 +1,153 @@
+//! Linux: `gettid`, `sched_getcpu`, `sched_{get,set}affinity`, `{get,set}priority` and
+//! `sched_{get,set}scheduler`, all on one thread.
+//!
+//! Affinity masks are passed as arrays of `c_ulong` sized to the CPUs involved rather than
+//! as a fixed `cpu_set_t` (1024 CPUs), so machines with more CPUs work; the kernel reads and
+//! writes the mask in that layout (bit `i % bits` of word `i / bits` is CPU `i`).
+//! The nice value and the policy go through `syscall` directly: the raw `getpriority`
+//! return value is unambiguous (`20 - nice`), and musl's `sched_setscheduler` wrapper
+//! refuses to act on a single thread.
+
+use std::io;
+use std::mem::size_of;
+
+use crate::cpuset::CpuSet;
+use crate::placement::SchedPolicy;
+
+const WORD_BITS: usize = libc::c_ulong::BITS as usize;
+/// The largest mask `affinity` asks the kernel for, in CPUs (Linux's NR_CPUS is at most 8192).
+const MAX_MASK_CPUS: usize = 1 << 16;
+
+fn pid(tid: Option<i32>) -> libc::pid_t {
+    tid.unwrap_or(0)
+}
+
+/// Maps a `-1` return to the thread's `errno`.
+fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+pub(crate) fn current_tid() -> Option<i32> {
+    // SAFETY: gettid takes no arguments, cannot fail and touches no memory of ours.
+    Some(unsafe { libc::gettid() })
+}
+
+pub(crate) fn current_cpu() -> Option<usize> {
+    // SAFETY: sched_getcpu takes no arguments and touches no memory of ours; it returns -1
+    // on failure.
+    let cpu = unsafe { libc::sched_getcpu() };
+    usize::try_from(cpu).ok()
+}
+
+pub(crate) fn affinity(tid: Option<i32>) -> io::Result<CpuSet> {
+    let mut cpus = 1024;
+    loop {
+        let mut mask = vec![0 as libc::c_ulong; cpus / WORD_BITS];
+        let bytes = mask.len() * size_of::<libc::c_ulong>();
+        // SAFETY: `mask` is a live, writable buffer of exactly `bytes` bytes, aligned for
+        // `c_ulong`, which is the alignment of `cpu_set_t`; the kernel writes at most `bytes`
+        // bytes into it and keeps no pointer after the call.
+        let ret = unsafe {
+            libc::sched_getaffinity(pid(tid), bytes, mask.as_mut_ptr().cast::<libc::cpu_set_t>())
+        };
+        match check(ret.into()) {
+            Ok(_) => {
+                let set = (0..cpus).filter(|&c| mask[c / WORD_BITS] & (1 << (c % WORD_BITS)) != 0);
+                return Ok(CpuSet::new(set));
+            }
+            // EINVAL: the kernel's mask is larger than our buffer; retry with a larger one.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && cpus < MAX_MASK_CPUS => {
+                cpus *= 2;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+pub(crate) fn set_current_affinity(set: &CpuSet) -> io::Result<()> {
+    let top = set.iter().last().unwrap_or(0);
+    if top >= MAX_MASK_CPUS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "CPU {top} is beyond the largest supported CPU id {}",
+                MAX_MASK_CPUS - 1
+            ),
+        ));
+    }
+    let mut mask = vec![0 as libc::c_ulong; top / WORD_BITS + 1];
+    for c in set.iter() {
+        mask[c / WORD_BITS] |= 1 << (c % WORD_BITS);
+    }
+    let bytes = mask.len() * size_of::<libc::c_ulong>();
+    // SAFETY: `mask` is a live buffer of exactly `bytes` bytes, aligned for `c_ulong` (the
+    // alignment of `cpu_set_t`); the kernel only reads it, during the call. pid 0 is the
+    // calling thread.
+    let ret = unsafe { libc::sched_setaffinity(0, bytes, mask.as_ptr().cast::<libc::cpu_set_t>()) };
+    check(ret.into()).map(drop)
+}
+
+pub(crate) fn nice(tid: Option<i32>) -> io::Result<i32> {
+    // SAFETY: getpriority takes two integers and touches no memory of ours. The raw system
+    // call returns 20 - nice (1 to 40) on success and -1 with errno on failure.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_getpriority,
+            libc::PRIO_PROCESS,
+            libc::id_t::try_from(pid(tid)).unwrap_or(0),
+        )
+    };
+    check(ret).map(|raw| 20 - raw as i32)
+}
+
+pub(crate) fn set_current_nice(nice: i32) -> io::Result<()> {
+    // PRIO_PROCESS with a thread id sets that one thread's nice value on Linux.
+    let tid = current_tid().unwrap_or(0);
+    // SAFETY: setpriority takes three integers and touches no memory of ours.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_setpriority,
+            libc::PRIO_PROCESS,
+            libc::id_t::try_from(tid).unwrap_or(0),
+            nice,
+        )
+    };
+    check(ret).map(drop)
+}
+
+pub(crate) fn sched_policy(tid: Option<i32>) -> io::Result<Option<SchedPolicy>> {
+    // SAFETY: sched_getscheduler takes one integer and touches no memory of ours.
+    let ret = unsafe { libc::syscall(libc::SYS_sched_getscheduler, pid(tid)) };
+    let raw = check(ret)? as libc::c_int & !libc::SCHED_RESET_ON_FORK;
+    Ok(match raw {
+        libc::SCHED_OTHER => Some(SchedPolicy::Normal),
+        libc::SCHED_BATCH => Some(SchedPolicy::Batch),
+        libc::SCHED_IDLE => Some(SchedPolicy::Idle),
+        _ => None,
+    })
+}
+
+pub(crate) fn set_current_sched_policy(policy: SchedPolicy) -> io::Result<()> {
+    let raw = match policy {
+        SchedPolicy::Normal => libc::SCHED_OTHER,
+        SchedPolicy::Batch => libc::SCHED_BATCH,
+        SchedPolicy::Idle => libc::SCHED_IDLE,
+    };
+    // The three non-real-time policies take a static priority of 0.
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a live `sched_param` the kernel only reads during the call; pid 0
+    // is the calling thread.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setscheduler,
+            0 as libc::pid_t,
+            raw,
+            &param as *const libc::sched_param,
+        )
+    };
+    check(ret).map(drop)
+}

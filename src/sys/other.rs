@@ -1,0 +1,45 @@
+//! Targets other than Linux: no thread ids, no placement, no priority.
+
+use std::io;
+
+use crate::cpuset::CpuSet;
+use crate::placement::SchedPolicy;
+
+fn unsupported<T>(what: &str) -> io::Result<T> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("{what} is only supported on Linux"),
+    ))
+}
+
+pub(crate) fn current_tid() -> Option<i32> {
+    None
+}
+
+pub(crate) fn current_cpu() -> Option<usize> {
+    None
+}
+
+pub(crate) fn affinity(_tid: Option<i32>) -> io::Result<CpuSet> {
+    unsupported("reading CPU affinity")
+}
+
+pub(crate) fn set_current_affinity(_cpus: &CpuSet) -> io::Result<()> {
+    unsupported("CPU affinity")
+}
+
+pub(crate) fn nice(_tid: Option<i32>) -> io::Result<i32> {
+    unsupported("reading the nice value")
+}
+
+pub(crate) fn set_current_nice(_nice: i32) -> io::Result<()> {
+    unsupported("a per-thread nice value")
+}
+
+pub(crate) fn sched_policy(_tid: Option<i32>) -> io::Result<Option<SchedPolicy>> {
+    unsupported("reading the scheduling policy")
+}
+
+pub(crate) fn set_current_sched_policy(_policy: SchedPolicy) -> io::Result<()> {
+    unsupported("a per-thread scheduling policy")
+}
