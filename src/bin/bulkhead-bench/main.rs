@@ -13,6 +13,7 @@
 //! | `work`      | calibrated spin, sleep, hang, injected panics, mixes            |
 //! | `generator` | open-loop pacing, `rate=max`, closed loop, send lateness        |
 //! | `record`    | per-thread histograms merged afterwards, time series            |
+//! | `noise`     | what other processes and the hypervisor took during a run       |
 //! | `run`       | one run in one mode: pools, generators, sampling, drain         |
 //! | `report`    | the table and the JSON document                                 |
 //! | `svg`       | the plot                                                        |
@@ -21,6 +22,7 @@
 //! run itself fails (a thread cannot start, an output file cannot be written).
 
 mod generator;
+mod noise;
 mod presets;
 mod record;
 mod report;

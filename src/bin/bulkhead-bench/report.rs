@@ -239,6 +239,20 @@ impl Report {
                 }
                 let _ = writeln!(out);
             }
+            if let Some(n) = r.noise {
+                let _ = writeln!(
+                    out,
+                    "  {:<8} other processes took {:.0}% of all CPU time during the run, steal {:.0}%{}",
+                    r.kind.as_str(),
+                    n.others * 100.0,
+                    n.steal * 100.0,
+                    if n.others + n.steal > 0.05 {
+                        " (WARNING: a noisy machine; distrust this run)"
+                    } else {
+                        ""
+                    }
+                );
+            }
             if r.shutdown_timed_out {
                 let _ = writeln!(
                     out,
@@ -420,6 +434,7 @@ fn run_json(r: &RunResult) -> Value {
             "elapsed_s": r.shutdown_elapsed.as_secs_f64(),
             "timed_out": r.shutdown_timed_out,
         },
+        "noise": r.noise.map(|n| json!({ "others": n.others, "steal": n.steal })),
         "pools": r.pools.iter().map(|p| {
             let s = &p.stats;
             let mut v = pool_json(&p.spec);

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use bulkhead::{CpuSet, PoolBuilder, PoolStats, Runtime};
 
 use crate::generator::{self, GenResult, GenSetup};
+use crate::noise::{self, Noise};
 use crate::record::{new_histogram, Point, Recorder, Totals};
 use crate::spec::{fmt_duration, CpuList, LoadSpec, PoolSpec, Scenario};
 use crate::work::{Gate, Spinner, Work};
@@ -110,6 +111,8 @@ pub(crate) struct RunResult {
     pub(crate) measured: Duration,
     pub(crate) shutdown_elapsed: Duration,
     pub(crate) shutdown_timed_out: bool,
+    /// What other processes and the hypervisor took during warmup and window.
+    pub(crate) noise: Option<Noise>,
 }
 
 /// The pools and loads of a run of `kind`.
@@ -253,6 +256,7 @@ pub(crate) fn run(
         ));
     }
     barrier.wait();
+    let noise_start = noise::sample();
 
     // Sample every 100 ms until the end of the window; bounded in count.
     let ticks = ((window.1 - start).as_millis() / TICK.as_millis()) as u64 + 2;
@@ -315,6 +319,9 @@ pub(crate) fn run(
         }
     }
 
+    let noise = noise_start
+        .zip(noise::sample())
+        .and_then(|(a, b)| a.until(&b));
     let mut gen_results = Vec::new();
     for (handles, _) in gens {
         let mut merged: Option<GenResult> = None;
@@ -389,5 +396,6 @@ pub(crate) fn run(
         measured: sc.duration,
         shutdown_elapsed: report.elapsed,
         shutdown_timed_out: report.timed_out,
+        noise,
     })
 }

@@ -826,6 +826,20 @@ mod tests {
     }
 
     #[test]
+    fn shipped_scenario_file_matches_the_default_preset() {
+        let text = include_str!("../../../scenarios/cpu-runaway.toml");
+        let base = presets::preset("queue-flood", &[0, 1]).unwrap();
+        let sc = parse_scenario_file(text, base).unwrap();
+        let preset = presets::preset("cpu-runaway", &[0, 1]).unwrap();
+        assert_eq!(sc.pools, preset.pools);
+        assert_eq!(sc.loads, preset.loads);
+        assert_eq!(
+            (sc.duration, sc.warmup, sc.drain),
+            (preset.duration, preset.warmup, preset.drain)
+        );
+    }
+
+    #[test]
     fn scenario_file_errors_name_the_key_or_value() {
         let base = || presets::preset("cpu-runaway", &[0, 1]).unwrap();
         let err = parse_scenario_file("durration = \"1s\"", base()).unwrap_err();
