@@ -18,6 +18,8 @@
 //! | `exclusive`        | only with `cpus`; no other pool may run on those CPUs         |
 //! | `nice`             | [`MIN_NICE`] to [`MAX_NICE`], if set; Linux                   |
 //! | `sched_policy`     | Linux                                                         |
+//! | `stuck_after`      | [`MIN_STUCK_AFTER`] or more                                   |
+//! | `supervisor_interval` | [`MIN_SUPERVISOR_INTERVAL`] to [`MAX_SUPERVISOR_INTERVAL`] |
 //!
 //! A value outside its range is an error naming the pool and the setting; nothing is
 //! clamped or rounded silently.
@@ -25,6 +27,7 @@
 use std::time::Duration;
 
 use crate::error::{BuildError, BuildErrorKind};
+use crate::events::{EventListener, Listeners};
 use crate::placement::{self, CpuConfig};
 use crate::runtime::Runtime;
 #[cfg(doc)]
@@ -50,6 +53,16 @@ pub const DEFAULT_THREADS: usize = 1;
 pub const DEFAULT_QUEUE_CAPACITY: usize = 128;
 /// Default grace period that dropping a [`Runtime`] gives running and queued tasks.
 pub const DEFAULT_DROP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default threshold past which a running task counts as stuck.
+pub const DEFAULT_STUCK_AFTER: Duration = Duration::from_secs(30);
+/// The smallest `stuck_after` threshold.
+pub const MIN_STUCK_AFTER: Duration = Duration::from_millis(1);
+/// Default interval at which the supervisor samples every pool.
+pub const DEFAULT_SUPERVISOR_INTERVAL: Duration = Duration::from_secs(1);
+/// The shortest supervisor interval.
+pub const MIN_SUPERVISOR_INTERVAL: Duration = Duration::from_millis(10);
+/// The longest supervisor interval (one hour).
+pub const MAX_SUPERVISOR_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Configures one pool. Obtained inside [`RuntimeBuilder::pool`].
 ///
@@ -65,6 +78,7 @@ pub struct PoolBuilder {
     pub(crate) thread_name: Option<String>,
     /// CPU set, placement, exclusivity and priority; setters in `placement.rs`.
     pub(crate) cpu: CpuConfig,
+    pub(crate) stuck_after: Duration,
 }
 
 impl PoolBuilder {
@@ -77,6 +91,7 @@ impl PoolBuilder {
             stack_size: None,
             thread_name: None,
             cpu: CpuConfig::default(),
+            stuck_after: DEFAULT_STUCK_AFTER,
         }
     }
 
@@ -130,6 +145,19 @@ impl PoolBuilder {
     /// thread name, which is what `ps -L` and `top -H` show; keep prefixes short.
     pub fn thread_name(mut self, prefix: impl Into<String>) -> Self {
         self.thread_name = Some(prefix.into());
+        self
+    }
+
+    /// How long a task may run before the supervisor reports it as stuck (a
+    /// [`StuckTask`](crate::StuckTask) in the snapshot, an [`Event::Stuck`](crate::Event::Stuck)
+    /// for listeners, and the pool's health [`Stuck`](crate::Health::Stuck)). Nothing is done
+    /// to the task: it is reported, not stopped.
+    ///
+    /// Default: [`DEFAULT_STUCK_AFTER`] (30 s). At least [`MIN_STUCK_AFTER`] (1 ms); less is a
+    /// build error. Detection happens at supervisor samples, so a task is flagged between
+    /// `stuck_after` and `stuck_after` plus one supervisor interval after it started.
+    pub fn stuck_after(mut self, threshold: Duration) -> Self {
+        self.stuck_after = threshold;
         self
     }
 
@@ -193,6 +221,15 @@ impl PoolBuilder {
                 "must be greater than zero (leave it unset for no limit)".to_owned(),
             );
         }
+        if self.stuck_after < MIN_STUCK_AFTER {
+            range(
+                "stuck_after",
+                format!(
+                    "must be at least {MIN_STUCK_AFTER:?}, got {:?}",
+                    self.stuck_after
+                ),
+            );
+        }
         if let Some(prefix) = &self.thread_name {
             if let Err(why) = check_name(prefix) {
                 out.push(BuildError::new(
@@ -240,6 +277,9 @@ fn check_name(name: &str) -> Result<(), String> {
 pub struct RuntimeBuilder {
     pub(crate) pools: Vec<PoolBuilder>,
     pub(crate) drop_timeout: Duration,
+    pub(crate) metrics: bool,
+    pub(crate) supervisor_interval: Duration,
+    pub(crate) listeners: Listeners,
 }
 
 impl Default for RuntimeBuilder {
@@ -247,6 +287,9 @@ impl Default for RuntimeBuilder {
         RuntimeBuilder {
             pools: Vec::new(),
             drop_timeout: DEFAULT_DROP_TIMEOUT,
+            metrics: true,
+            supervisor_interval: DEFAULT_SUPERVISOR_INTERVAL,
+            listeners: Listeners::default(),
         }
     }
 }
@@ -281,6 +324,50 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Whether workers record latency histograms (queue wait, run time, end to end).
+    ///
+    /// Default: `true`. With `false`, workers skip the extra clock read and the recording,
+    /// and [`PoolSnapshot::latency`](crate::PoolSnapshot::latency) is `None`. The outcome
+    /// counters of [`PoolStats`](crate::PoolStats), the supervisor, stuck-task detection,
+    /// CPU time and events stay on: they cost nothing per task beyond the accounting the
+    /// runtime always does. docs/BENCHMARKS.md gives the measured cost of `true`.
+    pub fn metrics(mut self, enabled: bool) -> Self {
+        self.metrics = enabled;
+        self
+    }
+
+    /// How often the supervisor thread samples every pool: queue depth, CPU time, latency
+    /// intervals, stuck tasks, health, and the events it derives.
+    ///
+    /// Default: [`DEFAULT_SUPERVISOR_INTERVAL`] (1 s). From [`MIN_SUPERVISOR_INTERVAL`]
+    /// (10 ms) to [`MAX_SUPERVISOR_INTERVAL`] (1 h); outside that is a build error.
+    pub fn supervisor_interval(mut self, interval: Duration) -> Self {
+        self.supervisor_interval = interval;
+        self
+    }
+
+    /// Registers a listener told of every [`Event`](crate::Event) (refusals, panics,
+    /// expiries, stuck tasks, recoveries, health changes), on the supervisor thread, once per
+    /// sampling interval. Never called on a submitting or worker thread.
+    ///
+    /// Default: no listener. Listeners are called in registration order.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// let (tx, events) = mpsc::channel();
+    /// let tx = std::sync::Mutex::new(tx);
+    /// let rt = bulkhead::Runtime::builder()
+    ///     .pool("p", |p| p)
+    ///     .on_event(move |e: &bulkhead::Event| { let _ = tx.lock().unwrap().send(e.to_string()); })
+    ///     .build()?;
+    /// # drop((rt, events));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn on_event(mut self, listener: impl EventListener) -> Self {
+        self.listeners.0.push(std::sync::Arc::new(listener));
+        self
+    }
+
     /// Validates the whole configuration, then starts every pool's threads.
     ///
     /// # Errors
@@ -305,15 +392,28 @@ impl RuntimeBuilder {
     /// availability, exclusive overlaps) report their first problem. `build()` returns the
     /// first of these; the configuration file loader reports them all.
     pub fn problems(&self) -> Vec<BuildError> {
+        let mut out = Vec::new();
+        if !(MIN_SUPERVISOR_INTERVAL..=MAX_SUPERVISOR_INTERVAL).contains(&self.supervisor_interval)
+        {
+            out.push(BuildError::new(
+                None,
+                "supervisor_interval",
+                BuildErrorKind::OutOfRange,
+                format!(
+                    "must be between {MIN_SUPERVISOR_INTERVAL:?} and {MAX_SUPERVISOR_INTERVAL:?}, got {:?}",
+                    self.supervisor_interval
+                ),
+            ));
+        }
         if self.pools.is_empty() {
-            return vec![BuildError::new(
+            out.push(BuildError::new(
                 None,
                 "pools",
                 BuildErrorKind::NoPools,
                 "no pool was registered; add one with RuntimeBuilder::pool",
-            )];
+            ));
+            return out;
         }
-        let mut out = Vec::new();
         for (i, p) in self.pools.iter().enumerate() {
             if let Err(why) = check_name(&p.name) {
                 out.push(BuildError::new(

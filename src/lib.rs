@@ -140,8 +140,49 @@
 //! # let rt = bulkhead::Runtime::builder().pool("p", |p| p).build()?;
 //! # let pool = rt.pool("p")?;
 //! pool.try_submit(|| ())?.join()?;
+//! # // The handle resolves just before the worker counts the outcome.
+//! # while pool.stats().completed < 1 { std::thread::yield_now(); }
 //! let stats = pool.stats();
 //! assert_eq!((stats.submitted, stats.completed), (1, 1));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Metrics
+//!
+//! A supervisor thread samples every pool (every second by default, down to 10 ms):
+//! queue depth, busy workers, outcome counters, CPU time and the CPUs the workers ran on,
+//! latency histograms (queue wait, run time, end to end; cumulative and last interval),
+//! stuck tasks and a [`Health`] state. [`Runtime::snapshot`] returns it all as plain data
+//! ([`RuntimeSnapshot`]), which renders as Prometheus text ([`RuntimeSnapshot::to_prometheus`])
+//! or, with the `serde` feature, JSON. Listeners registered with
+//! [`RuntimeBuilder::on_event`] hear about refusals, panics, expiries, stuck tasks and
+//! recoveries on the supervisor thread, never on a submitting or worker thread.
+//! docs/METRICS.md explains every metric.
+//!
+//! ```
+//! use std::time::Duration;
+//! use bulkhead::{Event, Health, Runtime};
+//!
+//! let rt = Runtime::builder()
+//!     .supervisor_interval(Duration::from_millis(100)) // default 1 s
+//!     .pool("api", |p| p.threads(2).stuck_after(Duration::from_secs(10)))
+//!     .on_event(|e: &Event| eprintln!("bulkhead: {e}"))
+//!     .build()?;
+//! let api = rt.pool("api")?;
+//! for i in 0..10 {
+//!     api.try_submit(move || i * 2)?.join()?;
+//! }
+//!
+//! let snap = rt.snapshot();
+//! let pool = snap.pool("api").unwrap();
+//! assert_eq!(pool.stats.completed, 10);
+//! assert_eq!(pool.health, Health::Healthy);
+//! let latency = pool.latency.as_ref().unwrap(); // None with `.metrics(false)`
+//! assert_eq!(latency.cumulative.end_to_end.count, 10);
+//! println!("p99 queue wait: {:?}", latency.cumulative.queue_wait.p99);
+//!
+//! let text = snap.to_prometheus(); // serve this on /metrics
+//! assert!(text.contains("bulkhead_queue_depth{pool=\"api\"} 0"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -167,10 +208,14 @@ pub mod builder;
 pub mod config;
 mod cpuset;
 mod error;
+mod events;
+mod export;
+pub mod metrics;
 mod placement;
 pub mod pool;
 pub mod runtime;
 mod stats;
+mod supervisor;
 mod sync;
 mod sys;
 mod task;
@@ -179,6 +224,10 @@ mod worker;
 pub use builder::{PoolBuilder, RuntimeBuilder};
 pub use cpuset::{CpuSet, ParseCpuSetError, PartitionError};
 pub use error::{BuildError, BuildErrorKind, RefusalReason, SubmitError, TaskError, UnknownPool};
+pub use events::{Event, EventListener};
+pub use metrics::{
+    Health, LatencySummary, LatencyView, PoolLatency, PoolSnapshot, RuntimeSnapshot, StuckTask,
+};
 pub use placement::{current_cpu, Placement, SchedPolicy, MAX_NICE, MIN_NICE};
 pub use pool::Pool;
 pub use runtime::{PoolReport, Runtime, ShutdownReport, StuckWorker};

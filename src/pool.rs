@@ -35,6 +35,7 @@ use crossbeam_utils::CachePadded;
 
 use crate::cpuset::CpuSet;
 use crate::error::{RefusalReason, SubmitError};
+use crate::metrics::LatencyRecorder;
 use crate::placement::CpuConfig;
 use crate::stats::{PoolStats, WorkerInfo, WorkerSlot};
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
@@ -53,6 +54,7 @@ pub(crate) struct PoolConfig {
     pub(crate) stack_size: Option<usize>,
     /// CPU set, placement and priority, applied by each worker as it starts.
     pub(crate) cpu: CpuConfig,
+    pub(crate) stuck_after: Duration,
 }
 
 #[derive(Default)]
@@ -77,6 +79,8 @@ pub(crate) struct PoolShared {
     /// Tasks cancelled by a drain (abandoned shutdown), not by a worker.
     pub(crate) drained: AtomicU64,
     pub(crate) workers: Box<[CachePadded<WorkerSlot>]>,
+    /// One latency recorder per worker (same index), or `None` when metrics are off.
+    pub(crate) recorders: Option<Box<[CachePadded<LatencyRecorder>]>>,
     /// The instant worker timestamps are counted from.
     pub(crate) epoch: Instant,
     /// Disconnected (dropped) when shutdown begins, to wake idle workers.

@@ -27,9 +27,11 @@ use crossbeam_utils::CachePadded;
 
 use crate::builder::{PoolBuilder, RuntimeBuilder};
 use crate::error::{BuildError, BuildErrorKind, UnknownPool};
+use crate::metrics::{LatencyRecorder, RuntimeSnapshot};
 use crate::placement::SetupFailure;
 use crate::pool::{Pool, PoolConfig, PoolShared, RefusalCounters};
 use crate::stats::{PoolStats, WorkerSlot};
+use crate::supervisor::Supervisor;
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::worker;
 
@@ -42,6 +44,8 @@ pub struct Runtime {
     drop_timeout: Duration,
     /// Set by an explicit shutdown, after which dropping waits no more.
     shut_down: AtomicBool,
+    /// `None` only while `start` is still starting pools.
+    supervisor: Option<Supervisor>,
 }
 
 impl Runtime {
@@ -55,11 +59,23 @@ impl Runtime {
             pools: Vec::with_capacity(config.pools.len()),
             drop_timeout: config.drop_timeout,
             shut_down: AtomicBool::new(false),
+            supervisor: None,
         };
         for p in &config.pools {
             // On error `rt` is dropped here, which stops the pools already started.
-            rt.pools.push(start_pool(p)?);
+            rt.pools.push(start_pool(p, config.metrics)?);
         }
+        let supervisor = Supervisor::start(
+            &rt.pools,
+            config.supervisor_interval,
+            config.metrics,
+            config.listeners.clone(),
+        )
+        .map_err(|e| {
+            let msg = format!("could not start the supervisor thread: {e}");
+            BuildError::new(None, "supervisor_interval", BuildErrorKind::Spawn(e), msg)
+        })?;
+        rt.supervisor = Some(supervisor);
         Ok(rt)
     }
 
@@ -87,6 +103,25 @@ impl Runtime {
     /// A [`PoolStats`] snapshot of every pool, in registration order.
     pub fn stats(&self) -> Vec<PoolStats> {
         self.pools.iter().map(Pool::stats).collect()
+    }
+
+    /// A snapshot of every pool as the supervisor sees it: counters, queue depth, health,
+    /// stuck tasks, CPU time and CPUs seen, and latency (cumulative and last interval).
+    ///
+    /// Taken on the calling thread: cumulative latency and counters are current as of the
+    /// call, CPU time as of this call's `/proc` read, and the interval view is the last one
+    /// the supervisor closed. See docs/METRICS.md.
+    pub fn snapshot(&self) -> RuntimeSnapshot {
+        match &self.supervisor {
+            Some(s) => s.snapshot(),
+            // Unreachable for users: a Runtime is handed out only with its supervisor.
+            None => RuntimeSnapshot {
+                uptime: Duration::ZERO,
+                interval: Duration::ZERO,
+                metrics_enabled: false,
+                pools: Vec::new(),
+            },
+        }
     }
 
     /// Stops intake, runs every queued task, and waits for all workers to exit.
@@ -135,9 +170,13 @@ impl Runtime {
                 .collect();
             pools.push(PoolReport {
                 stats: shared.stats(),
-                cancelled_at_shutdown: shared.drained.load(crate::sync::Ordering::Relaxed),
+                cancelled_at_shutdown: shared.drained.load(Ordering::Relaxed),
                 still_running,
             });
+        }
+        // The supervisor takes a last sample (delivering the last interval's events), then stops.
+        if let Some(s) = &self.supervisor {
+            s.stop(deadline);
         }
         ShutdownReport {
             pools,
@@ -147,7 +186,7 @@ impl Runtime {
     }
 }
 
-fn start_pool(p: &PoolBuilder) -> Result<Pool, BuildError> {
+fn start_pool(p: &PoolBuilder, metrics: bool) -> Result<Pool, BuildError> {
     let (tx, rx) = bounded(p.queue_capacity);
     // Capacity 1, not 0: a zero-capacity channel allocates each time a worker parks on it.
     let (shutdown_tx, shutdown_rx) = bounded(1);
@@ -164,6 +203,7 @@ fn start_pool(p: &PoolBuilder) -> Result<Pool, BuildError> {
             max_queue_wait: p.max_queue_wait,
             stack_size: p.stack_size,
             cpu: p.cpu.clone(),
+            stuck_after: p.stuck_after,
         },
         tx,
         rx,
@@ -173,6 +213,11 @@ fn start_pool(p: &PoolBuilder) -> Result<Pool, BuildError> {
         refused: CachePadded::new(RefusalCounters::default()),
         drained: AtomicU64::new(0),
         workers,
+        recorders: metrics.then(|| {
+            (0..p.threads)
+                .map(|_| CachePadded::new(LatencyRecorder::new()))
+                .collect()
+        }),
         epoch: Instant::now(),
         shutdown_tx: Mutex::new(Some(shutdown_tx)),
         shutdown_rx,

@@ -75,6 +75,12 @@ impl WorkerSlot {
         }
     }
 
+    /// The raw `busy_since` word: 0 while idle, otherwise a stamp that identifies the
+    /// current task (its start, in nanoseconds since the pool's epoch, plus one).
+    pub(crate) fn busy_stamp(&self) -> u64 {
+        self.busy_since.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn set_tid(&self, tid: i32) {
         self.tid.store(tid, Ordering::Release);
     }
@@ -118,6 +124,7 @@ impl WorkerSlot {
 /// are read one by one while the pool runs, so the identity is exact once the pool is quiet
 /// (nothing being submitted or run), and approximate while tasks flow.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct PoolStats {
     /// The pool's name.

@@ -21,3 +21,6 @@ pub(crate) use linux::*;
 mod other;
 #[cfg(not(target_os = "linux"))]
 pub(crate) use other::*;
+
+mod procstat;
+pub(crate) use procstat::thread_stat;

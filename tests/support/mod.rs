@@ -84,3 +84,50 @@ pub fn quiet_panics(marker: &'static str) {
         }
     }));
 }
+
+/// Occupies one worker of `pool` until the returned sender is dropped or sent to; returns
+/// once the task has started.
+pub fn block_worker(pool: &Pool) -> std::sync::mpsc::Sender<()> {
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let (started_tx, started_rx) = mpsc::channel();
+    pool.execute(move || {
+        started_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+    })
+    .unwrap_or_else(|_| panic!("could not submit the blocking task"));
+    started_rx
+        .recv_timeout(HANG_GUARD)
+        .expect("blocking task did not start");
+    release_tx
+}
+
+/// Collects every event a runtime's listener receives.
+#[derive(Clone, Default)]
+pub struct EventLog(std::sync::Arc<std::sync::Mutex<Vec<bulkhead::Event>>>);
+
+impl EventLog {
+    pub fn listener(&self) -> impl Fn(&bulkhead::Event) + Send + Sync + 'static {
+        let log = self.0.clone();
+        move |e: &bulkhead::Event| log.lock().unwrap().push(e.clone())
+    }
+
+    pub fn events(&self) -> Vec<bulkhead::Event> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded by [`HANG_GUARD`]) until some event satisfies `pred`, and returns it.
+    pub fn wait_for(&self, what: &str, pred: impl Fn(&bulkhead::Event) -> bool) -> bulkhead::Event {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(e) = self.events().into_iter().find(|e| pred(e)) {
+                return e;
+            }
+            assert!(
+                start.elapsed() < HANG_GUARD,
+                "no {what} event within {HANG_GUARD:?}; got {:?}",
+                self.events()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! Prometheus text exposition format (version 0.0.4) of a snapshot.
+//!
+//! Every sample carries a `pool` label. Counters end in `_total`; times are in seconds;
+//! latencies are summaries (quantiles 0.5, 0.9, 0.99, 0.999 plus `_sum` and `_count`) over
+//! the pool's whole life, since Prometheus derives rates and windows itself. The names and
+//! their meaning are listed in docs/METRICS.md.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::metrics::{Health, LatencySummary, PoolSnapshot, RuntimeSnapshot};
+
+impl RuntimeSnapshot {
+    /// The snapshot in the Prometheus text exposition format, ready to serve on `/metrics`.
+    ///
+    /// ```
+    /// let rt = bulkhead::Runtime::builder().pool("api", |p| p).build()?;
+    /// let api = rt.pool("api")?;
+    /// api.try_submit(|| ())?.join()?;
+    /// // A handle resolves just before the worker counts the outcome.
+    /// while api.stats().completed < 1 { std::thread::yield_now(); }
+    /// let text = rt.snapshot().to_prometheus();
+    /// assert!(text.contains(r#"bulkhead_tasks_total{pool="api",outcome="completed"} 1"#));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn to_prometheus(&self) -> String {
+        let mut out = Exposition::default();
+        let pools = &self.pools;
+        out.family(
+            "bulkhead_threads",
+            "gauge",
+            "Worker threads of the pool.",
+            pools,
+            |p, f| f.sample(p, &[], p.stats.threads as f64),
+        );
+        out.family(
+            "bulkhead_queue_capacity",
+            "gauge",
+            "Capacity of the pool's bounded queue, in tasks.",
+            pools,
+            |p, f| f.sample(p, &[], p.stats.queue_capacity as f64),
+        );
+        out.family(
+            "bulkhead_queue_depth",
+            "gauge",
+            "Tasks waiting in the pool's queue.",
+            pools,
+            |p, f| f.sample(p, &[], p.stats.queued as f64),
+        );
+        out.family(
+            "bulkhead_workers",
+            "gauge",
+            "Worker threads by state (busy: running a task, idle: waiting for one).",
+            pools,
+            |p, f| {
+                f.sample(p, &[("state", "busy")], p.stats.busy as f64);
+                f.sample(p, &[("state", "idle")], p.idle as f64);
+            },
+        );
+        out.family(
+            "bulkhead_tasks_submitted_total",
+            "counter",
+            "Submission attempts, accepted or refused.",
+            pools,
+            |p, f| f.sample(p, &[], p.stats.submitted as f64),
+        );
+        out.family(
+            "bulkhead_tasks_total",
+            "counter",
+            "Accepted tasks that ended, by outcome.",
+            pools,
+            |p, f| {
+                let s = &p.stats;
+                for (outcome, v) in [
+                    ("completed", s.completed),
+                    ("panicked", s.panicked),
+                    ("expired", s.expired),
+                    ("cancelled", s.cancelled),
+                ] {
+                    f.sample(p, &[("outcome", outcome)], v as f64);
+                }
+            },
+        );
+        out.family(
+            "bulkhead_tasks_refused_total",
+            "counter",
+            "Submissions refused, by reason (full, timeout, shutting_down).",
+            pools,
+            |p, f| {
+                let s = &p.stats;
+                for (reason, v) in [
+                    ("full", s.refused_full),
+                    ("timeout", s.refused_timeout),
+                    ("shutting_down", s.refused_shutting_down),
+                ] {
+                    f.sample(p, &[("reason", reason)], v as f64);
+                }
+            },
+        );
+        out.family(
+            "bulkhead_stuck_tasks",
+            "gauge",
+            "Tasks running longer than the pool's stuck_after threshold.",
+            pools,
+            |p, f| f.sample(p, &[], p.stuck.len() as f64),
+        );
+        out.family(
+            "bulkhead_stuck_after_seconds",
+            "gauge",
+            "The pool's stuck_after threshold.",
+            pools,
+            |p, f| f.sample(p, &[], secs(p.stuck_after)),
+        );
+        out.family(
+            "bulkhead_health",
+            "gauge",
+            "The pool's health state: 1 for the current state, 0 for the others.",
+            pools,
+            |p, f| {
+                for h in Health::ALL {
+                    let v = if p.health == h { 1.0 } else { 0.0 };
+                    f.sample(p, &[("state", h.as_str())], v);
+                }
+            },
+        );
+        out.family(
+            "bulkhead_cpu_seconds_total",
+            "counter",
+            "CPU time (user + system) consumed by the pool's worker threads.",
+            pools,
+            |p, f| f.sample(p, &[], secs(p.cpu_time)),
+        );
+        out.family(
+            "bulkhead_cpu_seen",
+            "gauge",
+            "1 for each CPU the pool's workers were seen running on (sampled).",
+            pools,
+            |p, f| {
+                for cpu in &p.cpus_seen {
+                    f.sample(p, &[("cpu", &cpu.to_string())], 1.0);
+                }
+            },
+        );
+        for (name, help, pick) in [
+            (
+                "bulkhead_queue_wait_seconds",
+                "Time from submission to the start of the task.",
+                (|v| &v.queue_wait) as fn(&crate::LatencyView) -> &LatencySummary,
+            ),
+            (
+                "bulkhead_run_seconds",
+                "Time from the start to the end of the task.",
+                |v| &v.run,
+            ),
+            (
+                "bulkhead_end_to_end_seconds",
+                "Time from submission to the end of the task.",
+                |v| &v.end_to_end,
+            ),
+        ] {
+            out.family(name, "summary", help, pools, |p, f| {
+                if let Some(l) = &p.latency {
+                    f.summary(p, pick(&l.cumulative));
+                }
+            });
+        }
+        out.text
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+#[derive(Default)]
+struct Exposition {
+    text: String,
+}
+
+/// Writes the samples of one family.
+struct Family<'a> {
+    name: &'a str,
+    text: &'a mut String,
+}
+
+impl Exposition {
+    fn family(
+        &mut self,
+        name: &str,
+        kind: &str,
+        help: &str,
+        pools: &[PoolSnapshot],
+        mut each: impl FnMut(&PoolSnapshot, &mut Family<'_>),
+    ) {
+        let _ = writeln!(self.text, "# HELP {name} {help}");
+        let _ = writeln!(self.text, "# TYPE {name} {kind}");
+        let mut f = Family {
+            name,
+            text: &mut self.text,
+        };
+        for p in pools {
+            each(p, &mut f);
+        }
+    }
+}
+
+impl Family<'_> {
+    fn sample(&mut self, p: &PoolSnapshot, labels: &[(&str, &str)], value: f64) {
+        self.sample_suffixed("", p, labels, value);
+    }
+
+    fn sample_suffixed(
+        &mut self,
+        suffix: &str,
+        p: &PoolSnapshot,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) {
+        let _ = write!(self.text, "{}{suffix}{{pool=\"", self.name);
+        escape_into(self.text, &p.stats.name);
+        self.text.push('"');
+        for (k, v) in labels {
+            let _ = write!(self.text, ",{k}=\"");
+            escape_into(self.text, v);
+            self.text.push('"');
+        }
+        let _ = writeln!(self.text, "}} {}", number(value));
+    }
+
+    fn summary(&mut self, p: &PoolSnapshot, s: &LatencySummary) {
+        for (q, v) in [
+            ("0.5", s.p50),
+            ("0.9", s.p90),
+            ("0.99", s.p99),
+            ("0.999", s.p999),
+        ] {
+            self.sample(p, &[("quantile", q)], secs(v));
+        }
+        // hdrhistogram keeps no exact sum; mean * count is exact to the histogram's precision.
+        let sum = secs(s.mean) * s.count as f64;
+        self.sample_suffixed("_sum", p, &[], sum);
+        self.sample_suffixed("_count", p, &[], s.count as f64);
+    }
+}
+
+/// A label value with `\`, `"` and newline escaped, as the format requires.
+fn escape_into(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// A sample value: integers without a fractional part, others in Rust's shortest form
+/// (which Prometheus parses as a Go float).
+fn number(v: f64) -> String {
+    if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_label_values() {
+        let mut s = String::new();
+        escape_into(&mut s, "a\"b\\c\nd");
+        assert_eq!(s, r#"a\"b\\c\nd"#);
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(number(3.0), "3");
+        assert_eq!(number(0.25), "0.25");
+        assert_eq!(number(1.5e-7), "0.00000015");
+    }
+}

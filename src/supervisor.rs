@@ -1,0 +1,364 @@
+//! The supervisor: one thread per runtime that samples every pool at a fixed interval.
+//!
+//! At each tick it, for every pool:
+//!
+//! 1. swaps each worker's latency recorder with an empty one and adds what it took into the
+//!    pool's cumulative histograms and the open interval (see [`metrics`](crate::metrics));
+//! 2. reads each live worker's CPU time and last CPU from `/proc/self/task/<tid>/stat`,
+//!    keeping the last value of workers that have exited;
+//! 3. closes the interval: the open histograms become the "last interval" view;
+//! 4. compares counters and worker states with the previous tick and derives the
+//!    [`Event`]s: refusals per reason, panics, expiries, tasks newly past `stuck_after`,
+//!    stuck tasks that ended, health changes;
+//! 5. releases its state lock, then calls the listeners on this thread.
+//!
+//! [`Runtime::snapshot`](crate::Runtime::snapshot) shares the state: it runs steps 1 and 2
+//! on the caller's thread (so cumulative counts are exact at the moment of the call) and
+//! reads the last interval the supervisor closed; it derives no events.
+//!
+//! The thread stops when the runtime shuts down, after one final tick so that events of the
+//! last partial interval are delivered.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
+
+use crate::error::RefusalReason;
+use crate::events::{Event, Listeners};
+use crate::metrics::{Health, Latencies, PoolLatency, PoolSnapshot, RuntimeSnapshot, StuckTask};
+use crate::pool::{Pool, PoolShared};
+use crate::stats::PoolStats;
+use crate::sync::{Arc, Mutex};
+use crate::sys;
+
+/// The supervisor thread's handle, owned by the runtime.
+pub(crate) struct Supervisor {
+    pub(crate) state: Arc<Mutex<State>>,
+    stop_tx: Mutex<Option<Sender<()>>>,
+    done_rx: Receiver<()>,
+    join: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Supervisor {
+    pub(crate) fn start(
+        pools: &[Pool],
+        interval: Duration,
+        metrics: bool,
+        listeners: Listeners,
+    ) -> io::Result<Supervisor> {
+        let state = Arc::new(Mutex::new(State::new(pools, interval, metrics)));
+        let (stop_tx, stop_rx) = bounded::<()>(0);
+        let (done_tx, done_rx) = unbounded::<()>();
+        let thread_state = state.clone();
+        let join = thread::Builder::new()
+            .name("bulkhead-supervisor".to_owned())
+            .spawn(move || {
+                let _done = done_tx;
+                run(&thread_state, &stop_rx, interval, &listeners);
+            })?;
+        Ok(Supervisor {
+            state,
+            stop_tx: Mutex::new(Some(stop_tx)),
+            done_rx,
+            join: Mutex::new(Some(join)),
+        })
+    }
+
+    /// Asks the thread to take its final sample and stop, and waits for it until `deadline`.
+    /// Idempotent. If the deadline passes (a listener hangs), the thread is detached.
+    pub(crate) fn stop(&self, deadline: Option<Instant>) {
+        drop(self.stop_tx.lock().take());
+        let finished = match deadline {
+            None => self.done_rx.recv().is_err(),
+            Some(d) => matches!(
+                self.done_rx.recv_deadline(d),
+                Err(RecvTimeoutError::Disconnected)
+            ),
+        };
+        if finished {
+            if let Some(join) = self.join.lock().take() {
+                let _ = join.join();
+            }
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> RuntimeSnapshot {
+        self.state.lock().snapshot(Instant::now())
+    }
+}
+
+fn run(state: &Mutex<State>, stop_rx: &Receiver<()>, interval: Duration, listeners: &Listeners) {
+    let mut next = Instant::now() + interval;
+    loop {
+        let stop = match stop_rx.recv_deadline(next) {
+            Err(RecvTimeoutError::Timeout) => false,
+            // The sender is dropped (or, never, used) when the runtime shuts down.
+            _ => true,
+        };
+        let now = Instant::now();
+        let events = state.lock().tick(now);
+        // Listeners run outside the state lock, so a slow one never blocks `snapshot()`.
+        for e in &events {
+            listeners.deliver(e);
+        }
+        if stop {
+            return;
+        }
+        // Keep the cadence; if a tick overran, start afresh from now rather than bursting.
+        next += interval;
+        let now = Instant::now();
+        if next <= now {
+            next = now + interval;
+        }
+    }
+}
+
+/// What the supervisor remembers about one pool between ticks.
+struct Track {
+    shared: Arc<PoolShared>,
+    cumulative: Latencies,
+    open: Latencies,
+    last_interval: Latencies,
+    last_interval_length: Duration,
+    /// Last CPU time read per worker (kept after the worker exits).
+    cpu: Vec<Duration>,
+    cpus_seen: BTreeSet<usize>,
+    /// Counters at the previous tick, for event deltas.
+    prev: PoolStats,
+    /// Per worker: the `busy_stamp` of the task already reported stuck, and how long it had
+    /// run when last seen.
+    flagged: Vec<Option<(u64, Duration)>>,
+    health: Health,
+}
+
+/// The supervisor's state, shared with `Runtime::snapshot`.
+pub(crate) struct State {
+    started: Instant,
+    interval: Duration,
+    metrics: bool,
+    last_tick: Instant,
+    spare: Option<Latencies>,
+    pools: Vec<Track>,
+}
+
+impl State {
+    fn new(pools: &[Pool], interval: Duration, metrics: bool) -> Self {
+        let now = Instant::now();
+        State {
+            started: now,
+            interval,
+            metrics,
+            last_tick: now,
+            spare: metrics.then(Latencies::new),
+            pools: pools
+                .iter()
+                .map(|p| {
+                    let shared = p.shared.clone();
+                    let n = shared.workers.len();
+                    Track {
+                        cumulative: Latencies::new(),
+                        open: Latencies::new(),
+                        last_interval: Latencies::new(),
+                        last_interval_length: Duration::ZERO,
+                        cpu: vec![Duration::ZERO; n],
+                        cpus_seen: BTreeSet::new(),
+                        prev: shared.stats(),
+                        flagged: vec![None; n],
+                        health: Health::Healthy,
+                        shared,
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// Steps 1 and 2: collect latencies and CPU readings from every pool.
+    fn collect(&mut self) {
+        for t in &mut self.pools {
+            if let (Some(recorders), Some(spare)) = (&t.shared.recorders, &mut self.spare) {
+                for r in recorders.iter() {
+                    r.swap(spare);
+                    t.cumulative.add(spare);
+                    t.open.add(spare);
+                    spare.reset();
+                }
+            }
+            for (i, w) in t.shared.workers.iter().enumerate() {
+                // An exited worker's tid may already belong to another thread.
+                if w.has_exited() {
+                    continue;
+                }
+                if let Some(stat) = w.tid().and_then(sys::thread_stat) {
+                    t.cpu[i] = stat.cpu_time;
+                    t.cpus_seen.insert(stat.last_cpu);
+                }
+            }
+        }
+    }
+
+    /// One supervisor tick: collect, close the interval, derive the events.
+    fn tick(&mut self, now: Instant) -> Vec<Event> {
+        self.collect();
+        let length = now.saturating_duration_since(self.last_tick);
+        self.last_tick = now;
+        let mut events = Vec::new();
+        for t in &mut self.pools {
+            if self.metrics {
+                std::mem::swap(&mut t.last_interval, &mut t.open);
+                t.open.reset();
+                t.last_interval_length = length;
+            }
+            let stats = t.shared.stats();
+            let name = &*t.shared.name;
+            let delta = |now: u64, before: u64| now.saturating_sub(before);
+            for (reason, count) in [
+                (
+                    RefusalReason::Full,
+                    delta(stats.refused_full, t.prev.refused_full),
+                ),
+                (
+                    RefusalReason::Timeout,
+                    delta(stats.refused_timeout, t.prev.refused_timeout),
+                ),
+                (
+                    RefusalReason::ShuttingDown,
+                    delta(stats.refused_shutting_down, t.prev.refused_shutting_down),
+                ),
+            ] {
+                if count > 0 {
+                    events.push(Event::Refused {
+                        pool: name.to_owned(),
+                        reason,
+                        count,
+                    });
+                }
+            }
+            let panicked = delta(stats.panicked, t.prev.panicked);
+            if panicked > 0 {
+                events.push(Event::Panicked {
+                    pool: name.to_owned(),
+                    count: panicked,
+                });
+            }
+            let expired = delta(stats.expired, t.prev.expired);
+            if expired > 0 {
+                events.push(Event::Expired {
+                    pool: name.to_owned(),
+                    count: expired,
+                });
+            }
+            // Stuck tasks: flag each task once, by its start stamp; report its end.
+            let now_nanos = t.shared.nanos_since_epoch(now);
+            let stuck_after = t.shared.config.stuck_after;
+            for (i, w) in t.shared.workers.iter().enumerate() {
+                let stamp = w.busy_stamp();
+                let running_for = w.busy_for(now_nanos);
+                match t.flagged[i] {
+                    Some((flagged, _)) if flagged == stamp => {
+                        t.flagged[i] = Some((stamp, running_for.unwrap_or_default()));
+                    }
+                    Some((_, last_seen)) => {
+                        events.push(Event::Recovered {
+                            pool: name.to_owned(),
+                            worker: w.thread_name.clone(),
+                            ran_for_at_least: last_seen,
+                        });
+                        t.flagged[i] = None;
+                    }
+                    None => {}
+                }
+                if let (None, Some(d)) = (t.flagged[i], running_for) {
+                    if d > stuck_after {
+                        events.push(Event::Stuck {
+                            pool: name.to_owned(),
+                            worker: w.thread_name.clone(),
+                            running_for: d,
+                        });
+                        t.flagged[i] = Some((stamp, d));
+                    }
+                }
+            }
+            let health = health_of(&t.shared, &stats, &t.prev, now_nanos);
+            if health != t.health {
+                events.push(Event::HealthChanged {
+                    pool: name.to_owned(),
+                    from: t.health,
+                    to: health,
+                });
+                t.health = health;
+            }
+            t.prev = stats;
+        }
+        events
+    }
+
+    pub(crate) fn snapshot(&mut self, now: Instant) -> RuntimeSnapshot {
+        self.collect();
+        let metrics = self.metrics;
+        let pools = self
+            .pools
+            .iter()
+            .map(|t| {
+                let stats = t.shared.stats();
+                let now_nanos = t.shared.nanos_since_epoch(now);
+                let stuck_after = t.shared.config.stuck_after;
+                let stuck = t
+                    .shared
+                    .workers
+                    .iter()
+                    .filter_map(|w| {
+                        let d = w.busy_for(now_nanos)?;
+                        (d > stuck_after).then(|| StuckTask {
+                            worker: w.thread_name.clone(),
+                            running_for: d,
+                        })
+                    })
+                    .collect();
+                PoolSnapshot {
+                    idle: stats.threads.saturating_sub(stats.busy),
+                    health: health_of(&t.shared, &stats, &t.prev, now_nanos),
+                    stuck_after,
+                    stuck,
+                    cpu_time: t.cpu.iter().sum(),
+                    cpus_seen: t.cpus_seen.iter().copied().collect(),
+                    latency: metrics.then(|| PoolLatency {
+                        cumulative: t.cumulative.view(),
+                        last_interval: t.last_interval.view(),
+                        last_interval_length: t.last_interval_length,
+                    }),
+                    stats,
+                }
+            })
+            .collect();
+        RuntimeSnapshot {
+            uptime: now.saturating_duration_since(self.started),
+            interval: self.interval,
+            metrics_enabled: metrics,
+            pools,
+        }
+    }
+}
+
+/// The health rules, in order; documented on [`Health`].
+fn health_of(shared: &PoolShared, stats: &PoolStats, prev: &PoolStats, now_nanos: u64) -> Health {
+    let stuck_after = shared.config.stuck_after;
+    let stuck = shared
+        .workers
+        .iter()
+        .any(|w| w.busy_for(now_nanos).is_some_and(|d| d > stuck_after));
+    if stuck {
+        Health::Stuck
+    } else if stats.shutting_down {
+        Health::ShuttingDown
+    } else if (stats.busy >= stats.threads && stats.queued >= stats.queue_capacity)
+        || stats.refused_full > prev.refused_full
+        || stats.refused_timeout > prev.refused_timeout
+    {
+        Health::Saturated
+    } else {
+        Health::Healthy
+    }
+}
