@@ -12,7 +12,8 @@
 //! whatever happened to earlier tasks, and every latency is measured from that *intended*
 //! instant, so a stall shows up as latency instead of as fewer samples (coordinated
 //! omission). `thread::sleep` overshoots by tens of microseconds on a VM, so the generator
-//! sleeps until [`SPIN_MARGIN`] before the instant and spins the rest. How late each send
+//! sleeps until [`SPIN_MARGIN`] before the instant and spins the rest (yielding the CPU on
+//! each turn, so a worker of the pool on the same CPU is not kept waiting by the spin). How late each send
 //! still was is recorded as the generator's own *send lateness*, reported apart from the
 //! pool's latencies, so a generator that cannot keep up is never mistaken for a slow pool.
 //!
@@ -200,7 +201,9 @@ fn wait_until(t: Instant) {
         if left > SPIN_MARGIN {
             thread::sleep(left - SPIN_MARGIN);
         } else {
-            std::hint::spin_loop();
+            // Spin, but let a runnable worker on this CPU go first: the generator shares
+            // its CPU with the pool it feeds.
+            thread::yield_now();
         }
     }
 }

@@ -7,7 +7,7 @@
 //! |-----------------|------------------------------------------------------------------|
 //! | `cpu-runaway`   | 10 ms CPU tasks, `rate=max` keeping 64 in flight (default)       |
 //! | `blocking-hang` | tasks that block until shutdown (a dead downstream), 100/s       |
-//! | `panic-storm`   | tasks that panic with probability 0.9, 4,000/s                   |
+//! | `panic-storm`   | tasks that panic with probability 0.9, 2,000/s                   |
 //! | `queue-flood`   | 1 ms CPU tasks offered at 4,000/s, four times what it can serve  |
 //!
 //! They use the first two CPUs this process may run on; with only one, `cpus` is unset.
@@ -35,7 +35,7 @@ pub(crate) fn preset(name: &str, available: &[usize]) -> Result<Scenario, String
         ),
         "panic-storm" => (
             "parser:threads=1,queue=64",
-            "parser:rate=4000,work=panic:0.9",
+            "parser:rate=2000,work=panic:0.9",
             Duration::from_secs(2),
         ),
         "queue-flood" => (

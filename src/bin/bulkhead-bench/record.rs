@@ -195,10 +195,13 @@ impl Recorder {
     /// Takes the end-to-end latencies recorded since the last call, merged.
     pub(crate) fn take_tick(&self) -> Histogram<u64> {
         let mut merged = new_histogram();
-        for s in lock(&self.shards).iter() {
-            let mut s = lock(s);
-            merged.add(&s.tick_e2e).ok();
-            s.tick_e2e.reset();
+        let shards: Vec<_> = lock(&self.shards).clone();
+        for s in shards {
+            // Swap in a fresh histogram (allocated outside the lock), so the worker that
+            // owns the shard waits for an O(1) swap, never for a merge.
+            let fresh = new_histogram();
+            let taken = std::mem::replace(&mut lock(&s).tick_e2e, fresh);
+            merged.add(&taken).ok();
         }
         merged
     }

@@ -47,14 +47,34 @@ pub(crate) struct Ratio {
     pub(crate) mode: RunKind,
     pub(crate) p99: Option<Duration>,
     pub(crate) alone_p99: Option<Duration>,
+    /// The same at p50: less sensitive to a noisy machine than p99.
+    pub(crate) p50: Option<Duration>,
+    pub(crate) alone_p50: Option<Duration>,
+}
+
+fn ratio(a: Option<Duration>, b: Option<Duration>) -> Option<f64> {
+    match (a, b) {
+        (Some(p), Some(a)) if !a.is_zero() => Some(p.as_secs_f64() / a.as_secs_f64()),
+        _ => None,
+    }
+}
+
+fn fmt_ratio(r: Option<f64>) -> String {
+    match r {
+        Some(v) if v >= 100.0 => format!("x{v:.0}"),
+        Some(v) => format!("x{v:.2}"),
+        None => "n/a".to_owned(),
+    }
 }
 
 impl Ratio {
+    /// The isolation ratio: p99 in this mode over p99 alone.
     pub(crate) fn value(&self) -> Option<f64> {
-        match (self.p99, self.alone_p99) {
-            (Some(p), Some(a)) if !a.is_zero() => Some(p.as_secs_f64() / a.as_secs_f64()),
-            _ => None,
-        }
+        ratio(self.p99, self.alone_p99)
+    }
+
+    pub(crate) fn value_p50(&self) -> Option<f64> {
+        ratio(self.p50, self.alone_p50)
     }
 }
 
@@ -66,8 +86,8 @@ impl Report {
             .runs
             .iter()
             .find(|r| r.kind == RunKind::Alone)
-            .and_then(|r| r.workloads.iter().find(|w| &w.load.name == name))
-            .and_then(|w| pct(&w.totals.end_to_end, 99.0));
+            .and_then(|r| r.workloads.iter().find(|w| &w.load.name == name));
+        let alone_at = |p| alone.and_then(|w| pct(&w.totals.end_to_end, p));
         self.runs
             .iter()
             .filter_map(|r| {
@@ -76,7 +96,9 @@ impl Report {
                     workload: name.clone(),
                     mode: r.kind,
                     p99: pct(&w.totals.end_to_end, 99.0),
-                    alone_p99: alone,
+                    alone_p99: alone_at(99.0),
+                    p50: pct(&w.totals.end_to_end, 50.0),
+                    alone_p50: alone_at(50.0),
                 })
             })
             .collect()
@@ -121,6 +143,7 @@ impl Report {
             "p99",
             "p99.9",
             "max",
+            "p50/alone",
             "p99/alone",
         ];
         let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
@@ -144,16 +167,16 @@ impl Report {
                 for h in [&w.totals.queue_wait, &w.totals.end_to_end] {
                     row.extend(PERCENTILES.iter().map(|&p| cell(pct(h, p))));
                 }
-                let ratio = ratios
+                match ratios
                     .iter()
                     .find(|x| &x.workload == w_name && x.mode == r.kind)
-                    .map(|x| match x.value() {
-                        Some(v) if v >= 100.0 => format!("x{v:.0}"),
-                        Some(v) => format!("x{v:.2}"),
-                        None => "n/a".to_owned(),
-                    })
-                    .unwrap_or_else(|| "-".to_owned());
-                row.push(ratio);
+                {
+                    Some(x) => {
+                        row.push(fmt_ratio(x.value_p50()));
+                        row.push(fmt_ratio(x.value()));
+                    }
+                    None => row.extend(["-".to_owned(), "-".to_owned()]),
+                }
                 rows.push(row);
             }
         }
@@ -292,6 +315,9 @@ impl Report {
                 "p99_us": r.p99.map(us),
                 "alone_p99_us": r.alone_p99.map(us),
                 "ratio": r.value(),
+                "p50_us": r.p50.map(us),
+                "alone_p50_us": r.alone_p50.map(us),
+                "ratio_p50": r.value_p50(),
             })).collect::<Vec<_>>(),
         })
     }
