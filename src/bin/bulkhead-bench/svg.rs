@@ -215,12 +215,24 @@ pub(crate) fn render(report: &Report) -> String {
                 fmt_us(us)
             );
         }
+        let mut note_y = y0 + 16.0;
         for (kind, s) in &series {
             let pts: Vec<(f64, Option<f64>)> = s
                 .iter()
                 .map(|p| (p.t, (p.ended > 0).then(|| ly(p.e2e_p99 as f64 / 1e3))))
                 .collect();
             lat.line(&mut out, &pts, colour(*kind));
+            // A line that is simply absent reads as "fine"; say so when nothing finished.
+            if !s.iter().any(|p| p.t >= 0.0 && p.ended > 0) {
+                let _ = writeln!(
+                    out,
+                    r#"<text x="{}" y="{note_y}" font-size="12" fill="{}">{}: no task finished in the measured window</text>"#,
+                    LEFT + 8.0,
+                    colour(*kind),
+                    kind.as_str()
+                );
+                note_y += 16.0;
+            }
         }
 
         // Queue depth panel, linear.
