@@ -94,7 +94,10 @@ impl Job {
                 drop_quietly(task);
                 account(Outcome::Cancelled);
             }
-            Work::Handle(cell) => cell.cancel_queued(account),
+            Work::Handle(cell) => {
+                cell.cancel_queued(account);
+                release(cell);
+            }
         }
     }
 
@@ -105,7 +108,10 @@ impl Job {
                 drop_quietly(task);
                 account(Outcome::Expired);
             }
-            Work::Handle(cell) => cell.expire(waited, account),
+            Work::Handle(cell) => {
+                cell.expire(waited, account);
+                release(cell);
+            }
         }
     }
 
@@ -122,13 +128,18 @@ impl Job {
             },
             Work::Handle(cell) => {
                 cell.run(account);
-                // If the handle is gone, this is the last reference and dropping it drops the
-                // task's result or panic payload: user code, whose `Drop` must not unwind
-                // into the worker loop.
-                drop_quietly(cell);
+                release(cell);
             }
         }
     }
+}
+
+/// Drops the job's reference to a task cell. If the handle was already dropped, this is the
+/// last reference and drops the task's result (or panic payload): user code, so a panic in it
+/// must not unwind into the worker.
+#[inline]
+fn release(cell: Arc<dyn Runnable>) {
+    drop_quietly(cell);
 }
 
 /// Drops a value whose `Drop` is user code (a closure's captures, a panic payload) without

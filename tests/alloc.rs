@@ -49,6 +49,7 @@ fn measure(f: impl FnOnce() -> u64) -> (u64, u64) {
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // counts 10,000 tasks' allocations: a measurement, far too slow under Miri
 fn allocations_per_task() {
     let rt = Runtime::builder()
         .pool("p", |p| p.threads(2).queue_capacity(1024))
