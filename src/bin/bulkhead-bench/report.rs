@@ -1,0 +1,520 @@
+//! The results: the table on stdout and the JSON document (`--json FILE`).
+//!
+//! The JSON layout is documented in `docs/BENCHMARKS.md` (schema version 1): a stable
+//! top-level object with `scenario`, `machine`, `runs` (one per mode, each with its pools'
+//! final accounting and, per workload, outcome counts, rates, percentiles, full percentile
+//! curves, send lateness and a 100 ms time series) and `isolation`.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+use crate::run::{RunKind, RunResult, WorkloadResult, POOL_PINNING};
+use crate::spec::{fmt_duration, LoadSpec, PoolSpec, Rate, Scenario};
+use crate::work::Spinner;
+
+/// Everything a bench invocation measured.
+#[derive(Debug)]
+pub(crate) struct Report {
+    pub(crate) scenario: Scenario,
+    pub(crate) cpus: usize,
+    pub(crate) spinner: Spinner,
+    pub(crate) runs: Vec<RunResult>,
+}
+
+const PERCENTILES: [f64; 4] = [50.0, 99.0, 99.9, 100.0];
+
+fn pct(h: &Histogram<u64>, p: f64) -> Option<Duration> {
+    if h.is_empty() {
+        None
+    } else if p >= 100.0 {
+        Some(Duration::from_nanos(h.max()))
+    } else {
+        Some(Duration::from_nanos(h.value_at_percentile(p)))
+    }
+}
+
+fn cell(d: Option<Duration>) -> String {
+    d.map_or_else(|| "-".to_owned(), fmt_duration)
+}
+
+/// One isolation ratio: a workload's p99 end to end in a mode over its p99 alone.
+#[derive(Debug)]
+pub(crate) struct Ratio {
+    pub(crate) workload: String,
+    pub(crate) mode: RunKind,
+    pub(crate) p99: Option<Duration>,
+    pub(crate) alone_p99: Option<Duration>,
+    /// The same at p50: less sensitive to a noisy machine than p99.
+    pub(crate) p50: Option<Duration>,
+    pub(crate) alone_p50: Option<Duration>,
+}
+
+fn ratio(a: Option<Duration>, b: Option<Duration>) -> Option<f64> {
+    match (a, b) {
+        (Some(p), Some(a)) if !a.is_zero() => Some(p.as_secs_f64() / a.as_secs_f64()),
+        _ => None,
+    }
+}
+
+fn fmt_ratio(r: Option<f64>) -> String {
+    match r {
+        Some(v) if v >= 100.0 => format!("x{v:.0}"),
+        Some(v) => format!("x{v:.2}"),
+        None => "n/a".to_owned(),
+    }
+}
+
+impl Ratio {
+    /// The isolation ratio: p99 in this mode over p99 alone.
+    pub(crate) fn value(&self) -> Option<f64> {
+        ratio(self.p99, self.alone_p99)
+    }
+
+    pub(crate) fn value_p50(&self) -> Option<f64> {
+        ratio(self.p50, self.alone_p50)
+    }
+}
+
+impl Report {
+    /// The isolation ratios of the first (latency-sensitive) workload.
+    pub(crate) fn ratios(&self) -> Vec<Ratio> {
+        let name = &self.scenario.loads[0].name;
+        let alone = self
+            .runs
+            .iter()
+            .find(|r| r.kind == RunKind::Alone)
+            .and_then(|r| r.workloads.iter().find(|w| &w.load.name == name));
+        let alone_at = |p| alone.and_then(|w| pct(&w.totals.end_to_end, p));
+        self.runs
+            .iter()
+            .filter_map(|r| {
+                let w = r.workloads.iter().find(|w| &w.load.name == name)?;
+                Some(Ratio {
+                    workload: name.clone(),
+                    mode: r.kind,
+                    p99: pct(&w.totals.end_to_end, 99.0),
+                    alone_p99: alone_at(99.0),
+                    p50: pct(&w.totals.end_to_end, 50.0),
+                    alone_p50: alone_at(50.0),
+                })
+            })
+            .collect()
+    }
+
+    /// The human-readable table.
+    pub(crate) fn table(&self) -> String {
+        let mut out = String::new();
+        let sc = &self.scenario;
+        let _ = writeln!(
+            out,
+            "bulkhead-bench: scenario {:?}, {} measured per mode after {} warmup, {} CPUs, spin {:.3} ns/iter",
+            sc.name,
+            fmt_duration(sc.duration),
+            fmt_duration(sc.warmup),
+            self.cpus,
+            self.spinner.ns_per_iter
+        );
+        for p in &sc.pools {
+            let _ = writeln!(out, "  pool {}", describe_pool(p));
+        }
+        for l in &sc.loads {
+            let _ = writeln!(out, "  load {}", describe_load(l));
+        }
+        let _ = writeln!(out);
+        let ratios = self.ratios();
+        let header = [
+            "workload",
+            "mode",
+            "offered/s",
+            "done/s",
+            "refused",
+            "expired",
+            "panicked",
+            "cancelled",
+            "stuck",
+            "wait p50",
+            "p99",
+            "p99.9",
+            "max",
+            "e2e p50",
+            "p99",
+            "p99.9",
+            "max",
+            "p50/alone",
+            "p99/alone",
+        ];
+        let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+        for w_name in sc.loads.iter().map(|l| &l.name) {
+            for r in &self.runs {
+                let Some(w) = r.workloads.iter().find(|w| &w.load.name == w_name) else {
+                    continue;
+                };
+                let secs = r.measured.as_secs_f64();
+                let mut row = vec![
+                    w.load.name.clone(),
+                    r.kind.as_str().to_owned(),
+                    format!("{:.0}", w.gen.offered_in_window as f64 / secs),
+                    format!("{:.0}", w.totals.ended_in_window as f64 / secs),
+                    w.gen.refused().to_string(),
+                    w.totals.expired.to_string(),
+                    w.totals.panicked.to_string(),
+                    w.totals.cancelled.to_string(),
+                    w.stuck.to_string(),
+                ];
+                for h in [&w.totals.queue_wait, &w.totals.end_to_end] {
+                    row.extend(PERCENTILES.iter().map(|&p| cell(pct(h, p))));
+                }
+                match ratios
+                    .iter()
+                    .find(|x| &x.workload == w_name && x.mode == r.kind)
+                {
+                    Some(x) => {
+                        row.push(fmt_ratio(x.value_p50()));
+                        row.push(fmt_ratio(x.value()));
+                    }
+                    None => row.extend(["-".to_owned(), "-".to_owned()]),
+                }
+                rows.push(row);
+            }
+        }
+        out.push_str(&layout_table(&rows, &[0, 1]));
+        let _ = writeln!(
+            out,
+            "\nrates over the measured window; counts over the whole run (warmup, window, drain); \
+             latencies from each task's intended arrival, for arrivals inside the window"
+        );
+
+        let _ = writeln!(
+            out,
+            "\ngenerator send lateness (the generator's own delay, not the pool's):"
+        );
+        let mut rows = vec![["workload", "mode", "threads pinned", "p50", "p99", "max"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()];
+        for r in &self.runs {
+            for w in &r.workloads {
+                let open = matches!(w.load.rate, Rate::PerSec(_)) && w.load.callers.is_none();
+                let h = &w.gen.lateness;
+                rows.push(vec![
+                    w.load.name.clone(),
+                    r.kind.as_str().to_owned(),
+                    match w.gen.pinned {
+                        Some(true) => "yes".to_owned(),
+                        Some(false) => "FAILED".to_owned(),
+                        None => "no".to_owned(),
+                    },
+                    if open {
+                        cell(pct(h, 50.0))
+                    } else {
+                        "n/a (not paced)".to_owned()
+                    },
+                    if open {
+                        cell(pct(h, 99.0))
+                    } else {
+                        "-".to_owned()
+                    },
+                    if open {
+                        cell(pct(h, 100.0))
+                    } else {
+                        "-".to_owned()
+                    },
+                ]);
+            }
+        }
+        out.push_str(&layout_table(&rows, &[0, 1, 2]));
+
+        let _ = writeln!(
+            out,
+            "\npools after shutdown (workers' CPUs as the OS reported them after start-up):"
+        );
+        for r in &self.runs {
+            for p in &r.pools {
+                let s = &p.stats;
+                let _ = write!(
+                    out,
+                    "  {:<8} {:<10} submitted {} completed {} panicked {} expired {} cancelled {} refused {}",
+                    r.kind.as_str(),
+                    p.spec.name,
+                    s.submitted,
+                    s.completed,
+                    s.panicked,
+                    s.expired,
+                    s.cancelled,
+                    s.refused()
+                );
+                let cpus: Vec<&str> = p
+                    .worker_cpus
+                    .iter()
+                    .map(|c| c.as_deref().unwrap_or("?"))
+                    .collect();
+                let _ = write!(out, "; worker CPUs [{}]", cpus.join("] ["));
+                if !p.stuck_workers.is_empty() {
+                    let names: Vec<String> = p
+                        .stuck_workers
+                        .iter()
+                        .map(|(n, d)| format!("{n} ({})", fmt_duration(*d)))
+                        .collect();
+                    let _ = write!(out, "; stuck workers: {}", names.join(", "));
+                }
+                let _ = writeln!(out);
+            }
+            if let Some(n) = r.noise {
+                let _ = writeln!(
+                    out,
+                    "  {:<8} other processes took {:.0}% of all CPU time during the run, steal {:.0}%{}",
+                    r.kind.as_str(),
+                    n.others * 100.0,
+                    n.steal * 100.0,
+                    if n.others + n.steal > 0.05 {
+                        " (WARNING: a noisy machine; distrust this run)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            if r.shutdown_timed_out {
+                let _ = writeln!(
+                    out,
+                    "  {:<8} shutdown gave up after {} (drain time)",
+                    r.kind.as_str(),
+                    fmt_duration(r.shutdown_elapsed)
+                );
+            }
+        }
+        out
+    }
+
+    /// The JSON document.
+    pub(crate) fn json(&self) -> Value {
+        let sc = &self.scenario;
+        json!({
+            "schema": "bulkhead-bench/1",
+            "scenario": {
+                "name": sc.name,
+                "duration_s": sc.duration.as_secs_f64(),
+                "warmup_s": sc.warmup.as_secs_f64(),
+                "drain_s": sc.drain.as_secs_f64(),
+                "mode": format!("{:?}", sc.mode).to_lowercase(),
+                "seed": sc.seed,
+                "pools": sc.pools.iter().map(pool_json).collect::<Vec<_>>(),
+                "loads": sc.loads.iter().map(load_json).collect::<Vec<_>>(),
+            },
+            "machine": {
+                "cpus": self.cpus,
+                "spin_ns_per_iter": self.spinner.ns_per_iter,
+                "pool_pinning": POOL_PINNING,
+            },
+            "runs": self.runs.iter().map(run_json).collect::<Vec<_>>(),
+            "isolation": self.ratios().iter().map(|r| json!({
+                "workload": r.workload,
+                "mode": r.mode.as_str(),
+                "p99_us": r.p99.map(us),
+                "alone_p99_us": r.alone_p99.map(us),
+                "ratio": r.value(),
+                "p50_us": r.p50.map(us),
+                "alone_p50_us": r.alone_p50.map(us),
+                "ratio_p50": r.value_p50(),
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_nanos() as f64 / 1e3
+}
+
+fn describe_pool(p: &PoolSpec) -> String {
+    let mut s = format!("{}: threads={}, queue={}", p.name, p.threads, p.queue);
+    if let Some(c) = &p.cpus {
+        let _ = write!(s, ", cpus={c}");
+    }
+    if let Some(w) = p.max_wait {
+        let _ = write!(s, ", max_wait={}", fmt_duration(w));
+    }
+    s
+}
+
+fn describe_load(l: &LoadSpec) -> String {
+    let mut s = format!("{} -> pool {}: ", l.name, l.pool);
+    match l.callers {
+        Some(n) => {
+            let _ = write!(s, "closed loop, {n} callers");
+        }
+        None => {
+            let _ = write!(s, "rate={}", l.rate);
+            if l.rate == Rate::Max {
+                let _ = write!(s, " ({} submitters", l.submitters);
+                if let Some(n) = l.inflight {
+                    let _ = write!(s, ", {n} in flight");
+                }
+                s.push(')');
+            } else {
+                let _ = write!(s, " ({:?} arrivals)", l.arrivals);
+            }
+        }
+    }
+    let _ = write!(s, ", work={}", l.work);
+    s
+}
+
+fn pool_json(p: &PoolSpec) -> Value {
+    json!({
+        "name": p.name,
+        "threads": p.threads,
+        "queue": p.queue,
+        "cpus": p.cpus.as_ref().map(|c| c.to_string()),
+        "max_wait_us": p.max_wait.map(us),
+    })
+}
+
+fn load_json(l: &LoadSpec) -> Value {
+    json!({
+        "name": l.name,
+        "pool": l.pool,
+        "rate": match l.rate { Rate::PerSec(r) => json!(r), Rate::Max => json!("max") },
+        "work": l.work.to_string(),
+        "arrivals": format!("{:?}", l.arrivals).to_lowercase(),
+        "submitters": l.submitters,
+        "inflight": l.inflight,
+        "callers": l.callers,
+    })
+}
+
+fn hist_json(h: &Histogram<u64>) -> Value {
+    let p = |q: f64| {
+        if h.is_empty() {
+            Value::Null
+        } else {
+            json!(h.value_at_percentile(q) as f64 / 1e3)
+        }
+    };
+    let curve: Vec<Value> = if h.is_empty() {
+        Vec::new()
+    } else {
+        h.iter_quantiles(2)
+            .map(|v| json!([v.quantile_iterated_to(), v.value_iterated_to() as f64 / 1e3]))
+            .collect()
+    };
+    json!({
+        "count": h.len(),
+        "min_us": if h.is_empty() { Value::Null } else { json!(h.min() as f64 / 1e3) },
+        "mean_us": if h.is_empty() { Value::Null } else { json!(h.mean() / 1e3) },
+        "p50_us": p(50.0),
+        "p90_us": p(90.0),
+        "p99_us": p(99.0),
+        "p99_9_us": p(99.9),
+        "max_us": if h.is_empty() { Value::Null } else { json!(h.max() as f64 / 1e3) },
+        "curve": curve,
+    })
+}
+
+fn workload_json(w: &WorkloadResult, secs: f64) -> Value {
+    json!({
+        "name": w.load.name,
+        "pool": w.pool,
+        "counts": {
+            "submitted": w.gen.submitted,
+            "accepted": w.accepted(),
+            "refused": w.gen.refused(),
+            "refused_full": w.gen.refused_full,
+            "refused_timeout": w.gen.refused_timeout,
+            "refused_shutting_down": w.gen.refused_shutting_down,
+            "completed": w.totals.completed,
+            "panicked": w.totals.panicked,
+            "expired": w.totals.expired,
+            "cancelled": w.totals.cancelled,
+            "stuck": w.stuck,
+            "accounted": w.accounted(),
+        },
+        "window": {
+            "offered": w.gen.offered_in_window,
+            "ended": w.totals.ended_in_window,
+            "offered_per_s": w.gen.offered_in_window as f64 / secs,
+            "ended_per_s": w.totals.ended_in_window as f64 / secs,
+        },
+        "queue_wait": hist_json(&w.totals.queue_wait),
+        "end_to_end": hist_json(&w.totals.end_to_end),
+        "send_lateness": hist_json(&w.gen.lateness),
+        "generator_pinned": w.gen.pinned,
+        "series": w.series.iter().map(|p| json!({
+            "t_s": p.t,
+            "e2e_p50_us": p.e2e_p50 as f64 / 1e3,
+            "e2e_p99_us": p.e2e_p99 as f64 / 1e3,
+            "e2e_max_us": p.e2e_max as f64 / 1e3,
+            "ended": p.ended,
+            "queue_depth": p.queue_depth,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn run_json(r: &RunResult) -> Value {
+    let secs = r.measured.as_secs_f64();
+    json!({
+        "mode": r.kind.as_str(),
+        "measured_s": secs,
+        "shutdown": {
+            "elapsed_s": r.shutdown_elapsed.as_secs_f64(),
+            "timed_out": r.shutdown_timed_out,
+        },
+        "noise": r.noise.map(|n| json!({ "others": n.others, "steal": n.steal })),
+        "pools": r.pools.iter().map(|p| {
+            let s = &p.stats;
+            let mut v = pool_json(&p.spec);
+            v["stats"] = json!({
+                "submitted": s.submitted,
+                "refused_full": s.refused_full,
+                "refused_timeout": s.refused_timeout,
+                "refused_shutting_down": s.refused_shutting_down,
+                "completed": s.completed,
+                "panicked": s.panicked,
+                "expired": s.expired,
+                "cancelled": s.cancelled,
+                "queued": s.queued,
+                "busy": s.busy,
+            });
+            v["cancelled_at_shutdown"] = json!(p.cancelled_at_shutdown);
+            v["worker_cpus"] = json!(p.worker_cpus);
+            v["stuck_workers"] = p.stuck_workers.iter().map(|(n, d)| json!({
+                "thread": n, "running_for_s": d.as_secs_f64(),
+            })).collect::<Vec<_>>().into();
+            v
+        }).collect::<Vec<_>>(),
+        "workloads": r.workloads.iter().map(|w| workload_json(w, secs)).collect::<Vec<_>>(),
+    })
+}
+
+/// Lays out rows as aligned columns: left-aligned for the `left` columns, right for others.
+fn layout_table(rows: &[Vec<String>], left: &[usize]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (c, s) in r.iter().enumerate() {
+            let pad = widths[c] - s.chars().count();
+            if left.contains(&c) {
+                line.push_str(s);
+                line.push_str(&" ".repeat(pad));
+            } else {
+                line.push_str(&" ".repeat(pad));
+                line.push_str(s);
+            }
+            line.push_str("  ");
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}

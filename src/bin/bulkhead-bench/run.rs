@@ -1,0 +1,401 @@
+//! Running a scenario in one mode: build the pools, start the generators, sample every
+//! 100 ms (and print a live line every second), stop, drain, and collect the results.
+//!
+//! | run        | pools                                              | loads           |
+//! |------------|----------------------------------------------------|-----------------|
+//! | `alone`    | the first load's pool only                         | the first only  |
+//! | `isolated` | every pool as specified                            | all             |
+//! | `shared`   | one pool `shared`: summed threads and queue, union of CPUs | all     |
+//!
+//! Generator threads are placed on the CPUs of the pool their load names in the scenario,
+//! in every mode, so that the modes differ only in how the pools are laid out.
+//!
+//! After the last arrival the runtime is shut down with `shutdown_timeout(drain)`: queued
+//! tasks still run (and are measured) within the drain time; then queued tasks are
+//! cancelled and workers still inside a task (a hang) are reported as stuck. Only then are
+//! hanging tasks released, so the run always ends by itself.
+
+use std::io::Write as _;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bulkhead::{CpuSet, PoolBuilder, PoolStats, Runtime};
+
+use crate::generator::{self, GenResult, GenSetup};
+use crate::noise::{self, Noise};
+use crate::record::{new_histogram, Point, Recorder, Totals};
+use crate::spec::{fmt_duration, CpuList, LoadSpec, PoolSpec, Scenario};
+use crate::work::{Gate, Spinner, Work};
+
+/// Whether pools are really pinned to their `cpus` by this build (they are: through
+/// [`PoolBuilder::cpus`]; each worker's affinity as the OS reports it is in the results).
+pub(crate) const POOL_PINNING: bool = true;
+
+/// The one place where a pool is placed on its CPUs: every worker may run on any CPU of
+/// the set (`Placement::Spread`, the library's default), so a one-thread pool on one CPU
+/// is pinned there and the shared pool may use the union of the sets.
+fn place_pool(builder: PoolBuilder, cpus: Option<&CpuList>) -> PoolBuilder {
+    match cpus {
+        Some(c) => builder.cpus(CpuSet::new(c.0.iter().copied())),
+        None => builder,
+    }
+}
+
+/// Which of the three runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RunKind {
+    Alone,
+    Isolated,
+    Shared,
+}
+
+impl RunKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Alone => "alone",
+            RunKind::Isolated => "isolated",
+            RunKind::Shared => "shared",
+        }
+    }
+}
+
+/// One pool's configuration and final accounting in a run.
+#[derive(Debug)]
+pub(crate) struct PoolResult {
+    pub(crate) spec: PoolSpec,
+    /// After shutdown.
+    pub(crate) stats: PoolStats,
+    pub(crate) cancelled_at_shutdown: u64,
+    pub(crate) stuck_workers: Vec<(String, Duration)>,
+    /// Each worker's CPU affinity as the OS reported it after start-up (cpulist syntax).
+    pub(crate) worker_cpus: Vec<Option<String>>,
+}
+
+/// One workload's results in a run.
+#[derive(Debug)]
+pub(crate) struct WorkloadResult {
+    pub(crate) load: LoadSpec,
+    /// The pool it ran in, in this run.
+    pub(crate) pool: String,
+    pub(crate) gen: GenResult,
+    pub(crate) totals: Totals,
+    /// Started but neither returned nor panicked when the results were taken (hangs).
+    pub(crate) stuck: u64,
+    pub(crate) series: Vec<Point>,
+}
+
+impl WorkloadResult {
+    /// Accepted tasks = submitted - refused.
+    pub(crate) fn accepted(&self) -> u64 {
+        self.gen.submitted - self.gen.refused()
+    }
+
+    /// Outcomes accounted for: every submission ended exactly one way.
+    pub(crate) fn accounted(&self) -> u64 {
+        self.gen.refused()
+            + self.totals.completed
+            + self.totals.panicked
+            + self.totals.expired
+            + self.totals.cancelled
+            + self.stuck
+    }
+}
+
+/// A whole run in one mode.
+#[derive(Debug)]
+pub(crate) struct RunResult {
+    pub(crate) kind: RunKind,
+    pub(crate) pools: Vec<PoolResult>,
+    pub(crate) workloads: Vec<WorkloadResult>,
+    pub(crate) measured: Duration,
+    pub(crate) shutdown_elapsed: Duration,
+    pub(crate) shutdown_timed_out: bool,
+    /// What other processes and the hypervisor took during warmup and window.
+    pub(crate) noise: Option<Noise>,
+}
+
+/// The pools and loads of a run of `kind`.
+fn layout(sc: &Scenario, kind: RunKind) -> (Vec<PoolSpec>, Vec<(LoadSpec, String)>) {
+    match kind {
+        RunKind::Alone => {
+            let load = sc.loads[0].clone();
+            let pool = sc.pools.iter().find(|p| p.name == load.pool).cloned();
+            let pool = pool.unwrap_or_else(|| sc.pools[0].clone());
+            let name = pool.name.clone();
+            (vec![pool], vec![(load, name)])
+        }
+        RunKind::Isolated => (
+            sc.pools.clone(),
+            sc.loads
+                .iter()
+                .map(|l| (l.clone(), l.pool.clone()))
+                .collect(),
+        ),
+        RunKind::Shared => {
+            let cpus = if sc.pools.iter().all(|p| p.cpus.is_some()) {
+                let mut all: Vec<usize> = sc
+                    .pools
+                    .iter()
+                    .flat_map(|p| p.cpus.iter().flat_map(|c| c.0.iter().copied()))
+                    .collect();
+                all.sort_unstable();
+                all.dedup();
+                Some(CpuList(all))
+            } else {
+                None
+            };
+            let first_wait = sc.pools[0].max_wait;
+            let max_wait = if sc.pools.iter().all(|p| p.max_wait == first_wait) {
+                first_wait
+            } else {
+                None
+            };
+            let pool = PoolSpec {
+                name: "shared".to_owned(),
+                threads: sc.pools.iter().map(|p| p.threads).sum(),
+                queue: sc.pools.iter().map(|p| p.queue).sum(),
+                cpus,
+                max_wait,
+            };
+            let loads = sc
+                .loads
+                .iter()
+                .map(|l| (l.clone(), "shared".to_owned()))
+                .collect();
+            (vec![pool], loads)
+        }
+    }
+}
+
+fn build_runtime(pools: &[PoolSpec]) -> Result<Runtime, String> {
+    let mut b = Runtime::builder().drop_timeout(Duration::ZERO);
+    for p in pools {
+        let p = p.clone();
+        b = b.pool(p.name.clone(), move |mut pb| {
+            pb = pb.threads(p.threads).queue_capacity(p.queue);
+            if let Some(w) = p.max_wait {
+                pb = pb.max_queue_wait(w);
+            }
+            place_pool(pb, p.cpus.as_ref())
+        });
+    }
+    b.build().map_err(|e| e.to_string())
+}
+
+/// Options that do not change what is measured.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunOpts {
+    pub(crate) live: bool,
+}
+
+const TICK: Duration = Duration::from_millis(100);
+
+/// Runs `sc` in the layout of `kind`.
+pub(crate) fn run(
+    sc: &Scenario,
+    kind: RunKind,
+    spinner: &Spinner,
+    opts: RunOpts,
+) -> Result<RunResult, String> {
+    let (pools, loads) = layout(sc, kind);
+    let rt = build_runtime(&pools)?;
+    let worker_cpus: Vec<Vec<Option<String>>> = rt
+        .pools()
+        .iter()
+        .map(|p| {
+            p.workers()
+                .iter()
+                .map(|w| w.affinity.as_ref().map(ToString::to_string))
+                .collect()
+        })
+        .collect();
+    let gate = Arc::new(Gate::default());
+    let hang_cap = sc.warmup + sc.duration + sc.drain + Duration::from_secs(30);
+
+    let start = Instant::now() + Duration::from_millis(20);
+    let window = (start + sc.warmup, start + sc.warmup + sc.duration);
+    let mut recs = Vec::new();
+    let mut gens = Vec::new();
+    let mut total_threads = 0;
+    let mut setups = Vec::new();
+    for (i, (load, pool_name)) in loads.iter().enumerate() {
+        let pool = rt.pool(pool_name).map_err(|e| e.to_string())?;
+        let rec = Recorder::new(window);
+        recs.push(rec.clone());
+        let gen_cpus = sc
+            .pools
+            .iter()
+            .find(|p| p.name == load.pool)
+            .and_then(|p| p.cpus.clone())
+            .map(|c| c.0);
+        let setup = GenSetup {
+            load: load.clone(),
+            pool,
+            work: Work::compile(&load.work, spinner, &gate, hang_cap),
+            rec,
+            cpus: gen_cpus,
+            start,
+            end: window.1,
+            seed: sc.seed.wrapping_add(i as u64 * 0x9E37_79B9),
+        };
+        total_threads += match (load.callers, load.rate) {
+            (Some(n), _) => n,
+            (None, crate::spec::Rate::Max) => load.submitters,
+            (None, _) => 1,
+        };
+        setups.push(setup);
+    }
+    let barrier = Arc::new(Barrier::new(total_threads + 1));
+    for s in setups {
+        let pool = s.pool.clone();
+        gens.push((
+            generator::spawn(s, barrier.clone())
+                .map_err(|e| format!("cannot start a generator thread: {e}"))?,
+            pool,
+        ));
+    }
+    barrier.wait();
+    let noise_start = noise::sample();
+
+    // Sample every 100 ms until the end of the window; bounded in count.
+    let ticks = ((window.1 - start).as_millis() / TICK.as_millis()) as u64 + 2;
+    let mut series: Vec<Vec<Point>> = vec![Vec::new(); loads.len()];
+    let mut second: Vec<_> = loads.iter().map(|_| new_histogram()).collect();
+    let mut last_ended = vec![0u64; loads.len()];
+    for k in 1..=ticks {
+        let at = start + TICK * k as u32;
+        let now = Instant::now();
+        if at > now {
+            thread::sleep(at - now);
+        }
+        for (i, rec) in recs.iter().enumerate() {
+            let h = rec.take_tick();
+            second[i].add(&h).ok();
+            let t = Instant::now();
+            let rel = if t >= window.0 {
+                (t - window.0).as_secs_f64()
+            } else {
+                -(window.0 - t).as_secs_f64()
+            };
+            series[i].push(Point {
+                t: rel,
+                e2e_p50: h.value_at_quantile(0.5),
+                e2e_p99: h.value_at_quantile(0.99),
+                e2e_max: h.max(),
+                ended: h.len(),
+                queue_depth: gens[i].1.queued(),
+            });
+        }
+        if k % 10 == 0 && opts.live {
+            let mut line = format!(
+                "[{:<8} {:>4.1}s/{}] ",
+                kind.as_str(),
+                (Instant::now() - start).as_secs_f64(),
+                fmt_duration(sc.warmup + sc.duration)
+            );
+            for (i, rec) in recs.iter().enumerate() {
+                let ended = rec.ended_count();
+                let p99 = second[i].value_at_quantile(0.99);
+                line.push_str(&format!(
+                    "{}: {} done/s, queue {}, p99 {} | ",
+                    loads[i].0.name,
+                    ended - last_ended[i],
+                    gens[i].1.queued(),
+                    if second[i].is_empty() {
+                        "-".to_owned()
+                    } else {
+                        fmt_duration(Duration::from_nanos(p99))
+                    }
+                ));
+                last_ended[i] = ended;
+                second[i].reset();
+            }
+            let line = line.trim_end_matches(" | ");
+            let _ = writeln!(std::io::stderr(), "{line}");
+        }
+        if Instant::now() >= window.1 {
+            break;
+        }
+    }
+
+    let noise = noise_start
+        .zip(noise::sample())
+        .and_then(|(a, b)| a.until(&b));
+    let mut gen_results = Vec::new();
+    for (handles, _) in gens {
+        let mut merged: Option<GenResult> = None;
+        for h in handles {
+            let r = h
+                .join()
+                .map_err(|_| "a generator thread panicked".to_owned())?;
+            match &mut merged {
+                Some(m) => m.merge(&r),
+                None => merged = Some(r),
+            }
+        }
+        gen_results.push(merged.ok_or("a load had no generator thread")?);
+    }
+
+    // Drain, then give up on what is left; hangs are reported stuck, then released.
+    let deadline = Instant::now() + sc.drain;
+    for r in &recs {
+        r.set_drain_deadline(deadline);
+    }
+    let report = rt.shutdown_timeout(sc.drain);
+    // Workers that saw the abandon flag may still be dropping a job they held: wait until
+    // every accepted task is accounted for, or 200 ms.
+    for _ in 0..200 {
+        let settled = recs.iter().zip(&gen_results).all(|(r, g)| {
+            let t = r.finish_peek();
+            t >= g.submitted - g.refused()
+        });
+        if settled {
+            break;
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    let mut workloads = Vec::new();
+    for (((load, pool), rec), (gen, series)) in loads
+        .into_iter()
+        .zip(recs)
+        .zip(gen_results.into_iter().zip(series))
+    {
+        let totals = rec.finish();
+        let stuck = totals.started - totals.completed - totals.panicked;
+        workloads.push(WorkloadResult {
+            load,
+            pool,
+            gen,
+            totals,
+            stuck,
+            series,
+        });
+    }
+    gate.open();
+    let pools = pools
+        .into_iter()
+        .zip(report.pools.iter())
+        .zip(worker_cpus)
+        .map(|((spec, pr), worker_cpus)| PoolResult {
+            spec,
+            stats: pr.stats.clone(),
+            cancelled_at_shutdown: pr.cancelled_at_shutdown,
+            stuck_workers: pr
+                .still_running
+                .iter()
+                .map(|s| (s.thread_name.clone(), s.running_for))
+                .collect(),
+            worker_cpus,
+        })
+        .collect();
+    Ok(RunResult {
+        kind,
+        pools,
+        workloads,
+        measured: sc.duration,
+        shutdown_elapsed: report.elapsed,
+        shutdown_timed_out: report.timed_out,
+        noise,
+    })
+}

@@ -1,0 +1,290 @@
+//! The plot (`--plot FILE.svg`): per workload, end-to-end p99 latency over time (log scale)
+//! and the queue depth of its pool over time, one line per mode: alone (grey), isolated
+//! (blue), shared (red). A small SVG writer of our own: lines, axes, labels, no dependency.
+
+use std::fmt::Write as _;
+
+use crate::record::Point;
+use crate::report::Report;
+use crate::run::RunKind;
+
+const PANEL_W: f64 = 520.0;
+const PANEL_H: f64 = 210.0;
+const LEFT: f64 = 70.0;
+const GAP_X: f64 = 90.0;
+const TOP: f64 = 80.0;
+const ROW_H: f64 = 290.0;
+
+fn colour(kind: RunKind) -> &'static str {
+    match kind {
+        RunKind::Alone => "#7f7f7f",
+        RunKind::Isolated => "#1f77b4",
+        RunKind::Shared => "#d62728",
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn fmt_us(us: f64) -> String {
+    if us >= 1e6 {
+        format!("{}s", us / 1e6)
+    } else if us >= 1e3 {
+        format!("{}ms", us / 1e3)
+    } else {
+        format!("{us}µs")
+    }
+}
+
+/// A panel's frame: maps data to pixels.
+struct Panel {
+    x0: f64,
+    y0: f64,
+    t_min: f64,
+    t_max: f64,
+}
+
+impl Panel {
+    fn x(&self, t: f64) -> f64 {
+        self.x0 + (t - self.t_min) / (self.t_max - self.t_min) * PANEL_W
+    }
+
+    fn frame(&self, out: &mut String, title: &str) {
+        let _ = writeln!(
+            out,
+            r##"<rect x="{}" y="{}" width="{PANEL_W}" height="{PANEL_H}" fill="#fff" stroke="#333"/>"##,
+            self.x0, self.y0
+        );
+        let _ = writeln!(
+            out,
+            r#"<text x="{}" y="{}" font-size="13" font-weight="bold">{}</text>"#,
+            self.x0,
+            self.y0 - 8.0,
+            esc(title)
+        );
+        // Time axis: a tick every second.
+        let first = self.t_min.ceil() as i64;
+        let last = self.t_max.floor() as i64;
+        for t in first..=last {
+            let x = self.x(t as f64);
+            let _ = writeln!(
+                out,
+                r##"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{}" stroke="{}" stroke-width="1"/>"##,
+                self.y0,
+                self.y0 + PANEL_H,
+                if t == 0 { "#999" } else { "#eee" }
+            );
+            let _ = writeln!(
+                out,
+                r#"<text x="{x:.1}" y="{}" font-size="11" text-anchor="middle">{t}</text>"#,
+                self.y0 + PANEL_H + 14.0
+            );
+        }
+        let _ = writeln!(
+            out,
+            r#"<text x="{}" y="{}" font-size="11" text-anchor="middle">seconds since the end of warmup</text>"#,
+            self.x0 + PANEL_W / 2.0,
+            self.y0 + PANEL_H + 30.0
+        );
+    }
+
+    /// Draws `points` as a polyline, broken where `y` returns None.
+    fn line(&self, out: &mut String, points: &[(f64, Option<f64>)], stroke: &str) {
+        let mut seg: Vec<String> = Vec::new();
+        let flush = |seg: &mut Vec<String>, out: &mut String| {
+            if seg.len() == 1 {
+                // A lone point: draw it as a dot.
+                let xy: Vec<&str> = seg[0].split(',').collect();
+                let _ = writeln!(
+                    out,
+                    r#"<circle cx="{}" cy="{}" r="1.8" fill="{stroke}"/>"#,
+                    xy[0], xy[1]
+                );
+            } else if seg.len() > 1 {
+                let _ = writeln!(
+                    out,
+                    r#"<polyline fill="none" stroke="{stroke}" stroke-width="1.6" points="{}"/>"#,
+                    seg.join(" ")
+                );
+            }
+            seg.clear();
+        };
+        for &(t, y) in points {
+            match y {
+                Some(y) => seg.push(format!("{:.1},{:.1}", self.x(t), y)),
+                None => flush(&mut seg, out),
+            }
+        }
+        flush(&mut seg, out);
+    }
+}
+
+/// Renders the report's time series as an SVG document.
+pub(crate) fn render(report: &Report) -> String {
+    let names: Vec<&str> = report
+        .scenario
+        .loads
+        .iter()
+        .map(|l| l.name.as_str())
+        .collect();
+    let width = LEFT + 2.0 * PANEL_W + GAP_X + 30.0;
+    let height = TOP + names.len() as f64 * ROW_H + 10.0;
+    let sc = &report.scenario;
+    let t_min = -sc.warmup.as_secs_f64();
+    let t_max = sc.duration.as_secs_f64();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif">"#
+    );
+    let _ = writeln!(
+        out,
+        r##"<rect width="100%" height="100%" fill="#fafafa"/>"##
+    );
+    let _ = writeln!(
+        out,
+        r#"<text x="{LEFT}" y="26" font-size="17" font-weight="bold">bulkhead-bench: {} — isolated vs shared pool</text>"#,
+        esc(&sc.name)
+    );
+    // Legend.
+    let mut lx = LEFT;
+    for kind in [RunKind::Alone, RunKind::Isolated, RunKind::Shared] {
+        if !report.runs.iter().any(|r| r.kind == kind) {
+            continue;
+        }
+        let label = match kind {
+            RunKind::Alone => format!("{} alone (reference)", names[0]),
+            RunKind::Isolated => "isolated: one bulkhead per workload".to_owned(),
+            RunKind::Shared => "shared: one pool for all".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            r#"<line x1="{lx}" y1="46" x2="{}" y2="46" stroke="{}" stroke-width="3"/><text x="{}" y="50" font-size="12">{}</text>"#,
+            lx + 24.0,
+            colour(kind),
+            lx + 30.0,
+            esc(&label)
+        );
+        lx += 40.0 + label.len() as f64 * 6.6;
+    }
+
+    for (row, name) in names.iter().enumerate() {
+        let y0 = TOP + row as f64 * ROW_H + 20.0;
+        let series: Vec<(RunKind, &[Point])> = report
+            .runs
+            .iter()
+            .filter_map(|r| {
+                r.workloads
+                    .iter()
+                    .find(|w| w.load.name == *name)
+                    .map(|w| (r.kind, w.series.as_slice()))
+            })
+            .collect();
+
+        // Latency panel, log scale from 10 µs to the next power of ten above the maximum.
+        let lat = Panel {
+            x0: LEFT,
+            y0,
+            t_min,
+            t_max,
+        };
+        lat.frame(
+            &mut out,
+            &format!("{name}: end-to-end p99 per 100 ms (log scale)"),
+        );
+        let max_us = series
+            .iter()
+            .flat_map(|(_, s)| s.iter().map(|p| p.e2e_p99 as f64 / 1e3))
+            .fold(100.0f64, f64::max);
+        let lo = 1.0f64; // log10(10 µs)
+        let hi = max_us.log10().ceil().max(lo + 1.0);
+        let ly = |us: f64| y0 + PANEL_H - ((us.max(10.0).log10() - lo) / (hi - lo)) * PANEL_H;
+        for e in (lo as i32)..=(hi as i32) {
+            let us = 10f64.powi(e);
+            let y = ly(us);
+            let _ = writeln!(
+                out,
+                r##"<line x1="{LEFT}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"##,
+                LEFT + PANEL_W,
+                LEFT - 5.0,
+                y + 4.0,
+                fmt_us(us)
+            );
+        }
+        let mut note_y = y0 + 16.0;
+        for (kind, s) in &series {
+            let pts: Vec<(f64, Option<f64>)> = s
+                .iter()
+                .map(|p| (p.t, (p.ended > 0).then(|| ly(p.e2e_p99 as f64 / 1e3))))
+                .collect();
+            lat.line(&mut out, &pts, colour(*kind));
+            // A line that is simply absent reads as "fine"; say so when nothing finished.
+            if !s.iter().any(|p| p.t >= 0.0 && p.ended > 0) {
+                let _ = writeln!(
+                    out,
+                    r#"<text x="{}" y="{note_y}" font-size="12" fill="{}">{}: no task finished in the measured window</text>"#,
+                    LEFT + 8.0,
+                    colour(*kind),
+                    kind.as_str()
+                );
+                note_y += 16.0;
+            }
+        }
+
+        // Queue depth panel, linear.
+        let qx0 = LEFT + PANEL_W + GAP_X;
+        let q = Panel {
+            x0: qx0,
+            y0,
+            t_min,
+            t_max,
+        };
+        q.frame(&mut out, &format!("{name}: queue depth of its pool"));
+        let max_q = series
+            .iter()
+            .flat_map(|(_, s)| s.iter().map(|p| p.queue_depth))
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let step = nice_step(max_q as f64 / 4.0);
+        let top = (max_q as f64 / step).ceil() * step;
+        let qy = |d: f64| y0 + PANEL_H - d / top * PANEL_H;
+        let mut v = 0.0;
+        while v <= top + 1e-9 {
+            let y = qy(v);
+            let _ = writeln!(
+                out,
+                r##"<line x1="{qx0}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" font-size="11" text-anchor="end">{v}</text>"##,
+                qx0 + PANEL_W,
+                qx0 - 5.0,
+                y + 4.0
+            );
+            v += step;
+        }
+        for (kind, s) in &series {
+            let pts: Vec<(f64, Option<f64>)> = s
+                .iter()
+                .map(|p| (p.t, Some(qy(p.queue_depth as f64))))
+                .collect();
+            q.line(&mut out, &pts, colour(*kind));
+        }
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+/// A round step (1, 2 or 5 times a power of ten) at least `raw`.
+fn nice_step(raw: f64) -> f64 {
+    let raw = raw.max(1.0);
+    let mag = 10f64.powf(raw.log10().floor());
+    for m in [1.0, 2.0, 5.0, 10.0] {
+        if m * mag >= raw {
+            return m * mag;
+        }
+    }
+    10.0 * mag
+}
