@@ -287,7 +287,9 @@ impl Default for RuntimeBuilder {
         RuntimeBuilder {
             pools: Vec::new(),
             drop_timeout: DEFAULT_DROP_TIMEOUT,
-            metrics: true,
+            // Under Miri (our own test runs only) the histograms' memory dominates the
+            // interpretation time, so they are off unless a test turns them on.
+            metrics: !cfg!(miri),
             supervisor_interval: DEFAULT_SUPERVISOR_INTERVAL,
             listeners: Listeners::default(),
         }
@@ -326,8 +328,10 @@ impl RuntimeBuilder {
 
     /// Whether workers record latency histograms (queue wait, run time, end to end).
     ///
-    /// Default: `true`. With `false`, workers skip the extra clock read and the recording,
-    /// and [`PoolSnapshot::latency`](crate::PoolSnapshot::latency) is `None`. The outcome
+    /// Default: `true` (`false` only when the crate is interpreted by Miri, in our own test
+    /// runs). With `false`, submissions skip the enqueue clock read (unless the pool has a
+    /// [`max_queue_wait`](PoolBuilder::max_queue_wait)), workers skip the recording, and
+    /// [`PoolSnapshot::latency`](crate::PoolSnapshot::latency) is `None`. The outcome
     /// counters of [`PoolStats`](crate::PoolStats), the supervisor, stuck-task detection,
     /// CPU time and events stay on: they cost nothing per task beyond the accounting the
     /// runtime always does. docs/BENCHMARKS.md gives the measured cost of `true`.

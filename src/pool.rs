@@ -81,6 +81,9 @@ pub(crate) struct PoolShared {
     pub(crate) workers: Box<[CachePadded<WorkerSlot>]>,
     /// One latency recorder per worker (same index), or `None` when metrics are off.
     pub(crate) recorders: Option<Box<[CachePadded<LatencyRecorder>]>>,
+    /// Whether anything reads a job's enqueue instant (latency metrics or a maximum queue
+    /// wait); if not, submissions skip the clock read.
+    pub(crate) stamp_enqueue: bool,
     /// The instant worker timestamps are counted from.
     pub(crate) epoch: Instant,
     /// Disconnected (dropped) when shutdown begins, to wake idle workers.
@@ -92,6 +95,16 @@ pub(crate) struct PoolShared {
 }
 
 impl PoolShared {
+    /// The instant a job is enqueued, or the pool's epoch when nothing will read it.
+    #[inline]
+    fn enqueue_instant(&self) -> Instant {
+        if self.stamp_enqueue {
+            Instant::now()
+        } else {
+            self.epoch
+        }
+    }
+
     /// Admits and enqueues one job. On refusal the job comes back with the reason.
     #[inline]
     fn send(&self, job: Job, deadline: Option<Instant>) -> Result<(), (Job, RefusalReason)> {
@@ -289,7 +302,7 @@ impl Pool {
     {
         let cell = TaskCell::new(f);
         let job = Job {
-            enqueued: Instant::now(),
+            enqueued: self.shared.enqueue_instant(),
             work: Work::Handle(cell.clone()),
         };
         match self.shared.send(job, deadline) {
@@ -340,7 +353,7 @@ impl Pool {
         F: FnOnce() + Send + 'static,
     {
         let job = Job {
-            enqueued: Instant::now(),
+            enqueued: self.shared.enqueue_instant(),
             work: Work::Detached(Box::new(f)),
         };
         match self.shared.send(job, deadline) {

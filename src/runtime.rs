@@ -213,6 +213,7 @@ fn start_pool(p: &PoolBuilder, metrics: bool) -> Result<Pool, BuildError> {
         refused: CachePadded::new(RefusalCounters::default()),
         drained: AtomicU64::new(0),
         workers,
+        stamp_enqueue: metrics || p.max_queue_wait.is_some(),
         recorders: metrics.then(|| {
             (0..p.threads)
                 .map(|_| CachePadded::new(LatencyRecorder::new()))

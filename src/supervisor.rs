@@ -116,13 +116,19 @@ fn run(state: &Mutex<State>, stop_rx: &Receiver<()>, interval: Duration, listene
     }
 }
 
-/// What the supervisor remembers about one pool between ticks.
-struct Track {
-    shared: Arc<PoolShared>,
+/// A pool's histograms: since start, the interval being filled, the last closed interval.
+struct TrackLatency {
     cumulative: Latencies,
     open: Latencies,
     last_interval: Latencies,
     last_interval_length: Duration,
+}
+
+/// What the supervisor remembers about one pool between ticks.
+struct Track {
+    shared: Arc<PoolShared>,
+    /// `None` with metrics off: no histogram memory is allocated then.
+    latency: Option<TrackLatency>,
     /// Last CPU time read per worker (kept after the worker exits).
     cpu: Vec<Duration>,
     cpus_seen: BTreeSet<usize>,
@@ -159,10 +165,12 @@ impl State {
                     let shared = p.shared.clone();
                     let n = shared.workers.len();
                     Track {
-                        cumulative: Latencies::new(),
-                        open: Latencies::new(),
-                        last_interval: Latencies::new(),
-                        last_interval_length: Duration::ZERO,
+                        latency: metrics.then(|| TrackLatency {
+                            cumulative: Latencies::new(),
+                            open: Latencies::new(),
+                            last_interval: Latencies::new(),
+                            last_interval_length: Duration::ZERO,
+                        }),
                         cpu: vec![Duration::ZERO; n],
                         cpus_seen: BTreeSet::new(),
                         prev: shared.stats(),
@@ -178,11 +186,13 @@ impl State {
     /// Steps 1 and 2: collect latencies and CPU readings from every pool.
     fn collect(&mut self) {
         for t in &mut self.pools {
-            if let (Some(recorders), Some(spare)) = (&t.shared.recorders, &mut self.spare) {
+            if let (Some(recorders), Some(spare), Some(l)) =
+                (&t.shared.recorders, &mut self.spare, &mut t.latency)
+            {
                 for r in recorders.iter() {
-                    r.swap(spare);
-                    t.cumulative.add(spare);
-                    t.open.add(spare);
+                    r.take_into(spare);
+                    l.cumulative.add(spare);
+                    l.open.add(spare);
                     spare.reset();
                 }
             }
@@ -206,10 +216,10 @@ impl State {
         self.last_tick = now;
         let mut events = Vec::new();
         for t in &mut self.pools {
-            if self.metrics {
-                std::mem::swap(&mut t.last_interval, &mut t.open);
-                t.open.reset();
-                t.last_interval_length = length;
+            if let Some(l) = &mut t.latency {
+                std::mem::swap(&mut l.last_interval, &mut l.open);
+                l.open.reset();
+                l.last_interval_length = length;
             }
             let stats = t.shared.stats();
             let name = &*t.shared.name;
@@ -324,10 +334,10 @@ impl State {
                     stuck,
                     cpu_time: t.cpu.iter().sum(),
                     cpus_seen: t.cpus_seen.iter().copied().collect(),
-                    latency: metrics.then(|| PoolLatency {
-                        cumulative: t.cumulative.view(),
-                        last_interval: t.last_interval.view(),
-                        last_interval_length: t.last_interval_length,
+                    latency: t.latency.as_ref().map(|l| PoolLatency {
+                        cumulative: l.cumulative.view(),
+                        last_interval: l.last_interval.view(),
+                        last_interval_length: l.last_interval_length,
                     }),
                     stats,
                 }

@@ -75,7 +75,8 @@ impl<F: FnOnce() + Send + 'static> DetachedTask for F {
 }
 
 /// One queued task. The enqueue instant travels with it in the channel slot (no allocation),
-/// so the worker can measure queue wait and apply the pool's maximum queue wait.
+/// so the worker can measure queue wait and apply the pool's maximum queue wait. A pool that
+/// does neither (metrics off, no maximum wait) stamps its epoch instead of reading the clock.
 pub(crate) struct Job {
     pub(crate) enqueued: Instant,
     pub(crate) work: Work,

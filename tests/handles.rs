@@ -113,6 +113,10 @@ fn dropping_a_handle_detaches_the_task() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "tokio's runtime is slow under Miri and not ours to check"
+)]
 fn await_from_tokio() {
     let (_rt, pool) = pool(2);
     let tokio_rt = tokio::runtime::Builder::new_current_thread()
@@ -129,6 +133,10 @@ fn await_from_tokio() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "tokio's runtime is slow under Miri and not ours to check"
+)]
 fn await_a_task_that_finishes_later_from_tokio() {
     let (_rt, pool) = pool(1);
     let mut gate = occupy_all(&pool);

@@ -3,7 +3,8 @@
 //!
 //! - `bare`: N std threads looping on one crossbeam `bounded(1024)` channel of boxed
 //!   closures: the hand-off floor any pool pays.
-//! - `bulkhead`: one pool of N threads, queue capacity 1024, `execute` retried on `Full`.
+//! - `bulkhead`: one pool of N threads, queue capacity 1024, `execute`, falling back to
+//!   `execute_timeout` (which parks until there is room) when the queue is full.
 //! - `threadpool`: `threadpool::ThreadPool::new(N)` (unbounded queue).
 //! - `rayon`: `rayon::ThreadPool` with N threads, `spawn` (unbounded, work-stealing).
 //! - `tokio`: `spawn_blocking` on a runtime with `max_blocking_threads(N)`.
@@ -14,6 +15,9 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{bounded, Sender};
 
 pub const QUEUE: usize = 1024;
+
+/// How long a bounded submission may wait for room before the bench gives up.
+const LONG: std::time::Duration = std::time::Duration::from_secs(60);
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -89,10 +93,12 @@ impl Anchor {
         match self {
             Anchor::Bare { tx, .. } => tx.as_ref().unwrap().send(Box::new(f)).unwrap(),
             Anchor::Bulkhead { pool, .. } => {
-                let mut f = f;
-                while let Err(e) = pool.execute(f) {
-                    f = e.into_inner();
-                    std::thread::yield_now();
+                // Non-blocking first; when the queue is full, wait for room (park) like the
+                // bare loop's blocking send, rather than spinning on refusals.
+                if let Err(e) = pool.execute(f) {
+                    if pool.execute_timeout(e.into_inner(), LONG).is_err() {
+                        panic!("pool refused for {LONG:?}");
+                    }
                 }
             }
             Anchor::Threadpool(p) => p.execute(f),

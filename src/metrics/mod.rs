@@ -2,14 +2,15 @@
 //!
 //! # Recording
 //!
-//! Each worker owns a `LatencyRecorder`: three HdrHistograms (queue wait, run time, end to
-//! end) behind a per-worker `parking_lot::Mutex` that only that worker and the supervisor
-//! ever lock. A worker locks it once per task that ran; the supervisor locks it once per
-//! sampling interval, just long enough to swap the three histograms with empty ones (a move
-//! of three small structs, not a copy of their counts). So the worker's lock is uncontended
-//! except during that swap, there is no pool-wide or global lock, and recording allocates
-//! nothing. The supervisor then adds what it took into the pool's cumulative histograms and
-//! into the open interval, outside the worker's lock.
+//! Each worker owns a `LatencyRecorder`: three histograms (queue wait, run time, end to
+//! end) with HdrHistogram's bucket layout, whose counts are atomics that only that worker
+//! writes. Recording a value computes its bucket and bumps the count with a relaxed load and
+//! store: no lock, no read-modify-write, no fence, no allocation. The supervisor reads the
+//! counts once per interval (and on `snapshot()`), keeps what it saw, and adds the difference
+//! into real HdrHistograms: the pool's cumulative one and the open interval's. A worker
+//! records a task before resolving its handle, so whoever joined a task and then asks for a
+//! snapshot sees it counted. (An earlier version kept HdrHistograms behind a per-worker
+//! mutex; the lock and unlock per task cost more than the recording itself.)
 //!
 //! hdrhistogram's own `sync` module was considered and not used: its
 //! `SyncHistogram::refresh()` waits until every `Recorder` has noticed the phase change,
@@ -29,6 +30,7 @@ pub use snapshot::{
     Health, LatencySummary, LatencyView, PoolLatency, PoolSnapshot, RuntimeSnapshot, StuckTask,
 };
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -68,17 +70,6 @@ impl Latencies {
         }
     }
 
-    /// Records one task that ran: enqueued, started, ended.
-    #[inline]
-    pub(crate) fn record(&mut self, enqueued: Instant, start: Instant, end: Instant) {
-        let wait = nanos(start.saturating_duration_since(enqueued));
-        let run = nanos(end.saturating_duration_since(start));
-        self.queue_wait.saturating_record(wait);
-        self.run.saturating_record(run);
-        // enqueued <= start <= end, so end - enqueued is exactly the sum.
-        self.end_to_end.saturating_record(wait.saturating_add(run));
-    }
-
     /// Adds `other` into `self`. All histograms share one configuration, so adding cannot
     /// fail; should it ever, the sample is dropped rather than the supervisor stopped.
     pub(crate) fn add(&mut self, other: &Latencies) {
@@ -108,29 +99,112 @@ impl Latencies {
     }
 }
 
-/// One worker's recorder: written by the worker once per task, swapped out by the supervisor
-/// once per interval. See the module docs.
+/// One worker's recorder: written by the worker once per task, read by the supervisor once
+/// per interval. See the module docs.
 pub(crate) struct LatencyRecorder {
-    inner: parking_lot::Mutex<Latencies>,
+    queue_wait: AtomicCounts,
+    run: AtomicCounts,
+    end_to_end: AtomicCounts,
 }
 
 impl LatencyRecorder {
     pub(crate) fn new() -> Self {
         LatencyRecorder {
-            inner: parking_lot::Mutex::new(Latencies::new()),
+            queue_wait: AtomicCounts::new(),
+            run: AtomicCounts::new(),
+            end_to_end: AtomicCounts::new(),
         }
     }
 
     /// Records one task that ran. Only the owning worker calls this.
     #[inline]
     pub(crate) fn record(&self, enqueued: Instant, start: Instant, end: Instant) {
-        self.inner.lock().record(enqueued, start, end);
+        let wait = nanos(start.saturating_duration_since(enqueued));
+        let run = nanos(end.saturating_duration_since(start));
+        self.queue_wait.record(wait);
+        self.run.record(run);
+        // enqueued <= start <= end, so end - enqueued is exactly the sum.
+        self.end_to_end.record(wait.saturating_add(run));
     }
 
-    /// Swaps the worker's histograms with `spare` (which must be empty), so that `spare`
-    /// then holds what the worker recorded since the last swap.
-    pub(crate) fn swap(&self, spare: &mut Latencies) {
-        std::mem::swap(&mut *self.inner.lock(), spare);
+    /// Adds into `out` what the worker recorded since the previous call. Only the supervisor
+    /// calls this (under its own lock).
+    pub(crate) fn take_into(&self, out: &mut Latencies) {
+        self.queue_wait.take_into(&mut out.queue_wait);
+        self.run.take_into(&mut out.run);
+        self.end_to_end.take_into(&mut out.end_to_end);
+    }
+}
+
+/// A single-writer histogram with HdrHistogram's bucket layout (1 ns to one hour, 3
+/// significant digits): the worker bumps a count with a relaxed load and store (no
+/// read-modify-write, no lock, no fence); the supervisor reads the counts and keeps the
+/// values it saw last time, so it can hand on the difference. Counts are never reset, so
+/// the two never race on a value. Memory is allocated zeroed and touched lazily.
+struct AtomicCounts {
+    counts: Box<[AtomicU64]>,
+    /// What the supervisor read last time; only the supervisor touches it.
+    seen: parking_lot::Mutex<Box<[u64]>>,
+}
+
+/// HdrHistogram layout for lowest value 1 and 3 significant digits: 2048 sub-buckets (half
+/// count 1024, magnitude 10), unit magnitude 0.
+const SUB_BUCKET_HALF_MAGNITUDE: u32 = 10;
+const SUB_BUCKET_HALF: usize = 1 << SUB_BUCKET_HALF_MAGNITUDE;
+const SUB_BUCKET_MASK: u64 = (2 * SUB_BUCKET_HALF as u64) - 1;
+
+#[inline]
+fn counts_index(value: u64) -> usize {
+    // The bucket is how far the value's top bit sits above the first bucket's range.
+    let pow2_ceiling = 64 - (value | SUB_BUCKET_MASK).leading_zeros();
+    let bucket = pow2_ceiling - (SUB_BUCKET_HALF_MAGNITUDE + 1);
+    let sub_bucket = (value >> bucket) as usize;
+    ((bucket as usize + 1) << SUB_BUCKET_HALF_MAGNITUDE) + sub_bucket - SUB_BUCKET_HALF
+}
+
+/// The lowest value that `counts_index` maps to `index`.
+fn value_at_index(index: usize) -> u64 {
+    let mut bucket = (index >> SUB_BUCKET_HALF_MAGNITUDE) as i64 - 1;
+    let mut sub_bucket = (index & (SUB_BUCKET_HALF - 1)) + SUB_BUCKET_HALF;
+    if bucket < 0 {
+        sub_bucket -= SUB_BUCKET_HALF;
+        bucket = 0;
+    }
+    (sub_bucket as u64) << bucket
+}
+
+fn highest_trackable_nanos() -> u64 {
+    nanos(HIGHEST_TRACKABLE)
+}
+
+impl AtomicCounts {
+    fn new() -> Self {
+        let len = counts_index(highest_trackable_nanos()) + 1;
+        AtomicCounts {
+            counts: (0..len).map(|_| AtomicU64::new(0)).collect(),
+            seen: parking_lot::Mutex::new(vec![0; len].into_boxed_slice()),
+        }
+    }
+
+    /// Counts one value (clamped to 1 ns ..= one hour). Single writer.
+    #[inline]
+    fn record(&self, value: u64) {
+        let v = value.clamp(1, highest_trackable_nanos());
+        let c = &self.counts[counts_index(v)];
+        c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    fn take_into(&self, out: &mut Histogram<u64>) {
+        let mut seen = self.seen.lock();
+        for (i, (c, s)) in self.counts.iter().zip(seen.iter_mut()).enumerate() {
+            let now = c.load(Ordering::Relaxed);
+            if now != *s {
+                // Same layout, so this lands in the matching bucket; it cannot fail for a
+                // value within the histogram's range.
+                let _ = out.record_n(value_at_index(i), now.wrapping_sub(*s));
+                *s = now;
+            }
+        }
     }
 }
 
@@ -149,5 +223,46 @@ impl LatencySummary {
             p999: at(0.999),
             max: Duration::from_nanos(h.max()),
         }
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    /// Our index function must agree with HdrHistogram's own bucketing, value by value.
+    #[test]
+    fn counts_index_matches_hdrhistogram() {
+        let h = new_histogram();
+        let mut values: Vec<u64> = (1..5000).collect();
+        let mut v = 5000u64;
+        while v < highest_trackable_nanos() {
+            values.extend([v - 1, v, v + 1]);
+            v = v * 3 / 2;
+        }
+        values.push(highest_trackable_nanos());
+        for v in values {
+            let i = counts_index(v);
+            let low = value_at_index(i);
+            assert!(h.equivalent(low, v), "value {v}: bucket starts at {low}");
+            assert!(low <= v);
+        }
+        assert!(counts_index(highest_trackable_nanos()) < h.distinct_values());
+    }
+
+    #[test]
+    fn take_into_hands_on_only_the_difference() {
+        let c = AtomicCounts::new();
+        let mut h = new_histogram();
+        for v in [1, 10, 1000, 123_456, 7_000_000_000] {
+            c.record(v);
+        }
+        c.take_into(&mut h);
+        assert_eq!(h.len(), 5);
+        c.record(10);
+        let mut h2 = new_histogram();
+        c.take_into(&mut h2);
+        assert_eq!(h2.len(), 1);
+        assert!(h2.equivalent(h2.max(), 10));
     }
 }

@@ -117,9 +117,20 @@ impl EventLog {
 
     /// Waits (bounded by [`HANG_GUARD`]) until some event satisfies `pred`, and returns it.
     pub fn wait_for(&self, what: &str, pred: impl Fn(&bulkhead::Event) -> bool) -> bulkhead::Event {
+        self.wait_for_from(0, what, pred)
+    }
+
+    /// Like `wait_for`, but only among events from index `from` on (those logged after a
+    /// point the caller noted with `events().len()`).
+    pub fn wait_for_from(
+        &self,
+        from: usize,
+        what: &str,
+        pred: impl Fn(&bulkhead::Event) -> bool,
+    ) -> bulkhead::Event {
         let start = std::time::Instant::now();
         loop {
-            if let Some(e) = self.events().into_iter().find(|e| pred(e)) {
+            if let Some(e) = self.events().into_iter().skip(from).find(|e| pred(e)) {
                 return e;
             }
             assert!(
