@@ -39,6 +39,7 @@ use crate::metrics::LatencyRecorder;
 use crate::placement::CpuConfig;
 use crate::stats::{PoolStats, WorkerInfo, WorkerSlot};
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::sys;
 use crate::task::{Job, TaskCell, TaskHandle, Work};
 
 pub(crate) const CLOSED: usize = 1;
@@ -84,8 +85,10 @@ pub(crate) struct PoolShared {
     /// Whether anything reads a job's enqueue instant (latency metrics or a maximum queue
     /// wait); if not, submissions skip the clock read.
     pub(crate) stamp_enqueue: bool,
-    /// The instant worker timestamps are counted from.
-    pub(crate) epoch: Instant,
+    /// `config.max_queue_wait` in nanoseconds, for the worker's integer comparison.
+    pub(crate) max_queue_wait_nanos: Option<u64>,
+    /// The monotonic-clock reading (`sys::monotonic_nanos`) the pool clock counts from.
+    pub(crate) epoch_nanos: u64,
     /// Disconnected (dropped) when shutdown begins, to wake idle workers.
     pub(crate) shutdown_tx: Mutex<Option<Sender<()>>>,
     pub(crate) shutdown_rx: Receiver<()>,
@@ -95,14 +98,23 @@ pub(crate) struct PoolShared {
 }
 
 impl PoolShared {
-    /// The instant a job is enqueued, or the pool's epoch when nothing will read it.
+    /// When a job is enqueued, in nanoseconds since the pool's epoch, or 0 when nothing will
+    /// read it.
     #[inline]
-    fn enqueue_instant(&self) -> Instant {
+    fn enqueue_stamp(&self) -> u64 {
         if self.stamp_enqueue {
-            Instant::now()
+            self.now_nanos()
         } else {
-            self.epoch
+            0
         }
+    }
+
+    /// The pool's clock: nanoseconds since its epoch, on the monotonic clock. Workers,
+    /// submitters and the supervisor keep times in this form, so per-task arithmetic is plain
+    /// integer arithmetic.
+    #[inline]
+    pub(crate) fn now_nanos(&self) -> u64 {
+        sys::monotonic_nanos().saturating_sub(self.epoch_nanos)
     }
 
     /// Admits and enqueues one job. On refusal the job comes back with the reason.
@@ -202,13 +214,10 @@ impl PoolShared {
         }
     }
 
-    pub(crate) fn nanos_since_epoch(&self, t: Instant) -> u64 {
-        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
-    }
 
     pub(crate) fn stats(&self) -> PoolStats {
         let mut s = PoolStats::empty(&self.name, &self.config);
-        let now = self.nanos_since_epoch(Instant::now());
+        let now = self.now_nanos();
         for w in self.workers.iter() {
             w.add_to(&mut s);
             if w.busy_for(now).is_some() {
@@ -302,7 +311,7 @@ impl Pool {
     {
         let cell = TaskCell::new(f);
         let job = Job {
-            enqueued: self.shared.enqueue_instant(),
+            enqueued: self.shared.enqueue_stamp(),
             work: Work::Handle(cell.clone()),
         };
         match self.shared.send(job, deadline) {
@@ -353,7 +362,7 @@ impl Pool {
         F: FnOnce() + Send + 'static,
     {
         let job = Job {
-            enqueued: self.shared.enqueue_instant(),
+            enqueued: self.shared.enqueue_stamp(),
             work: Work::Detached(Box::new(f)),
         };
         match self.shared.send(job, deadline) {

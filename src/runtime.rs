@@ -33,6 +33,7 @@ use crate::pool::{Pool, PoolConfig, PoolShared, RefusalCounters};
 use crate::stats::{PoolStats, WorkerSlot};
 use crate::supervisor::Supervisor;
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::sys;
 use crate::worker;
 
 /// A set of named pools ("bulkheads"), each with its own threads and bounded queue.
@@ -156,7 +157,7 @@ impl Runtime {
                 timed_out = true;
                 shared.abandon();
             }
-            let now = shared.nanos_since_epoch(Instant::now());
+            let now = shared.now_nanos();
             let still_running = shared
                 .workers
                 .iter()
@@ -214,12 +215,15 @@ fn start_pool(p: &PoolBuilder, metrics: bool) -> Result<Pool, BuildError> {
         drained: AtomicU64::new(0),
         workers,
         stamp_enqueue: metrics || p.max_queue_wait.is_some(),
+        max_queue_wait_nanos: p
+            .max_queue_wait
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
         recorders: metrics.then(|| {
             (0..p.threads)
                 .map(|_| CachePadded::new(LatencyRecorder::new()))
                 .collect()
         }),
-        epoch: Instant::now(),
+        epoch_nanos: sys::monotonic_nanos(),
         shutdown_tx: Mutex::new(Some(shutdown_tx)),
         shutdown_rx,
         exit_rx,

@@ -261,7 +261,7 @@ impl State {
                 });
             }
             // Stuck tasks: flag each task once, by its start stamp; report its end.
-            let now_nanos = t.shared.nanos_since_epoch(now);
+            let now_nanos = t.shared.now_nanos();
             let stuck_after = t.shared.config.stuck_after;
             for (i, w) in t.shared.workers.iter().enumerate() {
                 let stamp = w.busy_stamp();
@@ -313,7 +313,7 @@ impl State {
             .iter()
             .map(|t| {
                 let stats = t.shared.stats();
-                let now_nanos = t.shared.nanos_since_epoch(now);
+                let now_nanos = t.shared.now_nanos();
                 let stuck_after = t.shared.config.stuck_after;
                 let stuck = t
                     .shared

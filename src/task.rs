@@ -74,11 +74,12 @@ impl<F: FnOnce() + Send + 'static> DetachedTask for F {
     }
 }
 
-/// One queued task. The enqueue instant travels with it in the channel slot (no allocation),
-/// so the worker can measure queue wait and apply the pool's maximum queue wait. A pool that
-/// does neither (metrics off, no maximum wait) stamps its epoch instead of reading the clock.
+/// One queued task. The enqueue time travels with it in the channel slot (no allocation),
+/// so the worker can measure queue wait and apply the pool's maximum queue wait.
 pub(crate) struct Job {
-    pub(crate) enqueued: Instant,
+    /// Nanoseconds since the pool's epoch at submission; 0 for a pool that reads it for
+    /// nothing (metrics off, no maximum queue wait), which then skips the clock read.
+    pub(crate) enqueued: u64,
     pub(crate) work: Work,
 }
 

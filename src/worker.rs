@@ -17,9 +17,10 @@
 
 use std::io;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{select, RecvTimeoutError, Sender};
+use crossbeam_utils::Backoff;
 
 use crate::pool::{PoolShared, CLOSED, IN_FLIGHT};
 use crate::sync::{Arc, Ordering};
@@ -81,7 +82,7 @@ impl Worker {
         let slot = &shared.workers[self.index];
         // A clock reading taken as the previous task ended, reused as the next task's start
         // when the next job is taken at once (metrics on only).
-        let mut boundary: Option<Instant> = None;
+        let mut boundary: Option<u64> = None;
         loop {
             // Step 1: take work without blocking while there is some.
             let job = match shared.rx.try_recv() {
@@ -95,8 +96,8 @@ impl Worker {
                     }
                 }
             };
-            // Step 3: one clock read per task boundary.
-            let start = boundary.take().unwrap_or_else(Instant::now);
+            // Step 3: one clock read per task boundary, in nanoseconds on the pool's clock.
+            let start = boundary.take().unwrap_or_else(|| shared.now_nanos());
             // Step 4: run, expire or cancel it; its outcome is counted (and, with metrics on,
             // its latency recorded) before its handle, if any, is resolved.
             boundary = self.process(job, start);
@@ -104,10 +105,10 @@ impl Worker {
         slot.mark_exited();
     }
 
-    /// Runs, expires or cancels one job that a worker took at `start`. Returns the instant
-    /// the task ended if the clock was read for it (metrics on and the closure ran).
+    /// Runs, expires or cancels one job that a worker took at `start` (pool clock). Returns
+    /// the time the task ended if the clock was read for it (metrics on and the closure ran).
     #[inline]
-    fn process(&self, job: Job, start: Instant) -> Option<Instant> {
+    fn process(&self, job: Job, start: u64) -> Option<u64> {
         let shared = &*self.shared;
         let slot = &shared.workers[self.index];
         let mut account = |outcome| slot.count(outcome);
@@ -116,20 +117,20 @@ impl Worker {
             return None;
         }
         let enqueued = job.enqueued;
-        if let Some(max) = shared.config.max_queue_wait {
-            let waited = start.saturating_duration_since(enqueued);
+        if let Some(max) = shared.max_queue_wait_nanos {
+            let waited = start.saturating_sub(enqueued);
             if waited > max {
-                job.expire(waited, &mut account);
+                job.expire(Duration::from_nanos(waited), &mut account);
                 return None;
             }
         }
-        slot.set_busy(shared.nanos_since_epoch(start));
+        slot.set_busy(start);
         let mut end = None;
         job.run(&mut |outcome| {
             if let (Some(recorders), Outcome::Completed | Outcome::Panicked) =
                 (&shared.recorders, outcome)
             {
-                let now = Instant::now();
+                let now = shared.now_nanos();
                 recorders[self.index].record(enqueued, start, now);
                 end = Some(now);
             }
@@ -147,7 +148,17 @@ impl Worker {
         loop {
             let state = shared.state.load(Ordering::Acquire);
             if state & CLOSED == 0 {
-                // Normal operation: park until a job or the shutdown signal arrives.
+                // Normal operation. Spin and yield briefly first, as crossbeam's own `recv`
+                // does: a steady stream then rarely pays a park and a futex wake per task,
+                // while an idle pool still parks within microseconds and burns no CPU.
+                let backoff = Backoff::new();
+                while !backoff.is_completed() {
+                    if let Ok(job) = shared.rx.try_recv() {
+                        return Some(job);
+                    }
+                    backoff.snooze();
+                }
+                // Then park until a job or the shutdown signal arrives.
                 select! {
                     recv(shared.rx) -> job => match job {
                         Ok(job) => return Some(job),

@@ -31,7 +31,7 @@ pub use snapshot::{
 };
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
@@ -118,9 +118,10 @@ impl LatencyRecorder {
 
     /// Records one task that ran. Only the owning worker calls this.
     #[inline]
-    pub(crate) fn record(&self, enqueued: Instant, start: Instant, end: Instant) {
-        let wait = nanos(start.saturating_duration_since(enqueued));
-        let run = nanos(end.saturating_duration_since(start));
+    pub(crate) fn record(&self, enqueued: u64, start: u64, end: u64) {
+        // All three are nanoseconds on the pool's clock.
+        let wait = start.saturating_sub(enqueued);
+        let run = end.saturating_sub(start);
         self.queue_wait.record(wait);
         self.run.record(run);
         // enqueued <= start <= end, so end - enqueued is exactly the sum.

@@ -16,6 +16,13 @@ pub(crate) fn current_tid() -> Option<i32> {
     None
 }
 
+/// A monotonic clock in nanoseconds since an arbitrary process-wide origin.
+pub(crate) fn monotonic_nanos() -> u64 {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(std::time::Instant::now);
+    u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
 pub(crate) fn current_cpu() -> Option<usize> {
     None
 }
