@@ -19,6 +19,7 @@
 //! | `nice`             | [`MIN_NICE`] to [`MAX_NICE`], if set; Linux                   |
 //! | `sched_policy`     | Linux                                                         |
 //! | `stuck_after`      | [`MIN_STUCK_AFTER`] or more                                   |
+//! | `codel`            | target and interval in (0, [`MAX_CODEL_DURATION`]], target < interval, if set |
 //! | `supervisor_interval` | [`MIN_SUPERVISOR_INTERVAL`] to [`MAX_SUPERVISOR_INTERVAL`] |
 //!
 //! A value outside its range is an error naming the pool and the setting; nothing is
@@ -28,6 +29,7 @@ use std::time::Duration;
 
 use crate::error::{BuildError, BuildErrorKind};
 use crate::events::{EventListener, Listeners};
+use crate::overload::{CodelConfig, ShedHandler, ShedTask};
 use crate::placement::{self, CpuConfig};
 use crate::runtime::Runtime;
 #[cfg(doc)]
@@ -57,6 +59,13 @@ pub const DEFAULT_DROP_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_STUCK_AFTER: Duration = Duration::from_secs(30);
 /// The smallest `stuck_after` threshold.
 pub const MIN_STUCK_AFTER: Duration = Duration::from_millis(1);
+/// The queue-delay target that "Fail at Scale" suggests for CoDel (5 ms); see
+/// [`PoolBuilder::codel`].
+pub const SUGGESTED_CODEL_TARGET: Duration = Duration::from_millis(5);
+/// The CoDel interval that "Fail at Scale" suggests (100 ms); see [`PoolBuilder::codel`].
+pub const SUGGESTED_CODEL_INTERVAL: Duration = Duration::from_millis(100);
+/// The longest CoDel target or interval (one hour).
+pub const MAX_CODEL_DURATION: Duration = Duration::from_secs(3600);
 /// Default interval at which the supervisor samples every pool.
 pub const DEFAULT_SUPERVISOR_INTERVAL: Duration = Duration::from_secs(1);
 /// The shortest supervisor interval.
@@ -79,6 +88,8 @@ pub struct PoolBuilder {
     /// CPU set, placement, exclusivity and priority; setters in `placement.rs`.
     pub(crate) cpu: CpuConfig,
     pub(crate) stuck_after: Duration,
+    pub(crate) codel: Option<CodelConfig>,
+    pub(crate) on_shed: Option<ShedHandler>,
 }
 
 impl PoolBuilder {
@@ -92,6 +103,8 @@ impl PoolBuilder {
             thread_name: None,
             cpu: CpuConfig::default(),
             stuck_after: DEFAULT_STUCK_AFTER,
+            codel: None,
+            on_shed: None,
         }
     }
 
@@ -158,6 +171,60 @@ impl PoolBuilder {
     /// `stuck_after` and `stuck_after` plus one supervisor interval after it started.
     pub fn stuck_after(mut self, threshold: Duration) -> Self {
         self.stuck_after = threshold;
+        self
+    }
+
+    /// Turns on queue-delay control (CoDel) for this pool: once tasks have waited `target` or
+    /// longer for a whole `interval` (a standing queue), workers shed, instead of run, every
+    /// dequeued task that waited longer than `target`, until a task waits less than `target`
+    /// or the queue empties. A shed task's handle reports
+    /// [`TaskError::Shed`](crate::TaskError::Shed); a fire-and-forget task goes to the
+    /// [shed handler](PoolBuilder::on_shed). docs/OVERLOAD.md says when to use it.
+    ///
+    /// Default: off (tasks are never shed; only [`max_queue_wait`](PoolBuilder::max_queue_wait)
+    /// applies). "Fail at Scale" suggests [`SUGGESTED_CODEL_TARGET`] (5 ms) and
+    /// [`SUGGESTED_CODEL_INTERVAL`] (100 ms). Both must be greater than zero and at most
+    /// [`MAX_CODEL_DURATION`], and `target` less than `interval`; otherwise `build()` fails
+    /// naming the field `codel`. With `max_queue_wait` also set, a task past
+    /// `max_queue_wait` is expired first, whatever the controller's state.
+    ///
+    /// Cost: one branch per task when off; when on, one read of a shared word per task and a
+    /// write only when a task's wait crosses the target.
+    pub fn codel(mut self, target: Duration, interval: Duration) -> Self {
+        self.codel = Some(CodelConfig { target, interval });
+        self
+    }
+
+    /// Sets the handler that receives every fire-and-forget task ([`Pool::execute`](crate::Pool::execute))
+    /// that the pool accepted but will not run: expired, shed by CoDel, or cancelled by a
+    /// shutdown that gave up on queued work, with the reason and the unrun closure (to log,
+    /// count, run elsewhere or drop). Tasks with a handle do not go here: their handle reports
+    /// why.
+    ///
+    /// The handler runs **on the thread that dropped the task**: a worker of this pool (so a
+    /// slow handler delays the pool's next task), or the thread running a shutdown or a
+    /// submission that drains an abandoned queue. It runs under `catch_unwind`: a panic in it
+    /// is caught and dropped. Submitting from it is allowed; waiting on this pool from it is
+    /// not wise (it may be running on this pool's only worker).
+    ///
+    /// Default: none; such tasks are dropped, and only counted.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    /// let dropped = Arc::new(AtomicU64::new(0));
+    /// let d = dropped.clone();
+    /// let rt = bulkhead::Runtime::builder()
+    ///     .pool("p", move |p| p.on_shed(move |t: bulkhead::ShedTask| {
+    ///         eprintln!("pool {} did not run a task: {}", t.pool, t.reason);
+    ///         d.fetch_add(1, Ordering::Relaxed);
+    ///     }))
+    ///     .build()?;
+    /// # drop(rt);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn on_shed(mut self, handler: impl Fn(ShedTask) + Send + Sync + 'static) -> Self {
+        self.on_shed = Some(ShedHandler(std::sync::Arc::new(handler)));
         self
     }
 
@@ -229,6 +296,33 @@ impl PoolBuilder {
                     self.stuck_after
                 ),
             );
+        }
+        if let Some(c) = self.codel {
+            if c.target.is_zero() || c.interval.is_zero() {
+                range(
+                    "codel",
+                    format!(
+                        "target and interval must be greater than zero, got target {:?} and interval {:?} (leave codel unset to turn it off)",
+                        c.target, c.interval
+                    ),
+                );
+            } else if c.target > MAX_CODEL_DURATION || c.interval > MAX_CODEL_DURATION {
+                range(
+                    "codel",
+                    format!(
+                        "target and interval must be at most {MAX_CODEL_DURATION:?}, got target {:?} and interval {:?}",
+                        c.target, c.interval
+                    ),
+                );
+            } else if c.target >= c.interval {
+                range(
+                    "codel",
+                    format!(
+                        "target must be less than interval, got target {:?} and interval {:?} (suggested: {SUGGESTED_CODEL_TARGET:?} and {SUGGESTED_CODEL_INTERVAL:?})",
+                        c.target, c.interval
+                    ),
+                );
+            }
         }
         if let Some(prefix) = &self.thread_name {
             if let Err(why) = check_name(prefix) {

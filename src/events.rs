@@ -44,6 +44,14 @@ pub enum Event {
         /// How many, during the interval.
         count: u64,
     },
+    /// `count` tasks were shed by the pool's queue-delay controller (CoDel) during the
+    /// interval.
+    Shed {
+        /// The pool's name.
+        pool: String,
+        /// How many, during the interval.
+        count: u64,
+    },
     /// A task has been running longer than the pool's `stuck_after`. Raised once per task.
     Stuck {
         /// The pool's name.
@@ -81,6 +89,7 @@ impl Event {
             Event::Refused { pool, .. }
             | Event::Panicked { pool, .. }
             | Event::Expired { pool, .. }
+            | Event::Shed { pool, .. }
             | Event::Stuck { pool, .. }
             | Event::Recovered { pool, .. }
             | Event::HealthChanged { pool, .. } => pool,
@@ -88,12 +97,13 @@ impl Event {
     }
 
     /// A short lowercase label for the kind of event (`"refused"`, `"panicked"`,
-    /// `"expired"`, `"stuck"`, `"recovered"`, `"health_changed"`).
+    /// `"expired"`, `"shed"`, `"stuck"`, `"recovered"`, `"health_changed"`).
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Refused { .. } => "refused",
             Event::Panicked { .. } => "panicked",
             Event::Expired { .. } => "expired",
+            Event::Shed { .. } => "shed",
             Event::Stuck { .. } => "stuck",
             Event::Recovered { .. } => "recovered",
             Event::HealthChanged { .. } => "health_changed",
@@ -108,6 +118,7 @@ impl fmt::Display for Event {
             Event::Refused { reason, count, .. } => write!(f, "{count} refused ({reason})"),
             Event::Panicked { count, .. } => write!(f, "{count} panicked"),
             Event::Expired { count, .. } => write!(f, "{count} expired in the queue"),
+            Event::Shed { count, .. } => write!(f, "{count} shed by queue-delay control"),
             Event::Stuck {
                 worker,
                 running_for,

@@ -211,6 +211,7 @@ mod error;
 mod events;
 mod export;
 pub mod metrics;
+mod overload;
 mod placement;
 pub mod pool;
 pub mod runtime;
@@ -228,6 +229,7 @@ pub use events::{Event, EventListener};
 pub use metrics::{
     Health, LatencySummary, LatencyView, PoolLatency, PoolSnapshot, RuntimeSnapshot, StuckTask,
 };
+pub use overload::{ShedReason, ShedTask};
 pub use placement::{current_cpu, Placement, SchedPolicy, MAX_NICE, MIN_NICE};
 pub use pool::Pool;
 pub use runtime::{PoolReport, Runtime, ShutdownReport, StuckWorker};

@@ -36,10 +36,11 @@ use crossbeam_utils::CachePadded;
 use crate::cpuset::CpuSet;
 use crate::error::{RefusalReason, SubmitError};
 use crate::metrics::LatencyRecorder;
+use crate::overload::{Codel, CodelConfig, ShedHandler, ShedReason};
 use crate::placement::CpuConfig;
 use crate::stats::{PoolStats, WorkerInfo, WorkerSlot};
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
-use crate::task::{Job, TaskCell, TaskHandle, Work};
+use crate::task::{drop_quietly, DetachedTask, Job, NotRun, TaskCell, TaskHandle, Work};
 
 pub(crate) const CLOSED: usize = 1;
 pub(crate) const ABANDONED: usize = 2;
@@ -55,6 +56,7 @@ pub(crate) struct PoolConfig {
     /// CPU set, placement and priority, applied by each worker as it starts.
     pub(crate) cpu: CpuConfig,
     pub(crate) stuck_after: Duration,
+    pub(crate) codel: Option<CodelConfig>,
 }
 
 #[derive(Default)]
@@ -89,6 +91,10 @@ pub(crate) struct PoolShared {
     /// Disconnected when the last worker thread has exited.
     pub(crate) exit_rx: Receiver<()>,
     pub(crate) joins: Mutex<Vec<(usize, JoinHandle<()>)>>,
+    /// The queue-delay controller, when CoDel is on; owned by the workers that dequeue.
+    pub(crate) codel: Option<CachePadded<Codel>>,
+    /// Receives fire-and-forget tasks that were accepted but not run.
+    pub(crate) on_shed: Option<ShedHandler>,
 }
 
 impl PoolShared {
@@ -148,9 +154,28 @@ impl PoolShared {
     #[cold]
     pub(crate) fn drain_cancel(&self) {
         while let Ok(job) = self.rx.try_recv() {
-            job.cancel(&mut |_| {
+            let unrun = job.not_run(NotRun::Cancelled, &mut |_| {
                 self.drained.fetch_add(1, Ordering::Relaxed);
             });
+            self.dispose(unrun, NotRun::Cancelled);
+        }
+    }
+
+    /// Hands a fire-and-forget task that was not run to the pool's shed handler, on this
+    /// thread, or drops it (its `Drop` under `catch_unwind`) if there is none.
+    #[cold]
+    pub(crate) fn dispose(&self, unrun: Option<Box<dyn DetachedTask>>, why: NotRun) {
+        let Some(task) = unrun else { return };
+        match &self.on_shed {
+            None => drop_quietly(task),
+            Some(handler) => {
+                let (reason, waited) = match why {
+                    NotRun::Cancelled => (ShedReason::CancelledByShutdown, None),
+                    NotRun::Expired(w) => (ShedReason::Expired, Some(w)),
+                    NotRun::Shed(w) => (ShedReason::Shed, Some(w)),
+                };
+                handler.deliver(&self.name, reason, waited, task);
+            }
         }
     }
 
@@ -208,6 +233,7 @@ impl PoolShared {
         s.refused_shutting_down = self.refused.shutting_down.load(Ordering::Relaxed);
         s.queued = self.tx.len();
         s.shutting_down = self.state.load(Ordering::Relaxed) & CLOSED != 0;
+        s.codel_dropping = self.codel.as_ref().is_some_and(|c| c.is_dropping());
         // Read last, so that a snapshot never shows more outcomes than submissions.
         s.submitted = self.submitted.load(Ordering::Relaxed);
         s
@@ -375,6 +401,12 @@ impl Pool {
     /// The maximum queue wait, if one is set.
     pub fn max_queue_wait(&self) -> Option<Duration> {
         self.shared.config.max_queue_wait
+    }
+
+    /// The queue-delay controller's `(target, interval)`, if [`codel`](crate::PoolBuilder::codel)
+    /// is on.
+    pub fn codel(&self) -> Option<(Duration, Duration)> {
+        self.shared.config.codel.map(|c| (c.target, c.interval))
     }
 
     /// The CPUs the pool was configured to run on, if [`cpus`](crate::PoolBuilder::cpus) was

@@ -28,6 +28,7 @@ use crossbeam_utils::CachePadded;
 use crate::builder::{PoolBuilder, RuntimeBuilder};
 use crate::error::{BuildError, BuildErrorKind, UnknownPool};
 use crate::metrics::{LatencyRecorder, RuntimeSnapshot};
+use crate::overload::Codel;
 use crate::placement::SetupFailure;
 use crate::pool::{Pool, PoolConfig, PoolShared, RefusalCounters};
 use crate::stats::{PoolStats, WorkerSlot};
@@ -204,6 +205,7 @@ fn start_pool(p: &PoolBuilder, metrics: bool) -> Result<Pool, BuildError> {
             stack_size: p.stack_size,
             cpu: p.cpu.clone(),
             stuck_after: p.stuck_after,
+            codel: p.codel,
         },
         tx,
         rx,
@@ -223,6 +225,8 @@ fn start_pool(p: &PoolBuilder, metrics: bool) -> Result<Pool, BuildError> {
         shutdown_rx,
         exit_rx,
         joins: Mutex::new(Vec::with_capacity(p.threads)),
+        codel: p.codel.map(|c| CachePadded::new(Codel::new(c))),
+        on_shed: p.on_shed.clone(),
     });
     let pool = Pool { shared };
     let (ready_tx, ready_rx) = unbounded();

@@ -23,6 +23,7 @@ pub(crate) struct WorkerSlot {
     panicked: AtomicU64,
     expired: AtomicU64,
     cancelled: AtomicU64,
+    shed: AtomicU64,
     /// Nanoseconds since the pool's epoch, plus one, at which the current task started;
     /// 0 while the worker is not running a task.
     busy_since: AtomicU64,
@@ -38,6 +39,7 @@ impl WorkerSlot {
             panicked: AtomicU64::new(0),
             expired: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
+            shed: AtomicU64::new(0),
             busy_since: AtomicU64::new(0),
             exited: AtomicBool::new(false),
         }
@@ -51,6 +53,7 @@ impl WorkerSlot {
             Outcome::Panicked => &self.panicked,
             Outcome::Expired => &self.expired,
             Outcome::Cancelled => &self.cancelled,
+            Outcome::Shed => &self.shed,
         };
         // Single writer: no read-modify-write needed.
         c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
@@ -106,6 +109,7 @@ impl WorkerSlot {
         s.panicked += self.panicked.load(Ordering::Relaxed);
         s.expired += self.expired.load(Ordering::Relaxed);
         s.cancelled += self.cancelled.load(Ordering::Relaxed);
+        s.shed += self.shed.load(Ordering::Relaxed);
     }
 }
 
@@ -116,7 +120,7 @@ impl WorkerSlot {
 /// Every submission ends exactly one way, so at any moment
 ///
 /// ```text
-/// submitted == refused() + completed + panicked + expired + cancelled + queued + busy
+/// submitted == refused() + completed + panicked + expired + shed + cancelled + queued + busy
 /// ```
 ///
 /// where a task cancelled through its handle while queued still occupies its queue slot (and
@@ -155,6 +159,14 @@ pub struct PoolStats {
     pub expired: u64,
     /// Not run: cancelled through its handle, or by a shutdown that gave up on queued work.
     pub cancelled: u64,
+    /// Not run: shed by the pool's queue-delay controller (CoDel) while the queue was
+    /// standing; always 0 when [`codel`](crate::PoolBuilder::codel) is off.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub shed: u64,
+    /// True while the pool's queue-delay controller is in its dropping state (shedding tasks
+    /// that waited longer than its target); always false when CoDel is off.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub codel_dropping: bool,
 }
 
 impl PoolStats {
@@ -174,6 +186,8 @@ impl PoolStats {
             panicked: 0,
             expired: 0,
             cancelled: 0,
+            shed: 0,
+            codel_dropping: false,
         }
     }
 
@@ -187,9 +201,9 @@ impl PoolStats {
         self.submitted.saturating_sub(self.refused())
     }
 
-    /// Accepted tasks that have ended: completed, panicked, expired or cancelled.
+    /// Accepted tasks that have ended: completed, panicked, expired, shed or cancelled.
     pub fn finished(&self) -> u64 {
-        self.completed + self.panicked + self.expired + self.cancelled
+        self.completed + self.panicked + self.expired + self.shed + self.cancelled
     }
 }
 

@@ -250,6 +250,13 @@ impl State {
                     count: expired,
                 });
             }
+            let shed = delta(stats.shed, t.prev.shed);
+            if shed > 0 {
+                events.push(Event::Shed {
+                    pool: name.to_owned(),
+                    count: shed,
+                });
+            }
             // Stuck tasks: flag each task once, by its start stamp; report its end.
             let now_nanos = t.shared.nanos_since_epoch(now);
             let stuck_after = t.shared.config.stuck_after;

@@ -24,7 +24,7 @@ use crossbeam_channel::{select, RecvTimeoutError, Sender};
 use crate::pool::{PoolShared, CLOSED, IN_FLIGHT};
 use crate::sync::{Arc, Ordering};
 use crate::sys;
-use crate::task::{Job, Outcome};
+use crate::task::{Job, NotRun, Outcome};
 
 /// How often a worker re-checks the admission word while shutdown waits for a submitter
 /// still blocked in a `*_timeout` call (the only time a worker polls).
@@ -89,6 +89,10 @@ impl Worker {
                 // Step 2: the queue is empty: block, or learn that it is time to exit.
                 Err(_) => {
                     boundary = None;
+                    // An empty queue ends any standing queue: CoDel resumes normal service.
+                    if let Some(codel) = &shared.codel {
+                        codel.queue_empty();
+                    }
                     match self.wait_for_job() {
                         Some(job) => job,
                         None => break,
@@ -110,16 +114,23 @@ impl Worker {
     fn process(&self, job: Job, start: Instant) -> Option<Instant> {
         let shared = &*self.shared;
         let slot = &shared.workers[self.index];
-        let mut account = |outcome| slot.count(outcome);
         if shared.abandoned.load(Ordering::Relaxed) {
-            job.cancel(&mut account);
+            self.not_run(job, NotRun::Cancelled);
             return None;
         }
         let enqueued = job.enqueued;
         if let Some(max) = shared.config.max_queue_wait {
             let waited = start.saturating_duration_since(enqueued);
             if waited > max {
-                job.expire(waited, &mut account);
+                self.not_run(job, NotRun::Expired(waited));
+                return None;
+            }
+        }
+        // Queue-delay control: with CoDel off this is the only cost.
+        if let Some(codel) = &shared.codel {
+            let waited = start.saturating_duration_since(enqueued);
+            if codel.should_shed(waited, shared.nanos_since_epoch(start)) {
+                self.not_run(job, NotRun::Shed(waited));
                 return None;
             }
         }
@@ -137,6 +148,15 @@ impl Worker {
             slot.count(outcome);
         });
         end
+    }
+
+    /// Resolves a job without running it, counts it, and hands a fire-and-forget closure to
+    /// the pool's shed handler (on this worker's thread).
+    #[cold]
+    fn not_run(&self, job: Job, why: NotRun) {
+        let slot = &self.shared.workers[self.index];
+        let unrun = job.not_run(why, &mut |outcome| slot.count(outcome));
+        self.shared.dispose(unrun, why);
     }
 
     /// Blocks until a job arrives; returns `None` when the worker should exit: shutdown began,
