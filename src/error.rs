@@ -322,6 +322,10 @@ pub enum BuildErrorKind {
     /// The setting is not supported on this target: CPU placement and priority are
     /// Linux-only.
     Unsupported,
+    /// A live resize of a pool that was not built resizable: set
+    /// [`max_threads_limit`](crate::PoolBuilder::max_threads_limit) (threads) or
+    /// [`queue_capacity_limit`](crate::PoolBuilder::queue_capacity_limit) (queue) at build.
+    NotResizable,
 }
 
 /// A configuration error from [`RuntimeBuilder::build`](crate::RuntimeBuilder::build).

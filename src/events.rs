@@ -61,6 +61,16 @@ pub enum Event {
         /// How long it had been running when the supervisor noticed.
         running_for: Duration,
     },
+    /// A replacement thread was started for a worker stuck in a task (the pool has a
+    /// [`replacement_budget`](crate::PoolBuilder::replacement_budget)).
+    Replaced {
+        /// The pool's name.
+        pool: String,
+        /// The name of the stuck worker thread; it exits when its task returns.
+        worker: String,
+        /// The name of the replacement worker thread.
+        replacement: String,
+    },
     /// A task reported as [`Stuck`](Event::Stuck) has ended.
     Recovered {
         /// The pool's name.
@@ -91,13 +101,14 @@ impl Event {
             | Event::Expired { pool, .. }
             | Event::Shed { pool, .. }
             | Event::Stuck { pool, .. }
+            | Event::Replaced { pool, .. }
             | Event::Recovered { pool, .. }
             | Event::HealthChanged { pool, .. } => pool,
         }
     }
 
     /// A short lowercase label for the kind of event (`"refused"`, `"panicked"`,
-    /// `"expired"`, `"shed"`, `"stuck"`, `"recovered"`, `"health_changed"`).
+    /// `"expired"`, `"shed"`, `"stuck"`, `"replaced"`, `"recovered"`, `"health_changed"`).
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Refused { .. } => "refused",
@@ -105,6 +116,7 @@ impl Event {
             Event::Expired { .. } => "expired",
             Event::Shed { .. } => "shed",
             Event::Stuck { .. } => "stuck",
+            Event::Replaced { .. } => "replaced",
             Event::Recovered { .. } => "recovered",
             Event::HealthChanged { .. } => "health_changed",
         }
@@ -124,6 +136,11 @@ impl fmt::Display for Event {
                 running_for,
                 ..
             } => write!(f, "{worker} stuck in a task for {running_for:?}"),
+            Event::Replaced {
+                worker,
+                replacement,
+                ..
+            } => write!(f, "{worker} stuck: replaced by {replacement}"),
             Event::Recovered {
                 worker,
                 ran_for_at_least,

@@ -207,6 +207,7 @@ pub mod builder;
 #[cfg(feature = "config")]
 pub mod config;
 mod cpuset;
+mod dynamic;
 mod error;
 mod events;
 mod export;
