@@ -15,12 +15,18 @@
 //!   task that waited longer than `target` is shed (resolved as
 //!   [`TaskError::Shed`](crate::TaskError::Shed), or handed to the shed handler) instead of
 //!   run, so the standing queue drains fast and fresh tasks are served.
-//! - A dequeued task that waited less than `target`, or a worker finding the queue empty,
-//!   resets the controller (not dropping, timer disarmed): normal service resumes.
+//! - A worker finding the queue empty ends the dropping state: normal service resumes. A
+//!   dequeued task that waited less than `target` is run, and disarms the timer if the
+//!   controller was not dropping yet; while dropping it does not end the episode.
 //!
-//! Unlike CoDel for packets, which drops one packet per `interval / sqrt(count)` while
-//! dropping, Fail at Scale's adaptation sheds every task above target while dropping: a task
-//! that waited too long is stale for its caller anyway, and serving it only delays the next.
+//! Two departures from packet CoDel, both Fail at Scale's: while dropping, every task above
+//! target is shed (packet CoDel drops one packet per `interval / sqrt(count)`, to signal TCP
+//! senders gently; a task that waited too long is stale for its caller anyway, and serving
+//! it only delays the next); and the episode ends when the queue empties ("if the queue has
+//! not been empty for the last interval, the queue timeout is the target"), not at the first
+//! task below target. Under sustained overload shedding keeps the queue short, so fresh tasks
+//! keep arriving below target; ending the episode on each of them let the standing queue
+//! grow back for a whole interval every time (measured in docs/BENCHMARKS.md).
 //!
 //! ## State word
 //!
@@ -76,8 +82,11 @@ impl Codel {
     #[inline]
     pub(crate) fn should_shed(&self, waited: Duration, now_nanos: u64) -> bool {
         if waited < self.target {
-            // Below target: the queue is not standing. Write only if there is state to clear.
-            if self.state.load(Ordering::Relaxed) != IDLE {
+            // Below target: run it. If the controller was only armed, the queue is not
+            // standing after all: disarm (write only if there is state to clear). While
+            // dropping, a fresh task does not end the episode: only an empty queue does.
+            let s = self.state.load(Ordering::Relaxed);
+            if s != IDLE && s != DROPPING {
                 self.reset();
             }
             return false;
@@ -260,19 +269,31 @@ mod tests {
     }
 
     #[test]
-    fn a_task_below_target_or_an_empty_queue_resets() {
+    fn only_an_empty_queue_ends_dropping() {
         let c = codel();
         let above = Duration::from_millis(6);
         c.should_shed(above, 0);
         assert!(c.should_shed(above, 200 * MS));
+        // A fresh task runs, and the episode goes on.
         assert!(!c.should_shed(Duration::from_millis(1), 201 * MS));
+        assert!(c.is_dropping());
+        assert!(c.should_shed(above, 202 * MS));
+        c.queue_empty();
         assert!(!c.is_dropping());
         // Re-armed from scratch: another whole interval is needed.
         assert!(!c.should_shed(above, 300 * MS));
         assert!(!c.should_shed(above, 350 * MS));
-        c.queue_empty();
-        assert!(!c.should_shed(above, 420 * MS));
-        assert!(!c.should_shed(above, 500 * MS));
-        assert!(c.should_shed(above, 520 * MS));
+        assert!(c.should_shed(above, 400 * MS));
+    }
+
+    #[test]
+    fn a_task_below_target_disarms_before_dropping() {
+        let c = codel();
+        let above = Duration::from_millis(6);
+        assert!(!c.should_shed(above, 0));
+        assert!(!c.should_shed(Duration::from_millis(1), 50 * MS));
+        assert!(!c.should_shed(above, 120 * MS));
+        assert!(!c.should_shed(above, 200 * MS));
+        assert!(c.should_shed(above, 220 * MS));
     }
 }
