@@ -20,11 +20,11 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bulkhead::{CpuSet, PoolBuilder, PoolStats, Runtime};
+use bulkhead::{CpuSet, PoolBuilder, PoolStats, Runtime, ShedReason, ShedTask};
 
 use crate::generator::{self, GenResult, GenSetup};
 use crate::noise::{self, Noise};
-use crate::record::{new_histogram, Point, Recorder, Totals};
+use crate::record::{self, new_histogram, Point, Recorder, Totals};
 use crate::spec::{fmt_duration, CpuList, LoadSpec, PoolSpec, Scenario};
 use crate::work::{Gate, Spinner, Work};
 
@@ -97,6 +97,7 @@ impl WorkloadResult {
             + self.totals.completed
             + self.totals.panicked
             + self.totals.expired
+            + self.totals.shed
             + self.totals.cancelled
             + self.stuck
     }
@@ -151,12 +152,29 @@ fn layout(sc: &Scenario, kind: RunKind) -> (Vec<PoolSpec>, Vec<(LoadSpec, String
             } else {
                 None
             };
+            let same = |f: &dyn Fn(&PoolSpec) -> Option<Duration>| {
+                let first = f(&sc.pools[0]);
+                sc.pools
+                    .iter()
+                    .all(|p| f(p) == first)
+                    .then_some(first)
+                    .flatten()
+            };
+            let first_codel = sc.pools[0].codel;
             let pool = PoolSpec {
                 name: "shared".to_owned(),
                 threads: sc.pools.iter().map(|p| p.threads).sum(),
                 queue: sc.pools.iter().map(|p| p.queue).sum(),
                 cpus,
                 max_wait,
+                codel: sc
+                    .pools
+                    .iter()
+                    .all(|p| p.codel == first_codel)
+                    .then_some(first_codel)
+                    .flatten(),
+                budget: sc.pools.iter().map(|p| p.budget).sum(),
+                stuck_after: same(&|p| p.stuck_after),
             };
             let loads = sc
                 .loads
@@ -168,8 +186,18 @@ fn layout(sc: &Scenario, kind: RunKind) -> (Vec<PoolSpec>, Vec<(LoadSpec, String
     }
 }
 
+/// The supervisor interval when a pool sets `stuck_after` or a replacement budget, so that
+/// stuck workers are found (and replaced) within 100 ms of the threshold.
+const STUCK_SUPERVISOR_INTERVAL: Duration = Duration::from_millis(100);
+
 fn build_runtime(pools: &[PoolSpec]) -> Result<Runtime, String> {
     let mut b = Runtime::builder().drop_timeout(Duration::ZERO);
+    if pools
+        .iter()
+        .any(|p| p.budget > 0 || p.stuck_after.is_some())
+    {
+        b = b.supervisor_interval(STUCK_SUPERVISOR_INTERVAL);
+    }
     for p in pools {
         let p = p.clone();
         b = b.pool(p.name.clone(), move |mut pb| {
@@ -177,6 +205,21 @@ fn build_runtime(pools: &[PoolSpec]) -> Result<Runtime, String> {
             if let Some(w) = p.max_wait {
                 pb = pb.max_queue_wait(w);
             }
+            if let Some((target, interval)) = p.codel {
+                pb = pb.codel(target, interval);
+            }
+            if p.budget > 0 {
+                pb = pb.replacement_budget(p.budget);
+            }
+            if let Some(s) = p.stuck_after {
+                pb = pb.stuck_after(s);
+            }
+            // Tasks the pool does not run are counted by their guards; shed ones as shed.
+            pb = pb.on_shed(|t: ShedTask| {
+                if t.reason == ShedReason::Shed {
+                    record::drop_as_shed(t.task);
+                }
+            });
             place_pool(pb, p.cpus.as_ref())
         });
     }
@@ -221,7 +264,7 @@ pub(crate) fn run(
     let mut setups = Vec::new();
     for (i, (load, pool_name)) in loads.iter().enumerate() {
         let pool = rt.pool(pool_name).map_err(|e| e.to_string())?;
-        let rec = Recorder::new(window);
+        let rec = Recorder::new(window, load.deadline);
         recs.push(rec.clone());
         let gen_cpus = sc
             .pools
