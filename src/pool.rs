@@ -109,7 +109,12 @@ pub(crate) struct PoolShared {
 
 impl PoolShared {
     /// Admits and enqueues one job. On refusal the job comes back with the reason.
-    #[inline]
+    ///
+    /// `inline(always)`: with the resizable-queue branch, `#[inline]` alone no longer got
+    /// `send` inlined into `execute`: a fixed pool then cost 30 instructions more per task
+    /// than before the overload mechanisms, 14 once inlined (callgrind, docs/BENCHMARKS.md
+    /// "Overload control").
+    #[inline(always)]
     fn send(&self, job: Job, deadline: Option<Instant>) -> Result<(), (Job, RefusalReason)> {
         self.submitted.fetch_add(1, Ordering::Relaxed);
         let prev = self.state.fetch_add(IN_FLIGHT, Ordering::Acquire);
@@ -144,6 +149,7 @@ impl PoolShared {
     /// submitters may overshoot it by at most their number (each checks, then sends). A
     /// submitter with a deadline polls for room every [`LIMIT_POLL`].
     #[cold]
+    #[inline(never)]
     fn send_limited(
         &self,
         job: Job,

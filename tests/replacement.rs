@@ -63,9 +63,14 @@ fn all_workers_hung_with_a_budget_of_two_serve_new_work_through_two_replacements
         let mut h = pool.try_submit(move || i).unwrap();
         assert_eq!(h.join_timeout(HANG_GUARD).unwrap(), i);
     }
+    // The two hangs may be flagged at different samples: the first replacement alone may
+    // have served those; both are replaced soon after.
+    wait_until("both hung workers to be replaced", || {
+        pool.stats().replacements == 2
+    });
     let s = pool.stats();
     assert_eq!((s.threads, s.replaced, s.replacements), (4, 2, 2), "{s:?}");
-    assert_eq!(replaced_events(&log), 2);
+    log.wait_for("the second Replaced event", |_| replaced_events(&log) == 2);
 
     // The replacements hang too: the budget is spent, so no third replacement starts and
     // new work waits in the queue.
