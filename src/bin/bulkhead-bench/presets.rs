@@ -17,6 +17,7 @@
 //! |---------------|---------------------------------------------|-------------------------------------------------|
 //! | `overload`    | `codel` (5 ms / 100 ms) vs `plain`, 1 thread, queue 1024 | 1 ms CPU tasks, Poisson 1,500/s (about 1.7x capacity), deadline 50 ms |
 //! | `hang-budget` | `budget` (replacement budget 4) vs `nobudget`, 2 threads, `stuck_after` 100 ms | 2 ms blocking calls at 200/s, deadline 50 ms, plus one call every 2 s that hangs |
+//! | `blocking-burst` | `elastic` (1 to 8 threads, keep-alive 500 ms) vs `fixed` (2 threads), queue 64 | 5 ms blocking calls, Poisson 600/s (about 3 busy threads on average), deadline 50 ms |
 //!
 //! They use the first two CPUs this process may run on; with only one, `cpus` is unset.
 
@@ -25,13 +26,14 @@ use std::time::Duration;
 use crate::spec::{parse_load, parse_pool, Mode, Scenario};
 
 /// The preset names, default first.
-pub(crate) const NAMES: [&str; 6] = [
+pub(crate) const NAMES: [&str; 7] = [
     "cpu-runaway",
     "blocking-hang",
     "panic-storm",
     "queue-flood",
     "overload",
     "hang-budget",
+    "blocking-burst",
 ];
 
 /// The preset named `name`, laid out on the `available` CPUs: the first two, if there are
@@ -87,6 +89,17 @@ pub(crate) fn preset(name: &str, available: &[usize]) -> Result<Scenario, String
                     format!("budget:{hangs},name=budget-hangs"),
                     format!("nobudget:{hangs},name=nobudget-hangs"),
                 ],
+                Duration::from_millis(500),
+            );
+        }
+        "blocking-burst" => {
+            let calls = "rate=600,work=sleep:5ms,arrivals=poisson,deadline=50ms";
+            return ab(
+                [
+                    format!("elastic:elastic=1-8,queue=64,keep_alive=500ms{cpu_a}"),
+                    format!("fixed:threads=2,queue=64{cpu_b}"),
+                ],
+                vec![format!("elastic:{calls}"), format!("fixed:{calls}")],
                 Duration::from_millis(500),
             );
         }

@@ -255,6 +255,9 @@ impl Report {
                     s.cancelled,
                     s.refused()
                 );
+                if p.spec.max_threads.is_some() {
+                    let _ = write!(out, "; peak threads {}", p.peak_threads);
+                }
                 if s.replacements > 0 {
                     let _ = write!(
                         out,
@@ -344,7 +347,13 @@ fn us(d: Duration) -> f64 {
 }
 
 fn describe_pool(p: &PoolSpec) -> String {
-    let mut s = format!("{}: threads={}, queue={}", p.name, p.threads, p.queue);
+    let mut s = match p.max_threads {
+        Some(max) => format!("{}: elastic={}-{max}, queue={}", p.name, p.threads, p.queue),
+        None => format!("{}: threads={}, queue={}", p.name, p.threads, p.queue),
+    };
+    if let Some(k) = p.keep_alive {
+        let _ = write!(s, ", keep_alive={}", fmt_duration(k));
+    }
     if let Some(c) = &p.cpus {
         let _ = write!(s, ", cpus={c}");
     }
@@ -399,6 +408,8 @@ fn pool_json(p: &PoolSpec) -> Value {
         "codel_target_us": p.codel.map(|c| us(c.0)),
         "codel_interval_us": p.codel.map(|c| us(c.1)),
         "replacement_budget": p.budget,
+        "max_threads": p.max_threads,
+        "keep_alive_us": p.keep_alive.map(us),
         "stuck_after_us": p.stuck_after.map(us),
     })
 }
@@ -515,6 +526,7 @@ fn run_json(r: &RunResult) -> Value {
                 "busy": s.busy,
             });
             v["cancelled_at_shutdown"] = json!(p.cancelled_at_shutdown);
+            v["peak_threads"] = json!(p.peak_threads);
             v["worker_cpus"] = json!(p.worker_cpus);
             v["stuck_workers"] = p.stuck_workers.iter().map(|(n, d)| json!({
                 "thread": n, "running_for_s": d.as_secs_f64(),

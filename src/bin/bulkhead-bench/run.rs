@@ -70,6 +70,8 @@ pub(crate) struct PoolResult {
     pub(crate) stuck_workers: Vec<(String, Duration)>,
     /// Each worker's CPU affinity as the OS reported it after start-up (cpulist syntax).
     pub(crate) worker_cpus: Vec<Option<String>>,
+    /// The most worker threads seen at the 100 ms samples (elastic pools grow and shrink).
+    pub(crate) peak_threads: usize,
 }
 
 /// One workload's results in a run.
@@ -175,6 +177,9 @@ fn layout(sc: &Scenario, kind: RunKind) -> (Vec<PoolSpec>, Vec<(LoadSpec, String
                     .flatten(),
                 budget: sc.pools.iter().map(|p| p.budget).sum(),
                 stuck_after: same(&|p| p.stuck_after),
+                // The shared pool has the summed fixed size; elastic ranges are not merged.
+                max_threads: None,
+                keep_alive: None,
             };
             let loads = sc
                 .loads
@@ -201,7 +206,14 @@ fn build_runtime(pools: &[PoolSpec]) -> Result<Runtime, String> {
     for p in pools {
         let p = p.clone();
         b = b.pool(p.name.clone(), move |mut pb| {
-            pb = pb.threads(p.threads).queue_capacity(p.queue);
+            pb = match p.max_threads {
+                Some(max) => pb.elastic(p.threads, max),
+                None => pb.threads(p.threads),
+            }
+            .queue_capacity(p.queue);
+            if let Some(k) = p.keep_alive {
+                pb = pb.keep_alive(k);
+            }
             if let Some(w) = p.max_wait {
                 pb = pb.max_queue_wait(w);
             }
@@ -306,11 +318,15 @@ pub(crate) fn run(
     let mut series: Vec<Vec<Point>> = vec![Vec::new(); loads.len()];
     let mut second: Vec<_> = loads.iter().map(|_| new_histogram()).collect();
     let mut last_ended = vec![0u64; loads.len()];
+    let mut peak_threads: Vec<usize> = rt.pools().iter().map(|p| p.threads()).collect();
     for k in 1..=ticks {
         let at = start + TICK * k as u32;
         let now = Instant::now();
         if at > now {
             thread::sleep(at - now);
+        }
+        for (peak, p) in peak_threads.iter_mut().zip(rt.pools()) {
+            *peak = (*peak).max(p.threads());
         }
         for (i, rec) in recs.iter().enumerate() {
             let h = rec.take_tick();
@@ -419,8 +435,8 @@ pub(crate) fn run(
     let pools = pools
         .into_iter()
         .zip(report.pools.iter())
-        .zip(worker_cpus)
-        .map(|((spec, pr), worker_cpus)| PoolResult {
+        .zip(worker_cpus.into_iter().zip(peak_threads))
+        .map(|((spec, pr), (worker_cpus, peak_threads))| PoolResult {
             spec,
             stats: pr.stats.clone(),
             cancelled_at_shutdown: pr.cancelled_at_shutdown,
@@ -430,6 +446,7 @@ pub(crate) fn run(
                 .map(|s| (s.thread_name.clone(), s.running_for))
                 .collect(),
             worker_cpus,
+            peak_threads,
         })
         .collect();
     Ok(RunResult {

@@ -9,7 +9,7 @@
 //! | duration      | `50us`, `1.5ms`, `10s`, `2m` (units ns, us/µs, ms, s, m) |
 //! | rate          | `2000`, `2000/s`, `2.5k`, `max`                     |
 //! | work          | `spin:50us`, `sleep:2ms`, `hang`, `panic:0.3`, `9*spin:50us\|1*sleep:5ms` |
-//! | `--pool`      | `NAME:threads=1,queue=256,cpus=0,max_wait=100ms`, `codel=5ms/100ms`, `budget=2,stuck_after=100ms` |
+//! | `--pool`      | `NAME:threads=1,queue=256,cpus=0,max_wait=100ms`, `codel=5ms/100ms`, `budget=2,stuck_after=100ms`, `elastic=1-8,keep_alive=2s` |
 //! | `--load`      | `POOL:rate=2000,work=spin:50us,arrivals=poisson,deadline=50ms` |
 
 use std::fmt;
@@ -142,6 +142,10 @@ pub(crate) struct PoolSpec {
     pub(crate) budget: usize,
     /// The pool's `stuck_after` (default: the library's, 30 s).
     pub(crate) stuck_after: Option<Duration>,
+    /// Elastic pool: the maximum thread count (`threads` is then the minimum).
+    pub(crate) max_threads: Option<usize>,
+    /// Elastic pool: idle time before a thread above the minimum exits.
+    pub(crate) keep_alive: Option<Duration>,
 }
 
 /// One workload of the scenario: what it submits, to which pool, how fast.
@@ -428,7 +432,7 @@ fn parse_count(v: &str, key: &str, min: usize, max: usize) -> Result<usize, Stri
     Ok(n)
 }
 
-/// Parses `--pool NAME:threads=N,queue=N,cpus=LIST,max_wait=DURATION,codel=TARGET/INTERVAL,budget=N,stuck_after=DURATION`.
+/// Parses `--pool NAME:threads=N,queue=N,cpus=LIST,max_wait=DURATION,codel=TARGET/INTERVAL,budget=N,stuck_after=DURATION,elastic=MIN-MAX,keep_alive=DURATION`.
 pub(crate) fn parse_pool(s: &str) -> Result<PoolSpec, String> {
     let (name, kv) = split_spec(s, "pool")?;
     let mut pool = PoolSpec {
@@ -440,6 +444,8 @@ pub(crate) fn parse_pool(s: &str) -> Result<PoolSpec, String> {
         codel: None,
         budget: 0,
         stuck_after: None,
+        max_threads: None,
+        keep_alive: None,
     };
     for (k, v) in kv {
         match k {
@@ -463,6 +469,24 @@ pub(crate) fn parse_pool(s: &str) -> Result<PoolSpec, String> {
                 pool.codel = Some((t, i));
             }
             "budget" => pool.budget = parse_count(v, k, 0, 1024)?,
+            "elastic" => {
+                let bad = || format!("invalid elastic={v:?}: expected MIN-MAX with 1 <= MIN <= MAX <= 1024, e.g. 1-8");
+                let (min, max) = v.split_once('-').ok_or_else(bad)?;
+                let min = parse_count(min, "elastic", 1, 1024).map_err(|_| bad())?;
+                let max = parse_count(max, "elastic", 1, 1024).map_err(|_| bad())?;
+                if min > max {
+                    return Err(bad());
+                }
+                pool.threads = min;
+                pool.max_threads = Some(max);
+            }
+            "keep_alive" => {
+                let d = parse_duration(v)?;
+                if d < Duration::from_millis(1) {
+                    return Err(format!("invalid keep_alive={v:?}: must be at least 1ms"));
+                }
+                pool.keep_alive = Some(d);
+            }
             "stuck_after" => {
                 let d = parse_duration(v)?;
                 if d < Duration::from_millis(1) {
@@ -472,7 +496,7 @@ pub(crate) fn parse_pool(s: &str) -> Result<PoolSpec, String> {
             }
             _ => {
                 return Err(format!(
-                    "unknown key {k:?} in pool {name:?} (keys: threads, queue, cpus, max_wait, codel, budget, stuck_after)"
+                    "unknown key {k:?} in pool {name:?} (keys: threads, queue, cpus, max_wait, codel, budget, stuck_after, elastic, keep_alive)"
                 ))
             }
         }
@@ -576,6 +600,8 @@ struct PoolEntry {
     codel: Option<String>,
     budget: Option<usize>,
     stuck_after: Option<String>,
+    elastic: Option<String>,
+    keep_alive: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -650,6 +676,12 @@ pub(crate) fn parse_scenario_file(text: &str, base: Scenario) -> Result<Scenario
                 }
                 if let Some(s) = p.stuck_after {
                     push("stuck_after", s);
+                }
+                if let Some(e) = p.elastic {
+                    push("elastic", e);
+                }
+                if let Some(k) = p.keep_alive {
+                    push("keep_alive", k);
                 }
                 parse_pool(&spec)
             })
@@ -797,6 +829,9 @@ mod tests {
         );
         assert_eq!(p.budget, 2);
         assert_eq!(p.stuck_after, Some(Duration::from_millis(100)));
+        let p = parse_pool("io:elastic=1-8,keep_alive=2s").unwrap();
+        assert_eq!((p.threads, p.max_threads), (1, Some(8)));
+        assert_eq!(p.keep_alive, Some(Duration::from_secs(2)));
         let l = parse_load("svc:deadline=50ms").unwrap();
         assert_eq!(l.deadline, Some(Duration::from_millis(50)));
     }
@@ -817,6 +852,9 @@ mod tests {
             ("api:codel=100ms/5ms", "codel"),
             ("api:budget=x", "\"x\""),
             ("api:stuck_after=0s", "stuck_after"),
+            ("api:elastic=4-2", "elastic"),
+            ("api:elastic=0-2", "elastic"),
+            ("api:keep_alive=0s", "keep_alive"),
         ] {
             let err = parse_pool(bad).unwrap_err();
             assert!(err.contains(needle), "{bad}: {err}");
