@@ -614,6 +614,10 @@ impl Pool {
 
     /// The pool's worker threads as the OS knows them, in index order: thread id, and the
     /// affinity, nice value and scheduling policy read back from the OS at this call.
+    ///
+    /// One entry per worker slot ever used: in an elastic, replaceable or resizable pool,
+    /// slots of retired workers stay listed (`exited`), and a slot reused by a later worker
+    /// shows that worker.
     pub fn workers(&self) -> Vec<WorkerInfo> {
         self.shared
             .workers

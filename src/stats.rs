@@ -268,7 +268,8 @@ pub struct WorkerInfo {
     pub tid: Option<i32>,
     /// True while the worker is running a task.
     pub busy: bool,
-    /// True once the worker thread has exited (after shutdown).
+    /// True once the worker thread has exited (after shutdown, or once it retired: an
+    /// elastic pool shrinking, a resize, a replaced stuck worker whose task returned).
     pub exited: bool,
     /// The CPUs the thread may run on, read from the OS (`sched_getaffinity`) when
     /// [`Pool::workers`](crate::Pool::workers) was called; `None` once the worker has exited,
