@@ -90,6 +90,20 @@ impl RuntimeSnapshot {
             |p, f| f.sample(p, &[], if p.stats.codel_dropping { 1.0 } else { 0.0 }),
         );
         out.family(
+            "bulkhead_replaced_workers",
+            "gauge",
+            "Workers stuck in a task for which a replacement thread was started, until their task returns.",
+            pools,
+            |p, f| f.sample(p, &[], p.stats.replaced as f64),
+        );
+        out.family(
+            "bulkhead_replacements_total",
+            "counter",
+            "Replacement threads started for stuck workers.",
+            pools,
+            |p, f| f.sample(p, &[], p.stats.replacements as f64),
+        );
+        out.family(
             "bulkhead_tasks_refused_total",
             "counter",
             "Submissions refused, by reason (full, timeout, shutting_down).",
