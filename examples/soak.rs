@@ -193,8 +193,8 @@ fn main() {
     let mut processed = 0;
     for p in &report.pools {
         let s = &p.stats;
-        let sum = s.refused() + s.completed + s.panicked + s.expired + s.cancelled;
-        processed += s.completed + s.panicked + s.expired + s.cancelled;
+        let sum = s.refused() + s.completed + s.panicked + s.expired + s.shed + s.cancelled;
+        processed += s.completed + s.panicked + s.expired + s.shed + s.cancelled;
         let ok = sum == s.submitted;
         balanced &= ok;
         println!(

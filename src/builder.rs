@@ -19,6 +19,12 @@
 //! | `nice`             | [`MIN_NICE`] to [`MAX_NICE`], if set; Linux                   |
 //! | `sched_policy`     | Linux                                                         |
 //! | `stuck_after`      | [`MIN_STUCK_AFTER`] or more                                   |
+//! | `threads`, `elastic` | `1 <= min <= max <= ` [`MAX_THREADS`]                       |
+//! | `keep_alive`       | [`MIN_KEEP_ALIVE`] to [`MAX_KEEP_ALIVE`]                      |
+//! | `replacement_budget` | 0 to [`MAX_THREADS`]                                        |
+//! | `max_threads_limit` | the maximum thread count to [`MAX_THREADS`], if set          |
+//! | `queue_capacity_limit` | `queue_capacity` (at least 1) to [`MAX_QUEUE_CAPACITY`], if set |
+//! | `codel`            | target and interval in (0, [`MAX_CODEL_DURATION`]], target < interval, if set |
 //! | `supervisor_interval` | [`MIN_SUPERVISOR_INTERVAL`] to [`MAX_SUPERVISOR_INTERVAL`] |
 //!
 //! A value outside its range is an error naming the pool and the setting; nothing is
@@ -28,6 +34,7 @@ use std::time::Duration;
 
 use crate::error::{BuildError, BuildErrorKind};
 use crate::events::{EventListener, Listeners};
+use crate::overload::{CodelConfig, ShedHandler, ShedTask};
 use crate::placement::{self, CpuConfig};
 use crate::runtime::Runtime;
 #[cfg(doc)]
@@ -57,6 +64,19 @@ pub const DEFAULT_DROP_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_STUCK_AFTER: Duration = Duration::from_secs(30);
 /// The smallest `stuck_after` threshold.
 pub const MIN_STUCK_AFTER: Duration = Duration::from_millis(1);
+/// The queue-delay target that "Fail at Scale" suggests for CoDel (5 ms); see
+/// [`PoolBuilder::codel`].
+pub const SUGGESTED_CODEL_TARGET: Duration = Duration::from_millis(5);
+/// The CoDel interval that "Fail at Scale" suggests (100 ms); see [`PoolBuilder::codel`].
+pub const SUGGESTED_CODEL_INTERVAL: Duration = Duration::from_millis(100);
+/// The longest CoDel target or interval (one hour).
+pub const MAX_CODEL_DURATION: Duration = Duration::from_secs(3600);
+/// Default time an elastic pool's worker above its minimum stays idle before it exits.
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// The shortest keep-alive.
+pub const MIN_KEEP_ALIVE: Duration = Duration::from_millis(1);
+/// The longest keep-alive (one hour).
+pub const MAX_KEEP_ALIVE: Duration = Duration::from_secs(3600);
 /// Default interval at which the supervisor samples every pool.
 pub const DEFAULT_SUPERVISOR_INTERVAL: Duration = Duration::from_secs(1);
 /// The shortest supervisor interval.
@@ -79,6 +99,14 @@ pub struct PoolBuilder {
     /// CPU set, placement, exclusivity and priority; setters in `placement.rs`.
     pub(crate) cpu: CpuConfig,
     pub(crate) stuck_after: Duration,
+    pub(crate) codel: Option<CodelConfig>,
+    pub(crate) on_shed: Option<ShedHandler>,
+    /// The maximum of an elastic pool (`threads` is then its minimum).
+    pub(crate) max_threads: Option<usize>,
+    pub(crate) keep_alive: Duration,
+    pub(crate) replacement_budget: usize,
+    pub(crate) max_threads_limit: Option<usize>,
+    pub(crate) queue_capacity_limit: Option<usize>,
 }
 
 impl PoolBuilder {
@@ -92,15 +120,100 @@ impl PoolBuilder {
             thread_name: None,
             cpu: CpuConfig::default(),
             stuck_after: DEFAULT_STUCK_AFTER,
+            codel: None,
+            on_shed: None,
+            max_threads: None,
+            keep_alive: DEFAULT_KEEP_ALIVE,
+            replacement_budget: 0,
+            max_threads_limit: None,
+            queue_capacity_limit: None,
         }
     }
 
-    /// The number of worker threads, fixed for the life of the pool.
+    /// The number of worker threads: a fixed size (replaces an earlier
+    /// [`elastic`](PoolBuilder::elastic)).
     ///
     /// Default: [`DEFAULT_THREADS`] (1). Must be at least 1 and at most [`MAX_THREADS`];
-    /// 0 is a build error.
+    /// 0 is a build error. Fixed for the life of the pool unless
+    /// [`max_threads_limit`](PoolBuilder::max_threads_limit) allows
+    /// [resizing](crate::Pool::set_threads).
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = n;
+        self.max_threads = None;
+        self
+    }
+
+    /// Makes the pool elastic, for blocking work: `min` threads always, up to `max` under
+    /// load (replaces an earlier [`threads`](PoolBuilder::threads)).
+    ///
+    /// # Order
+    ///
+    /// A task submitted while no worker is idle starts a new thread, if the pool has fewer
+    /// than `max`, *before* it waits in the queue; only at `max` does it queue, and only with
+    /// the queue full is it refused. (Java's `ThreadPoolExecutor` does the opposite: it
+    /// queues first and adds threads only once the queue is full.) `max` is a hard wall;
+    /// threads above `min` exit after [`keep_alive`](PoolBuilder::keep_alive) idle. See
+    /// docs/OVERLOAD.md for the diagram and the cost.
+    ///
+    /// Default: not elastic (a fixed size of [`threads`](PoolBuilder::threads)). `1 <= min
+    /// <= max <= ` [`MAX_THREADS`]; otherwise `build()` fails naming the field `elastic`.
+    /// With a queue capacity of 0, a task submitted while no worker is idle is refused even
+    /// as a thread starts for the next one: give elastic pools a queue of at least 1.
+    pub fn elastic(mut self, min: usize, max: usize) -> Self {
+        self.threads = min;
+        self.max_threads = Some(max);
+        self
+    }
+
+    /// How long a worker of an elastic pool stays idle before it exits, while the pool has
+    /// more than its minimum.
+    ///
+    /// Default: [`DEFAULT_KEEP_ALIVE`] (10 s). From [`MIN_KEEP_ALIVE`] (1 ms) to
+    /// [`MAX_KEEP_ALIVE`] (1 h). Applies to every pool that may start threads after build
+    /// (elastic, with a replacement budget, or resizable).
+    pub fn keep_alive(mut self, idle: Duration) -> Self {
+        self.keep_alive = idle;
+        self
+    }
+
+    /// How many replacement threads the pool may run for workers stuck in a task: when the
+    /// supervisor finds a worker running one task for longer than
+    /// [`stuck_after`](PoolBuilder::stuck_after), it starts a new worker in its place if fewer
+    /// than `budget` stuck workers are already replaced. A replaced worker is still counted
+    /// (in `threads`, and against the budget) until its task returns; then it exits. So one
+    /// hung call does not idle the pool, and a runaway that hangs every call still cannot
+    /// create more than `budget` extra threads.
+    ///
+    /// Default: 0 (stuck workers are reported, never replaced). At most [`MAX_THREADS`].
+    /// Replacement happens at supervisor samples: between `stuck_after` and `stuck_after`
+    /// plus one [`supervisor_interval`](RuntimeBuilder::supervisor_interval) after the task
+    /// started.
+    pub fn replacement_budget(mut self, budget: usize) -> Self {
+        self.replacement_budget = budget;
+        self
+    }
+
+    /// The largest thread count a live resize ([`Pool::set_threads`](crate::Pool::set_threads),
+    /// [`Pool::set_thread_range`](crate::Pool::set_thread_range)) may set. Setting it makes the
+    /// pool resizable; worker slots for this many threads (plus the replacement budget) are
+    /// allocated at build.
+    ///
+    /// Default: unset: the pool keeps its build-time size (an elastic pool keeps its range).
+    /// At least the pool's maximum thread count, at most [`MAX_THREADS`].
+    pub fn max_threads_limit(mut self, limit: usize) -> Self {
+        self.max_threads_limit = Some(limit);
+        self
+    }
+
+    /// The largest queue capacity a live resize ([`Pool::set_queue_capacity`](crate::Pool::set_queue_capacity))
+    /// may set. Setting it makes the queue resizable: the queue is allocated at this capacity,
+    /// and the current capacity is an admission limit checked at submission (which concurrent
+    /// submitters may overshoot by at most their number).
+    ///
+    /// Default: unset: the capacity is fixed. At least [`queue_capacity`](PoolBuilder::queue_capacity),
+    /// which must then be at least 1, and at most [`MAX_QUEUE_CAPACITY`].
+    pub fn queue_capacity_limit(mut self, limit: usize) -> Self {
+        self.queue_capacity_limit = Some(limit);
         self
     }
 
@@ -161,6 +274,60 @@ impl PoolBuilder {
         self
     }
 
+    /// Turns on queue-delay control (CoDel) for this pool: once tasks have waited `target` or
+    /// longer for a whole `interval` (a standing queue), workers shed, instead of run, every
+    /// dequeued task that waited longer than `target`, until a task waits less than `target`
+    /// or the queue empties. A shed task's handle reports
+    /// [`TaskError::Shed`](crate::TaskError::Shed); a fire-and-forget task goes to the
+    /// [shed handler](PoolBuilder::on_shed). docs/OVERLOAD.md says when to use it.
+    ///
+    /// Default: off (tasks are never shed; only [`max_queue_wait`](PoolBuilder::max_queue_wait)
+    /// applies). "Fail at Scale" suggests [`SUGGESTED_CODEL_TARGET`] (5 ms) and
+    /// [`SUGGESTED_CODEL_INTERVAL`] (100 ms). Both must be greater than zero and at most
+    /// [`MAX_CODEL_DURATION`], and `target` less than `interval`; otherwise `build()` fails
+    /// naming the field `codel`. With `max_queue_wait` also set, a task past
+    /// `max_queue_wait` is expired first, whatever the controller's state.
+    ///
+    /// Cost: one branch per task when off; when on, one read of a shared word per task and a
+    /// write only when a task's wait crosses the target.
+    pub fn codel(mut self, target: Duration, interval: Duration) -> Self {
+        self.codel = Some(CodelConfig { target, interval });
+        self
+    }
+
+    /// Sets the handler that receives every fire-and-forget task ([`Pool::execute`](crate::Pool::execute))
+    /// that the pool accepted but will not run: expired, shed by CoDel, or cancelled by a
+    /// shutdown that gave up on queued work, with the reason and the unrun closure (to log,
+    /// count, run elsewhere or drop). Tasks with a handle do not go here: their handle reports
+    /// why.
+    ///
+    /// The handler runs **on the thread that dropped the task**: a worker of this pool (so a
+    /// slow handler delays the pool's next task), or the thread running a shutdown or a
+    /// submission that drains an abandoned queue. It runs under `catch_unwind`: a panic in it
+    /// is caught and dropped. Submitting from it is allowed; waiting on this pool from it is
+    /// not wise (it may be running on this pool's only worker).
+    ///
+    /// Default: none; such tasks are dropped, and only counted.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    /// let dropped = Arc::new(AtomicU64::new(0));
+    /// let d = dropped.clone();
+    /// let rt = bulkhead::Runtime::builder()
+    ///     .pool("p", move |p| p.on_shed(move |t: bulkhead::ShedTask| {
+    ///         eprintln!("pool {} did not run a task: {}", t.pool, t.reason);
+    ///         d.fetch_add(1, Ordering::Relaxed);
+    ///     }))
+    ///     .build()?;
+    /// # drop(rt);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn on_shed(mut self, handler: impl Fn(ShedTask) + Send + Sync + 'static) -> Self {
+        self.on_shed = Some(ShedHandler(std::sync::Arc::new(handler)));
+        self
+    }
+
     /// The pool's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -168,6 +335,32 @@ impl PoolBuilder {
 
     pub(crate) fn thread_prefix(&self) -> &str {
         self.thread_name.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The maximum thread count at build.
+    pub(crate) fn max_threads(&self) -> usize {
+        self.max_threads.unwrap_or(self.threads)
+    }
+
+    /// The largest maximum a resize may set.
+    pub(crate) fn threads_limit(&self) -> usize {
+        self.max_threads_limit.unwrap_or_else(|| self.max_threads())
+    }
+
+    /// True if the pool may start workers after build.
+    pub(crate) fn is_dynamic(&self) -> bool {
+        self.max_threads() > self.threads
+            || self.replacement_budget > 0
+            || self.max_threads_limit.is_some()
+    }
+
+    /// Worker slots to allocate: the most threads the pool can ever have at once.
+    pub(crate) fn slots(&self) -> usize {
+        if self.is_dynamic() {
+            self.threads_limit().max(self.threads) + self.replacement_budget
+        } else {
+            self.threads
+        }
     }
 
     /// Every problem with this pool's own settings (not the cross-pool checks).
@@ -182,11 +375,66 @@ impl PoolBuilder {
                 message,
             ))
         };
-        if self.threads == 0 || self.threads > MAX_THREADS {
+        match self.max_threads {
+            None => {
+                if self.threads == 0 || self.threads > MAX_THREADS {
+                    range(
+                        "threads",
+                        format!("must be between 1 and {MAX_THREADS}, got {}", self.threads),
+                    );
+                }
+            }
+            Some(max) => {
+                if let Err(why) = check_thread_range(self.threads, max, MAX_THREADS) {
+                    range("elastic", why);
+                }
+            }
+        }
+        if !(MIN_KEEP_ALIVE..=MAX_KEEP_ALIVE).contains(&self.keep_alive) {
             range(
-                "threads",
-                format!("must be between 1 and {MAX_THREADS}, got {}", self.threads),
+                "keep_alive",
+                format!(
+                    "must be between {MIN_KEEP_ALIVE:?} and {MAX_KEEP_ALIVE:?}, got {:?}",
+                    self.keep_alive
+                ),
             );
+        }
+        if self.replacement_budget > MAX_THREADS {
+            range(
+                "replacement_budget",
+                format!(
+                    "must be at most {MAX_THREADS}, got {}",
+                    self.replacement_budget
+                ),
+            );
+        }
+        if let Some(limit) = self.max_threads_limit {
+            if limit < self.max_threads() || limit > MAX_THREADS {
+                range(
+                    "max_threads_limit",
+                    format!(
+                        "must be between the pool's maximum thread count ({}) and {MAX_THREADS}, got {limit}",
+                        self.max_threads()
+                    ),
+                );
+            }
+        }
+        if let Some(limit) = self.queue_capacity_limit {
+            if self.queue_capacity == 0 {
+                range(
+                    "queue_capacity",
+                    "must be at least 1 when queue_capacity_limit is set (a resizable queue cannot be a pure hand-off)".to_owned(),
+                );
+            }
+            if limit < self.queue_capacity || limit > MAX_QUEUE_CAPACITY {
+                range(
+                    "queue_capacity_limit",
+                    format!(
+                        "must be between queue_capacity ({}) and {MAX_QUEUE_CAPACITY}, got {limit}",
+                        self.queue_capacity
+                    ),
+                );
+            }
         }
         if self.queue_capacity > MAX_QUEUE_CAPACITY {
             range(
@@ -205,12 +453,12 @@ impl PoolBuilder {
                         "must be between {MIN_STACK_SIZE} and {MAX_STACK_SIZE} bytes, got {bytes}"
                     ),
                 );
-            } else if bytes.checked_mul(self.threads).is_none() {
+            } else if bytes.checked_mul(self.slots()).is_none() {
                 range(
                     "stack_size",
                     format!(
                         "{} threads of {bytes} bytes overflow the address space",
-                        self.threads
+                        self.slots()
                     ),
                 );
             }
@@ -230,6 +478,33 @@ impl PoolBuilder {
                 ),
             );
         }
+        if let Some(c) = self.codel {
+            if c.target.is_zero() || c.interval.is_zero() {
+                range(
+                    "codel",
+                    format!(
+                        "target and interval must be greater than zero, got target {:?} and interval {:?} (leave codel unset to turn it off)",
+                        c.target, c.interval
+                    ),
+                );
+            } else if c.target > MAX_CODEL_DURATION || c.interval > MAX_CODEL_DURATION {
+                range(
+                    "codel",
+                    format!(
+                        "target and interval must be at most {MAX_CODEL_DURATION:?}, got target {:?} and interval {:?}",
+                        c.target, c.interval
+                    ),
+                );
+            } else if c.target >= c.interval {
+                range(
+                    "codel",
+                    format!(
+                        "target must be less than interval, got target {:?} and interval {:?} (suggested: {SUGGESTED_CODEL_TARGET:?} and {SUGGESTED_CODEL_INTERVAL:?})",
+                        c.target, c.interval
+                    ),
+                );
+            }
+        }
         if let Some(prefix) = &self.thread_name {
             if let Err(why) = check_name(prefix) {
                 out.push(BuildError::new(
@@ -242,6 +517,16 @@ impl PoolBuilder {
         }
         out
     }
+}
+
+/// The thread-count rule shared by build and live resizing: `1 <= min <= max <= limit`.
+pub(crate) fn check_thread_range(min: usize, max: usize, limit: usize) -> Result<(), String> {
+    if min == 0 || min > max || max > limit {
+        return Err(format!(
+            "must satisfy 1 <= min <= max <= {limit}, got min {min} and max {max}"
+        ));
+    }
+    Ok(())
 }
 
 fn check_name(name: &str) -> Result<(), String> {

@@ -17,6 +17,15 @@
 //! max_queue_wait = "200ms"
 //! nice = 10
 //! sched_policy = "batch"  # "normal", "batch" or "idle"
+//!
+//! [pools.downstream]
+//! elastic = [1, 16]       # min and max threads (docs/OVERLOAD.md)
+//! keep_alive = "30s"
+//! replacement_budget = 2
+//! stuck_after = "10s"
+//! codel = ["5ms", "100ms"] # target and interval
+//! max_threads_limit = 32   # allows Pool::set_threads up to 32
+//! queue_capacity_limit = 1024
 //! ```
 //!
 //! Every key is the name of the [`PoolBuilder`] or [`RuntimeBuilder`] setter it stands for,
@@ -230,6 +239,29 @@ impl Loader<'_> {
         }
     }
 
+    /// A two-element array, each element read by `item`.
+    fn pair<T>(
+        &mut self,
+        pool: Option<&str>,
+        key: &str,
+        v: &Spanned<DeValue<'_>>,
+        what: &str,
+        mut item: impl FnMut(&mut Self, &Spanned<DeValue<'_>>) -> Option<T>,
+    ) -> Option<(T, T)> {
+        match v.get_ref() {
+            DeValue::Array(items) if items.len() == 2 => {
+                let a = item(self, &items[0]);
+                let b = item(self, &items[1]);
+                Some((a?, b?))
+            }
+            other => {
+                let msg = format!("expected an array of two {what}, found {}", kind(other));
+                self.issue(pool, Some(key), v.span().start, msg);
+                None
+            }
+        }
+    }
+
     fn cpus(&mut self, pool: &str, v: &Spanned<DeValue<'_>>) -> Option<CpuSet> {
         match v.get_ref() {
             DeValue::String(s) => match s.parse::<CpuSet>() {
@@ -325,6 +357,47 @@ impl Loader<'_> {
                         p = p.thread_name(s);
                     }
                 }
+                "stuck_after" => {
+                    if let Some(d) = self.duration(pool, key, v) {
+                        p = p.stuck_after(d);
+                    }
+                }
+                "elastic" => {
+                    let pair = self.pair(pool, key, v, "thread counts [min, max]", |c, x| {
+                        c.count(pool, key, x)
+                    });
+                    if let Some((min, max)) = pair {
+                        p = p.elastic(min, max);
+                    }
+                }
+                "keep_alive" => {
+                    if let Some(d) = self.duration(pool, key, v) {
+                        p = p.keep_alive(d);
+                    }
+                }
+                "replacement_budget" => {
+                    if let Some(n) = self.count(pool, key, v) {
+                        p = p.replacement_budget(n);
+                    }
+                }
+                "max_threads_limit" => {
+                    if let Some(n) = self.count(pool, key, v) {
+                        p = p.max_threads_limit(n);
+                    }
+                }
+                "queue_capacity_limit" => {
+                    if let Some(n) = self.count(pool, key, v) {
+                        p = p.queue_capacity_limit(n);
+                    }
+                }
+                "codel" => {
+                    let pair = self.pair(pool, key, v, "durations [target, interval]", |c, x| {
+                        c.duration(pool, key, x)
+                    });
+                    if let Some((target, interval)) = pair {
+                        p = p.codel(target, interval);
+                    }
+                }
                 "cpus" => {
                     if let Some(set) = self.cpus(name, v) {
                         p = p.cpus(set);
@@ -400,6 +473,13 @@ pub const POOL_KEYS: &[&str] = &[
     "exclusive",
     "nice",
     "sched_policy",
+    "stuck_after",
+    "elastic",
+    "keep_alive",
+    "replacement_budget",
+    "max_threads_limit",
+    "queue_capacity_limit",
+    "codel",
 ];
 
 fn kind(v: &DeValue<'_>) -> &'static str {

@@ -143,6 +143,13 @@ pub enum TaskError {
         /// How long it had waited when a worker reached it.
         waited: Duration,
     },
+    /// The task waited longer than the pool's queue-delay target while the pool's CoDel
+    /// controller was shedding (a standing queue), and was not run; see
+    /// [`PoolBuilder::codel`](crate::PoolBuilder::codel).
+    Shed {
+        /// How long it had waited when a worker reached it.
+        waited: Duration,
+    },
     /// The task was cancelled before it started, by [`TaskHandle::cancel`](crate::TaskHandle::cancel)
     /// or by a shutdown that gave up on queued work. It never ran; its closure was dropped.
     Cancelled,
@@ -163,6 +170,11 @@ impl TaskError {
     /// True for [`TaskError::Expired`].
     pub fn is_expired(&self) -> bool {
         matches!(self, TaskError::Expired { .. })
+    }
+
+    /// True for [`TaskError::Shed`].
+    pub fn is_shed(&self) -> bool {
+        matches!(self, TaskError::Shed { .. })
     }
 
     /// True for [`TaskError::Cancelled`].
@@ -210,6 +222,7 @@ impl fmt::Debug for TaskError {
             TaskError::Expired { waited } => {
                 f.debug_struct("Expired").field("waited", waited).finish()
             }
+            TaskError::Shed { waited } => f.debug_struct("Shed").field("waited", waited).finish(),
             TaskError::Cancelled => f.write_str("Cancelled"),
             TaskError::TimedOut => f.write_str("TimedOut"),
             TaskError::AlreadyJoined => f.write_str("AlreadyJoined"),
@@ -227,6 +240,10 @@ impl fmt::Display for TaskError {
             TaskError::Expired { waited } => {
                 write!(f, "task expired after waiting {waited:?} in the queue")
             }
+            TaskError::Shed { waited } => write!(
+                f,
+                "task shed after waiting {waited:?} in a standing queue (queue-delay control)"
+            ),
             TaskError::Cancelled => f.write_str("task was cancelled before it started"),
             TaskError::TimedOut => f.write_str("task has not finished yet"),
             TaskError::AlreadyJoined => f.write_str("task result was already taken"),
@@ -305,6 +322,10 @@ pub enum BuildErrorKind {
     /// The setting is not supported on this target: CPU placement and priority are
     /// Linux-only.
     Unsupported,
+    /// A live resize of a pool that was not built resizable: set
+    /// [`max_threads_limit`](crate::PoolBuilder::max_threads_limit) (threads) or
+    /// [`queue_capacity_limit`](crate::PoolBuilder::queue_capacity_limit) (queue) at build.
+    NotResizable,
 }
 
 /// A configuration error from [`RuntimeBuilder::build`](crate::RuntimeBuilder::build).

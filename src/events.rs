@@ -44,6 +44,14 @@ pub enum Event {
         /// How many, during the interval.
         count: u64,
     },
+    /// `count` tasks were shed by the pool's queue-delay controller (CoDel) during the
+    /// interval.
+    Shed {
+        /// The pool's name.
+        pool: String,
+        /// How many, during the interval.
+        count: u64,
+    },
     /// A task has been running longer than the pool's `stuck_after`. Raised once per task.
     Stuck {
         /// The pool's name.
@@ -52,6 +60,16 @@ pub enum Event {
         worker: String,
         /// How long it had been running when the supervisor noticed.
         running_for: Duration,
+    },
+    /// A replacement thread was started for a worker stuck in a task (the pool has a
+    /// [`replacement_budget`](crate::PoolBuilder::replacement_budget)).
+    Replaced {
+        /// The pool's name.
+        pool: String,
+        /// The name of the stuck worker thread; it exits when its task returns.
+        worker: String,
+        /// The name of the replacement worker thread.
+        replacement: String,
     },
     /// A task reported as [`Stuck`](Event::Stuck) has ended.
     Recovered {
@@ -81,20 +99,24 @@ impl Event {
             Event::Refused { pool, .. }
             | Event::Panicked { pool, .. }
             | Event::Expired { pool, .. }
+            | Event::Shed { pool, .. }
             | Event::Stuck { pool, .. }
+            | Event::Replaced { pool, .. }
             | Event::Recovered { pool, .. }
             | Event::HealthChanged { pool, .. } => pool,
         }
     }
 
     /// A short lowercase label for the kind of event (`"refused"`, `"panicked"`,
-    /// `"expired"`, `"stuck"`, `"recovered"`, `"health_changed"`).
+    /// `"expired"`, `"shed"`, `"stuck"`, `"replaced"`, `"recovered"`, `"health_changed"`).
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Refused { .. } => "refused",
             Event::Panicked { .. } => "panicked",
             Event::Expired { .. } => "expired",
+            Event::Shed { .. } => "shed",
             Event::Stuck { .. } => "stuck",
+            Event::Replaced { .. } => "replaced",
             Event::Recovered { .. } => "recovered",
             Event::HealthChanged { .. } => "health_changed",
         }
@@ -108,11 +130,17 @@ impl fmt::Display for Event {
             Event::Refused { reason, count, .. } => write!(f, "{count} refused ({reason})"),
             Event::Panicked { count, .. } => write!(f, "{count} panicked"),
             Event::Expired { count, .. } => write!(f, "{count} expired in the queue"),
+            Event::Shed { count, .. } => write!(f, "{count} shed by queue-delay control"),
             Event::Stuck {
                 worker,
                 running_for,
                 ..
             } => write!(f, "{worker} stuck in a task for {running_for:?}"),
+            Event::Replaced {
+                worker,
+                replacement,
+                ..
+            } => write!(f, "{worker} stuck: replaced by {replacement}"),
             Event::Recovered {
                 worker,
                 ran_for_at_least,

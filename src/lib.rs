@@ -147,6 +147,39 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! ## Overload control
+//!
+//! Beyond the bounded queue, each pool may opt in to: queue-delay shedding (CoDel) that drains
+//! a standing queue instead of serving only stale work, a shed handler that receives every
+//! fire-and-forget task the pool did not run, elastic thread counts for blocking work, a
+//! replacement budget for workers stuck in a task, and live resizing. docs/OVERLOAD.md says
+//! when to use each and what it costs.
+//!
+//! ```
+//! use std::time::Duration;
+//! use bulkhead::{Runtime, ShedTask};
+//!
+//! let rt = Runtime::builder()
+//!     .pool("rpc", |p| {
+//!         p.threads(2)
+//!             .queue_capacity(1024)
+//!             .codel(Duration::from_millis(5), Duration::from_millis(100))
+//!             .on_shed(|t: ShedTask| eprintln!("{}: not run: {}", t.pool, t.reason))
+//!     })
+//!     .pool("downstream", |p| {
+//!         p.elastic(1, 16) // threads start before work queues; 16 is a hard wall
+//!             .keep_alive(Duration::from_secs(30))
+//!             .stuck_after(Duration::from_secs(5))
+//!             .replacement_budget(2) // at most 2 extra threads for hung calls
+//!             .max_threads_limit(32) // allows set_thread_range up to 32
+//!     })
+//!     .build()?;
+//! let downstream = rt.pool("downstream")?;
+//! downstream.set_thread_range(2, 32)?; // live, validated like the build
+//! assert_eq!(downstream.threads(), 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! ## Metrics
 //!
 //! A supervisor thread samples every pool (every second by default, down to 10 ms):
@@ -207,10 +240,12 @@ pub mod builder;
 #[cfg(feature = "config")]
 pub mod config;
 mod cpuset;
+mod dynamic;
 mod error;
 mod events;
 mod export;
 pub mod metrics;
+mod overload;
 mod placement;
 pub mod pool;
 pub mod runtime;
@@ -228,6 +263,7 @@ pub use events::{Event, EventListener};
 pub use metrics::{
     Health, LatencySummary, LatencyView, PoolLatency, PoolSnapshot, RuntimeSnapshot, StuckTask,
 };
+pub use overload::{ShedReason, ShedTask};
 pub use placement::{current_cpu, Placement, SchedPolicy, MAX_NICE, MIN_NICE};
 pub use pool::Pool;
 pub use runtime::{PoolReport, Runtime, ShutdownReport, StuckWorker};

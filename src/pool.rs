@@ -33,18 +33,24 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 use crossbeam_utils::CachePadded;
 
+use crate::builder::check_thread_range;
 use crate::cpuset::CpuSet;
-use crate::error::{RefusalReason, SubmitError};
+use crate::dynamic::Dynamic;
+use crate::error::{BuildError, BuildErrorKind, RefusalReason, SubmitError};
 use crate::metrics::LatencyRecorder;
+use crate::overload::{Codel, CodelConfig, ShedHandler, ShedReason};
 use crate::placement::CpuConfig;
 use crate::stats::{PoolStats, WorkerInfo, WorkerSlot};
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::sys;
-use crate::task::{Job, TaskCell, TaskHandle, Work};
+use crate::task::{drop_quietly, DetachedTask, Job, NotRun, TaskCell, TaskHandle, Work};
 
 pub(crate) const CLOSED: usize = 1;
 pub(crate) const ABANDONED: usize = 2;
 pub(crate) const IN_FLIGHT: usize = 4;
+
+/// How often a `*_timeout` submission to a full resizable queue re-checks for room.
+const LIMIT_POLL: Duration = Duration::from_micros(500);
 
 /// Settings fixed when the pool is built.
 #[derive(Debug, Clone)]
@@ -56,6 +62,7 @@ pub(crate) struct PoolConfig {
     /// CPU set, placement and priority, applied by each worker as it starts.
     pub(crate) cpu: CpuConfig,
     pub(crate) stuck_after: Duration,
+    pub(crate) codel: Option<CodelConfig>,
 }
 
 #[derive(Default)]
@@ -95,6 +102,15 @@ pub(crate) struct PoolShared {
     /// Disconnected when the last worker thread has exited.
     pub(crate) exit_rx: Receiver<()>,
     pub(crate) joins: Mutex<Vec<(usize, JoinHandle<()>)>>,
+    /// The queue-delay controller, when CoDel is on; owned by the workers that dequeue.
+    pub(crate) codel: Option<CachePadded<Codel>>,
+    /// Receives fire-and-forget tasks that were accepted but not run.
+    pub(crate) on_shed: Option<ShedHandler>,
+    /// Workers started after build (elastic, replacement, resizing), if the pool uses any.
+    pub(crate) dynamic: Option<Dynamic>,
+    /// The admission limit of a pool whose queue capacity can be resized: the channel is
+    /// allocated at the build-time cap, and `send` refuses above this limit.
+    pub(crate) queue_limit: Option<CachePadded<AtomicUsize>>,
 }
 
 impl PoolShared {
@@ -118,12 +134,19 @@ impl PoolShared {
     }
 
     /// Admits and enqueues one job. On refusal the job comes back with the reason.
-    #[inline]
+    ///
+    /// `inline(always)`: with the resizable-queue branch, `#[inline]` alone no longer got
+    /// `send` inlined into `execute`: a fixed pool then cost 30 instructions more per task
+    /// than before the overload mechanisms, 14 once inlined (callgrind, docs/BENCHMARKS.md
+    /// "Overload control").
+    #[inline(always)]
     fn send(&self, job: Job, deadline: Option<Instant>) -> Result<(), (Job, RefusalReason)> {
         self.submitted.fetch_add(1, Ordering::Relaxed);
         let prev = self.state.fetch_add(IN_FLIGHT, Ordering::Acquire);
         let result = if prev & CLOSED != 0 {
             Err((job, RefusalReason::ShuttingDown))
+        } else if let Some(limit) = &self.queue_limit {
+            self.send_limited(job, deadline, limit)
         } else {
             match deadline {
                 None => self.tx.try_send(job).map_err(|e| match e {
@@ -146,6 +169,48 @@ impl PoolShared {
         result
     }
 
+    /// `send` for a pool with a resizable queue: the channel has room up to the build-time
+    /// cap, and the current capacity is an admission limit checked here. Concurrent
+    /// submitters may overshoot it by at most their number (each checks, then sends). A
+    /// submitter with a deadline polls for room every [`LIMIT_POLL`].
+    #[cold]
+    #[inline(never)]
+    fn send_limited(
+        &self,
+        job: Job,
+        deadline: Option<Instant>,
+        limit: &AtomicUsize,
+    ) -> Result<(), (Job, RefusalReason)> {
+        let mut job = job;
+        loop {
+            if self.tx.len() < limit.load(Ordering::Relaxed) {
+                match self.tx.try_send(job) {
+                    Ok(()) => return Ok(()),
+                    Err(TrySendError::Disconnected(j)) => {
+                        return Err((j, RefusalReason::ShuttingDown))
+                    }
+                    Err(TrySendError::Full(j)) => job = j,
+                }
+            }
+            let Some(d) = deadline else {
+                return Err((job, RefusalReason::Full));
+            };
+            let now = Instant::now();
+            if now >= d {
+                return Err((job, RefusalReason::Timeout));
+            }
+            std::thread::sleep(LIMIT_POLL.min(d - now));
+        }
+    }
+
+    /// The current queue capacity (the admission limit of a resizable queue).
+    pub(crate) fn queue_capacity(&self) -> usize {
+        match &self.queue_limit {
+            Some(l) => l.load(Ordering::Relaxed),
+            None => self.config.queue_capacity,
+        }
+    }
+
     #[cold]
     fn count_refusal(&self, reason: RefusalReason) {
         let c = match reason {
@@ -159,6 +224,9 @@ impl PoolShared {
     /// Stops intake and wakes idle workers so they drain the queue and exit.
     pub(crate) fn begin_shutdown(&self) {
         self.state.fetch_or(CLOSED, Ordering::AcqRel);
+        if let Some(d) = &self.dynamic {
+            d.close();
+        }
         drop(self.shutdown_tx.lock().take());
     }
 
@@ -173,9 +241,28 @@ impl PoolShared {
     #[cold]
     pub(crate) fn drain_cancel(&self) {
         while let Ok(job) = self.rx.try_recv() {
-            job.cancel(&mut |_| {
+            let unrun = job.not_run(NotRun::Cancelled, &mut |_| {
                 self.drained.fetch_add(1, Ordering::Relaxed);
             });
+            self.dispose(unrun, NotRun::Cancelled);
+        }
+    }
+
+    /// Hands a fire-and-forget task that was not run to the pool's shed handler, on this
+    /// thread, or drops it (its `Drop` under `catch_unwind`) if there is none.
+    #[cold]
+    pub(crate) fn dispose(&self, unrun: Option<Box<dyn DetachedTask>>, why: NotRun) {
+        let Some(task) = unrun else { return };
+        match &self.on_shed {
+            None => drop_quietly(task),
+            Some(handler) => {
+                let (reason, waited) = match why {
+                    NotRun::Cancelled => (ShedReason::CancelledByShutdown, None),
+                    NotRun::Expired(w) => (ShedReason::Expired, Some(w)),
+                    NotRun::Shed(w) => (ShedReason::Shed, Some(w)),
+                };
+                handler.deliver(&self.name, reason, waited, task);
+            }
         }
     }
 
@@ -214,7 +301,6 @@ impl PoolShared {
         }
     }
 
-
     pub(crate) fn stats(&self) -> PoolStats {
         let mut s = PoolStats::empty(&self.name, &self.config);
         let now = self.now_nanos();
@@ -230,6 +316,13 @@ impl PoolShared {
         s.refused_shutting_down = self.refused.shutting_down.load(Ordering::Relaxed);
         s.queued = self.tx.len();
         s.shutting_down = self.state.load(Ordering::Relaxed) & CLOSED != 0;
+        s.codel_dropping = self.codel.as_ref().is_some_and(|c| c.is_dropping());
+        s.queue_capacity = self.queue_capacity();
+        if let Some(d) = &self.dynamic {
+            s.threads = d.live();
+            s.replaced = d.replaced();
+            s.replacements = d.replacements.load(Ordering::Relaxed);
+        }
         // Read last, so that a snapshot never shows more outcomes than submissions.
         s.submitted = self.submitted.load(Ordering::Relaxed);
         s
@@ -315,7 +408,10 @@ impl Pool {
             work: Work::Handle(cell.clone()),
         };
         match self.shared.send(job, deadline) {
-            Ok(()) => Ok(TaskHandle::new(cell)),
+            Ok(()) => {
+                self.grow_if_needed();
+                Ok(TaskHandle::new(cell))
+            }
             Err((job, reason)) => {
                 drop(job);
                 Err(SubmitError::new(
@@ -366,7 +462,10 @@ impl Pool {
             work: Work::Detached(Box::new(f)),
         };
         match self.shared.send(job, deadline) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.grow_if_needed();
+                Ok(())
+            }
             Err((job, reason)) => {
                 let Work::Detached(task) = job.work else {
                     unreachable!("execute always sends a detached job")
@@ -379,24 +478,143 @@ impl Pool {
         }
     }
 
+    /// Elastic pools, after an enqueue: starts a thread rather than let the task wait, while
+    /// below the maximum. A fixed pool pays one `Option` check.
+    #[inline]
+    fn grow_if_needed(&self) {
+        if let Some(d) = &self.shared.dynamic {
+            if d.wants_growth(|| self.shared.tx.len()) {
+                self.shared.grow();
+            }
+        }
+    }
+
     /// The pool's name.
     pub fn name(&self) -> &str {
         &self.shared.name
     }
 
-    /// The number of worker threads.
+    /// The number of worker threads now: the fixed size, or for an elastic or resizable
+    /// pool its live workers (including stuck workers that were replaced, until they return).
     pub fn threads(&self) -> usize {
-        self.shared.config.threads
+        match &self.shared.dynamic {
+            Some(d) => d.live(),
+            None => self.shared.config.threads,
+        }
     }
 
-    /// The queue capacity.
+    /// The bounds of the pool's thread count, `(min, max)`: equal for a fixed size; see
+    /// [`PoolBuilder::elastic`](crate::PoolBuilder::elastic) and
+    /// [`set_thread_range`](Pool::set_thread_range).
+    pub fn thread_range(&self) -> (usize, usize) {
+        match &self.shared.dynamic {
+            Some(d) => d.range(),
+            None => (self.shared.config.threads, self.shared.config.threads),
+        }
+    }
+
+    /// Resizes the pool to a fixed `n` threads at runtime (see [`set_thread_range`](Pool::set_thread_range)).
+    ///
+    /// # Errors
+    ///
+    /// As [`set_thread_range`](Pool::set_thread_range), naming the field `threads`.
+    pub fn set_threads(&self, n: usize) -> Result<(), BuildError> {
+        self.resize_threads("threads", n, n)
+    }
+
+    /// Changes the pool's thread bounds at runtime: `min` threads always, up to `max` under
+    /// load (an elastic pool; `min == max` is a fixed size).
+    ///
+    /// Growing starts threads up to `min` before this returns. Shrinking is cooperative:
+    /// idle workers are woken and exit first; busy ones finish their task, then exit, until
+    /// the pool has at most `max`. No task is lost: queued tasks stay queued, running tasks
+    /// finish. Stuck workers that were replaced are not counted against the bounds.
+    ///
+    /// # Errors
+    ///
+    /// The same validation as at build: `1 <= min <= max <= max_threads_limit`, else
+    /// [`BuildErrorKind::OutOfRange`] naming the pool and the field `elastic`;
+    /// [`BuildErrorKind::NotResizable`] if the pool was built without
+    /// [`max_threads_limit`](crate::PoolBuilder::max_threads_limit), without an elastic range
+    /// and without a replacement budget; [`BuildErrorKind::Spawn`] if a thread could not be
+    /// started (then the pool keeps the threads it has, and the new bounds).
+    pub fn set_thread_range(&self, min: usize, max: usize) -> Result<(), BuildError> {
+        self.resize_threads("elastic", min, max)
+    }
+
+    fn resize_threads(
+        &self,
+        field: &'static str,
+        min: usize,
+        max: usize,
+    ) -> Result<(), BuildError> {
+        let name = Some(&*self.shared.name);
+        let Some(d) = &self.shared.dynamic else {
+            return Err(BuildError::new(
+                name,
+                "max_threads_limit",
+                BuildErrorKind::NotResizable,
+                "the pool was built with a fixed size; set max_threads_limit at build to resize it",
+            ));
+        };
+        check_thread_range(min, max, d.threads_limit)
+            .map_err(|why| BuildError::new(name, field, BuildErrorKind::OutOfRange, why))?;
+        self.shared.set_range(min, max).map_err(|e| {
+            let msg = format!("could not start a worker thread: {e}");
+            BuildError::new(name, field, BuildErrorKind::Spawn(e), msg)
+        })
+    }
+
+    /// Changes the queue capacity at runtime. Tasks already queued are kept even above the
+    /// new capacity; new submissions are refused (or wait) until the queue is below it.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildErrorKind::NotResizable`] (field `queue_capacity_limit`) if the pool was built
+    /// without [`queue_capacity_limit`](crate::PoolBuilder::queue_capacity_limit);
+    /// [`BuildErrorKind::OutOfRange`] (field `queue_capacity`) unless `1 <= n <= ` that limit.
+    pub fn set_queue_capacity(&self, n: usize) -> Result<(), BuildError> {
+        let name = Some(&*self.shared.name);
+        let Some(limit) = &self.shared.queue_limit else {
+            return Err(BuildError::new(
+                name,
+                "queue_capacity_limit",
+                BuildErrorKind::NotResizable,
+                "the queue capacity is fixed; set queue_capacity_limit at build to resize it",
+            ));
+        };
+        let cap = self.shared.tx.capacity().unwrap_or(0);
+        if n == 0 || n > cap {
+            return Err(BuildError::new(
+                name,
+                "queue_capacity",
+                BuildErrorKind::OutOfRange,
+                format!("must be between 1 and queue_capacity_limit ({cap}), got {n}"),
+            ));
+        }
+        limit.store(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The pool's replacement budget for stuck workers (0 when none).
+    pub fn replacement_budget(&self) -> usize {
+        self.shared.dynamic.as_ref().map_or(0, |d| d.budget)
+    }
+
+    /// The queue capacity now (see [`set_queue_capacity`](Pool::set_queue_capacity)).
     pub fn queue_capacity(&self) -> usize {
-        self.shared.config.queue_capacity
+        self.shared.queue_capacity()
     }
 
     /// The maximum queue wait, if one is set.
     pub fn max_queue_wait(&self) -> Option<Duration> {
         self.shared.config.max_queue_wait
+    }
+
+    /// The queue-delay controller's `(target, interval)`, if [`codel`](crate::PoolBuilder::codel)
+    /// is on.
+    pub fn codel(&self) -> Option<(Duration, Duration)> {
+        self.shared.config.codel.map(|c| (c.target, c.interval))
     }
 
     /// The CPUs the pool was configured to run on, if [`cpus`](crate::PoolBuilder::cpus) was
@@ -417,11 +635,16 @@ impl Pool {
 
     /// The pool's worker threads as the OS knows them, in index order: thread id, and the
     /// affinity, nice value and scheduling policy read back from the OS at this call.
+    ///
+    /// One entry per worker slot ever used: in an elastic, replaceable or resizable pool,
+    /// slots of retired workers stay listed (`exited`), and a slot reused by a later worker
+    /// shows that worker.
     pub fn workers(&self) -> Vec<WorkerInfo> {
         self.shared
             .workers
             .iter()
             .enumerate()
+            .filter(|(_, w)| w.was_used())
             .map(|(i, w)| w.info(i))
             .collect()
     }
@@ -440,8 +663,8 @@ impl fmt::Debug for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
             .field("name", &&*self.shared.name)
-            .field("threads", &self.shared.config.threads)
-            .field("queue_capacity", &self.shared.config.queue_capacity)
+            .field("threads", &self.threads())
+            .field("queue_capacity", &self.queue_capacity())
             .finish_non_exhaustive()
     }
 }

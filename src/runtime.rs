@@ -26,8 +26,10 @@ use crossbeam_channel::{bounded, unbounded};
 use crossbeam_utils::CachePadded;
 
 use crate::builder::{PoolBuilder, RuntimeBuilder};
+use crate::dynamic::Dynamic;
 use crate::error::{BuildError, BuildErrorKind, UnknownPool};
 use crate::metrics::{LatencyRecorder, RuntimeSnapshot};
+use crate::overload::Codel;
 use crate::placement::SetupFailure;
 use crate::pool::{Pool, PoolConfig, PoolShared, RefusalCounters};
 use crate::stats::{PoolStats, WorkerSlot};
@@ -188,12 +190,15 @@ impl Runtime {
 }
 
 fn start_pool(p: &PoolBuilder, metrics: bool) -> Result<Pool, BuildError> {
-    let (tx, rx) = bounded(p.queue_capacity);
+    // A resizable queue is allocated at its cap; its capacity is then an admission limit.
+    let (tx, rx) = bounded(p.queue_capacity_limit.unwrap_or(p.queue_capacity));
     // Capacity 1, not 0: a zero-capacity channel allocates each time a worker parks on it.
     let (shutdown_tx, shutdown_rx) = bounded(1);
     let (exit_tx, exit_rx) = unbounded::<()>();
     let prefix = p.thread_prefix();
-    let workers = (0..p.threads)
+    // One slot per thread the pool can ever have at once (see `dynamic`).
+    let slots = p.slots();
+    let workers = (0..slots)
         .map(|i| CachePadded::new(WorkerSlot::new(format!("{prefix}-{i}"))))
         .collect();
     let shared = Arc::new(PoolShared {
@@ -205,6 +210,7 @@ fn start_pool(p: &PoolBuilder, metrics: bool) -> Result<Pool, BuildError> {
             stack_size: p.stack_size,
             cpu: p.cpu.clone(),
             stuck_after: p.stuck_after,
+            codel: p.codel,
         },
         tx,
         rx,
@@ -219,7 +225,7 @@ fn start_pool(p: &PoolBuilder, metrics: bool) -> Result<Pool, BuildError> {
             .max_queue_wait
             .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
         recorders: metrics.then(|| {
-            (0..p.threads)
+            (0..slots)
                 .map(|_| CachePadded::new(LatencyRecorder::new()))
                 .collect()
         }),
@@ -228,16 +234,52 @@ fn start_pool(p: &PoolBuilder, metrics: bool) -> Result<Pool, BuildError> {
         shutdown_rx,
         exit_rx,
         joins: Mutex::new(Vec::with_capacity(p.threads)),
+        codel: p.codel.map(|c| CachePadded::new(Codel::new(c))),
+        on_shed: p.on_shed.clone(),
+        dynamic: p.is_dynamic().then(|| {
+            Dynamic::new(
+                p.threads,
+                p.max_threads(),
+                p.keep_alive,
+                p.replacement_budget,
+                p.threads_limit(),
+                exit_tx.clone(),
+            )
+        }),
+        queue_limit: p
+            .queue_capacity_limit
+            .map(|_| CachePadded::new(AtomicUsize::new(p.queue_capacity))),
     });
     let pool = Pool { shared };
     let (ready_tx, ready_rx) = unbounded();
     let mut failure = None;
-    for i in 0..p.threads {
-        match worker::spawn(pool.shared.clone(), i, exit_tx.clone(), ready_tx.clone()) {
-            Ok(handle) => pool.shared.joins.lock().push((i, handle)),
-            Err(e) => {
+    if let Some(d) = &pool.shared.dynamic {
+        // Dynamic pools start their first `min` workers like any later one.
+        let mut counts = d.lock();
+        for i in 0..p.threads {
+            if let Err(e) = pool
+                .shared
+                .start_worker(&mut counts, Some(ready_tx.clone()))
+            {
                 failure = Some((i, e));
                 break;
+            }
+        }
+    } else {
+        for i in 0..p.threads {
+            pool.shared.workers[i].mark_live();
+            match worker::spawn(
+                pool.shared.clone(),
+                i,
+                exit_tx.clone(),
+                Some(ready_tx.clone()),
+            ) {
+                Ok(handle) => pool.shared.joins.lock().push((i, handle)),
+                Err(e) => {
+                    pool.shared.workers[i].mark_exited();
+                    failure = Some((i, e));
+                    break;
+                }
             }
         }
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::cpuset::CpuSet;
 use crate::placement::{self, SchedPolicy};
 use crate::pool::PoolConfig;
-use crate::sync::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use crate::sync::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
 use crate::task::Outcome;
 
 /// One worker's published state.
@@ -23,11 +23,25 @@ pub(crate) struct WorkerSlot {
     panicked: AtomicU64,
     expired: AtomicU64,
     cancelled: AtomicU64,
+    shed: AtomicU64,
     /// Nanoseconds since the pool's epoch, plus one, at which the current task started;
     /// 0 while the worker is not running a task.
     busy_since: AtomicU64,
-    exited: AtomicBool,
+    /// [`VACANT`], [`LIVE`] or [`EXITED`]. A slot is reused (EXITED back to LIVE) only by a
+    /// new worker started after the previous one marked it exited, so its counters keep a
+    /// single writer at a time.
+    state: AtomicU8,
+    /// Set by the supervisor when it started a replacement for this worker's stuck task: the
+    /// worker retires when its task returns.
+    replaced: AtomicBool,
 }
+
+/// A slot no worker has used yet (room for elastic growth, replacements, resizing).
+pub(crate) const VACANT: u8 = 0;
+/// A worker thread owns the slot.
+pub(crate) const LIVE: u8 = 1;
+/// The slot's last worker has exited (or retired); it may be reused.
+pub(crate) const EXITED: u8 = 2;
 
 impl WorkerSlot {
     pub(crate) fn new(thread_name: String) -> Self {
@@ -38,8 +52,10 @@ impl WorkerSlot {
             panicked: AtomicU64::new(0),
             expired: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
+            shed: AtomicU64::new(0),
             busy_since: AtomicU64::new(0),
-            exited: AtomicBool::new(false),
+            state: AtomicU8::new(VACANT),
+            replaced: AtomicBool::new(false),
         }
     }
 
@@ -51,6 +67,7 @@ impl WorkerSlot {
             Outcome::Panicked => &self.panicked,
             Outcome::Expired => &self.expired,
             Outcome::Cancelled => &self.cancelled,
+            Outcome::Shed => &self.shed,
         };
         // Single writer: no read-modify-write needed.
         c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
@@ -93,12 +110,36 @@ impl WorkerSlot {
         }
     }
 
-    pub(crate) fn mark_exited(&self) {
-        self.exited.store(true, Ordering::Release);
+    /// Claims the slot for a worker about to start.
+    pub(crate) fn mark_live(&self) {
+        self.replaced.store(false, Ordering::Relaxed);
+        // The previous worker's thread id is stale until the new worker publishes its own.
+        self.tid.store(0, Ordering::Release);
+        self.state.store(LIVE, Ordering::Release);
     }
 
+    pub(crate) fn mark_exited(&self) {
+        self.state.store(EXITED, Ordering::Release);
+    }
+
+    /// True unless a worker owns the slot now (never started, or exited).
     pub(crate) fn has_exited(&self) -> bool {
-        self.exited.load(Ordering::Acquire)
+        self.state.load(Ordering::Acquire) != LIVE
+    }
+
+    /// True once a worker has used the slot.
+    pub(crate) fn was_used(&self) -> bool {
+        self.state.load(Ordering::Acquire) != VACANT
+    }
+
+    pub(crate) fn set_replaced(&self, replaced: bool) {
+        self.replaced.store(replaced, Ordering::Release);
+    }
+
+    /// True if a replacement was started for this worker's stuck task.
+    #[inline]
+    pub(crate) fn is_replaced(&self) -> bool {
+        self.replaced.load(Ordering::Acquire)
     }
 
     pub(crate) fn add_to(&self, s: &mut PoolStats) {
@@ -106,6 +147,7 @@ impl WorkerSlot {
         s.panicked += self.panicked.load(Ordering::Relaxed);
         s.expired += self.expired.load(Ordering::Relaxed);
         s.cancelled += self.cancelled.load(Ordering::Relaxed);
+        s.shed += self.shed.load(Ordering::Relaxed);
     }
 }
 
@@ -116,7 +158,7 @@ impl WorkerSlot {
 /// Every submission ends exactly one way, so at any moment
 ///
 /// ```text
-/// submitted == refused() + completed + panicked + expired + cancelled + queued + busy
+/// submitted == refused() + completed + panicked + expired + shed + cancelled + queued + busy
 /// ```
 ///
 /// where a task cancelled through its handle while queued still occupies its queue slot (and
@@ -129,7 +171,8 @@ impl WorkerSlot {
 pub struct PoolStats {
     /// The pool's name.
     pub name: String,
-    /// Number of worker threads.
+    /// Worker threads now: the fixed size of a fixed pool, or the live workers of an elastic
+    /// or resizable pool (including stuck workers that were replaced, until they return).
     pub threads: usize,
     /// Queue capacity.
     pub queue_capacity: usize,
@@ -155,6 +198,22 @@ pub struct PoolStats {
     pub expired: u64,
     /// Not run: cancelled through its handle, or by a shutdown that gave up on queued work.
     pub cancelled: u64,
+    /// Not run: shed by the pool's queue-delay controller (CoDel) while the queue was
+    /// standing; always 0 when [`codel`](crate::PoolBuilder::codel) is off.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub shed: u64,
+    /// True while the pool's queue-delay controller is in its dropping state (shedding tasks
+    /// that waited longer than its target); always false when CoDel is off.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub codel_dropping: bool,
+    /// Workers stuck in a task for which a replacement thread was started
+    /// ([`replacement_budget`](crate::PoolBuilder::replacement_budget)); each is counted in
+    /// `threads` until its task returns and it retires.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub replaced: usize,
+    /// Replacement threads started over the pool's life.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub replacements: u64,
 }
 
 impl PoolStats {
@@ -174,6 +233,10 @@ impl PoolStats {
             panicked: 0,
             expired: 0,
             cancelled: 0,
+            shed: 0,
+            codel_dropping: false,
+            replaced: 0,
+            replacements: 0,
         }
     }
 
@@ -187,9 +250,9 @@ impl PoolStats {
         self.submitted.saturating_sub(self.refused())
     }
 
-    /// Accepted tasks that have ended: completed, panicked, expired or cancelled.
+    /// Accepted tasks that have ended: completed, panicked, expired, shed or cancelled.
     pub fn finished(&self) -> u64 {
-        self.completed + self.panicked + self.expired + self.cancelled
+        self.completed + self.panicked + self.expired + self.shed + self.cancelled
     }
 }
 
@@ -205,7 +268,8 @@ pub struct WorkerInfo {
     pub tid: Option<i32>,
     /// True while the worker is running a task.
     pub busy: bool,
-    /// True once the worker thread has exited (after shutdown).
+    /// True once the worker thread has exited (after shutdown, or once it retired: an
+    /// elastic pool shrinking, a resize, a replaced stuck worker whose task returned).
     pub exited: bool,
     /// The CPUs the thread may run on, read from the OS (`sched_getaffinity`) when
     /// [`Pool::workers`](crate::Pool::workers) was called; `None` once the worker has exited,

@@ -131,6 +131,11 @@ struct Track {
     latency: Option<TrackLatency>,
     /// Last CPU time read per worker (kept after the worker exits).
     cpu: Vec<Duration>,
+    /// The thread id each `cpu` entry was read from: a slot reused by a new worker (elastic
+    /// growth, replacement, resizing) starts a new reading.
+    cpu_tid: Vec<i32>,
+    /// CPU time of earlier workers of reused slots.
+    cpu_retired: Duration,
     cpus_seen: BTreeSet<usize>,
     /// Counters at the previous tick, for event deltas.
     prev: PoolStats,
@@ -172,6 +177,8 @@ impl State {
                             last_interval_length: Duration::ZERO,
                         }),
                         cpu: vec![Duration::ZERO; n],
+                        cpu_tid: vec![0; n],
+                        cpu_retired: Duration::ZERO,
                         cpus_seen: BTreeSet::new(),
                         prev: shared.stats(),
                         flagged: vec![None; n],
@@ -201,7 +208,12 @@ impl State {
                 if w.has_exited() {
                     continue;
                 }
-                if let Some(stat) = w.tid().and_then(sys::thread_stat) {
+                let Some(tid) = w.tid() else { continue };
+                if tid != t.cpu_tid[i] {
+                    t.cpu_retired += std::mem::take(&mut t.cpu[i]);
+                    t.cpu_tid[i] = tid;
+                }
+                if let Some(stat) = sys::thread_stat(tid) {
                     t.cpu[i] = stat.cpu_time;
                     t.cpus_seen.insert(stat.last_cpu);
                 }
@@ -260,6 +272,13 @@ impl State {
                     count: expired,
                 });
             }
+            let shed = delta(stats.shed, t.prev.shed);
+            if shed > 0 {
+                events.push(Event::Shed {
+                    pool: name.to_owned(),
+                    count: shed,
+                });
+            }
             // Stuck tasks: flag each task once, by its start stamp; report its end.
             let now_nanos = t.shared.now_nanos();
             let stuck_after = t.shared.config.stuck_after;
@@ -288,6 +307,19 @@ impl State {
                             running_for: d,
                         });
                         t.flagged[i] = Some((stamp, d));
+                    }
+                }
+                // A stuck worker not yet replaced: start a replacement if the pool's budget
+                // allows (tried again at every tick, since budget frees up as others return).
+                if let Some((stamp, _)) = t.flagged[i] {
+                    if !w.is_replaced() {
+                        if let Some(r) = t.shared.replace_stuck(i, stamp) {
+                            events.push(Event::Replaced {
+                                pool: name.to_owned(),
+                                worker: w.thread_name.clone(),
+                                replacement: t.shared.workers[r].thread_name.clone(),
+                            });
+                        }
                     }
                 }
             }
@@ -332,7 +364,7 @@ impl State {
                     health: health_of(&t.shared, &stats, &t.prev, now_nanos),
                     stuck_after,
                     stuck,
-                    cpu_time: t.cpu.iter().sum(),
+                    cpu_time: t.cpu_retired + t.cpu.iter().sum::<Duration>(),
                     cpus_seen: t.cpus_seen.iter().copied().collect(),
                     latency: t.latency.as_ref().map(|l| PoolLatency {
                         cumulative: l.cumulative.view(),

@@ -7,7 +7,7 @@
 //!
 //! | stage       | meaning                                         | next                              |
 //! |-------------|-------------------------------------------------|-----------------------------------|
-//! | `Pending`   | queued; holds the closure                       | `Running` (a worker claims it), `Done(Cancelled)` (cancel, shutdown), `Done(Expired)` |
+//! | `Pending`   | queued; holds the closure                       | `Running` (a worker claims it), `Done(Cancelled)` (cancel, shutdown), `Done(Expired)`, `Done(Shed)` |
 //! | `Running`   | a worker took the closure and is calling it     | `Done(Ok)` or `Done(Panicked)`    |
 //! | `Done`      | holds the outcome until the handle takes it     | `Taken`                           |
 //! | `Taken`     | the handle took the outcome                     | (final)                           |
@@ -37,6 +37,19 @@ pub(crate) enum Outcome {
     Panicked,
     Expired,
     Cancelled,
+    /// Not run: shed by the pool's queue-delay controller (CoDel).
+    Shed,
+}
+
+/// Why a worker (or a shutdown drain) resolves a job without running it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotRun {
+    /// A shutdown gave up on queued work.
+    Cancelled,
+    /// It waited longer than the pool's maximum queue wait.
+    Expired(Duration),
+    /// The queue-delay controller shed it.
+    Shed(Duration),
 }
 
 /// Told a job's outcome *before* its handle is resolved, so that whoever joins the handle
@@ -52,6 +65,9 @@ pub(crate) trait Runnable: Send + Sync {
     fn expire(&self, waited: Duration, account: Account<'_>);
     /// Resolves the task as cancelled (shutdown gave up on it).
     fn cancel_queued(&self, account: Account<'_>);
+    /// Resolves the task as shed by the queue-delay controller (or accounts that it was
+    /// already cancelled).
+    fn shed(&self, waited: Duration, account: Account<'_>);
 }
 
 /// The type-erased job side of a fire-and-forget task.
@@ -60,6 +76,9 @@ pub(crate) trait DetachedTask: Send {
     fn run(self: Box<Self>);
     /// Gives the closure back as `Box<dyn Any>` (for refusals, which hand the closure back).
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
+    /// Gives the closure back as a callable box (for the pool's shed handler), without a
+    /// second allocation.
+    fn into_fn(self: Box<Self>) -> Box<dyn FnOnce() + Send>;
 }
 
 impl<F: FnOnce() + Send + 'static> DetachedTask for F {
@@ -70,6 +89,11 @@ impl<F: FnOnce() + Send + 'static> DetachedTask for F {
 
     #[cold]
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
+        self
+    }
+
+    #[cold]
+    fn into_fn(self: Box<Self>) -> Box<dyn FnOnce() + Send> {
         self
     }
 }
@@ -89,30 +113,31 @@ pub(crate) enum Work {
 }
 
 impl Job {
-    /// Resolves a job that will not run because a shutdown gave up on it.
-    pub(crate) fn cancel(self, account: Account<'_>) {
+    /// Resolves a job that will not run, and accounts its outcome. A task with a handle is
+    /// resolved through its cell (the handle reports why); a fire-and-forget task's closure
+    /// is handed back, still unrun, for the pool's shed handler (or to be dropped).
+    pub(crate) fn not_run(
+        self,
+        why: NotRun,
+        account: Account<'_>,
+    ) -> Option<Box<dyn DetachedTask>> {
         match self.work {
             Work::Detached(task) => {
-                drop_quietly(task);
-                account(Outcome::Cancelled);
+                account(match why {
+                    NotRun::Cancelled => Outcome::Cancelled,
+                    NotRun::Expired(_) => Outcome::Expired,
+                    NotRun::Shed(_) => Outcome::Shed,
+                });
+                Some(task)
             }
             Work::Handle(cell) => {
-                cell.cancel_queued(account);
+                match why {
+                    NotRun::Cancelled => cell.cancel_queued(account),
+                    NotRun::Expired(waited) => cell.expire(waited, account),
+                    NotRun::Shed(waited) => cell.shed(waited, account),
+                }
                 release(cell);
-            }
-        }
-    }
-
-    /// Resolves a job that waited longer than the pool allows.
-    pub(crate) fn expire(self, waited: Duration, account: Account<'_>) {
-        match self.work {
-            Work::Detached(task) => {
-                drop_quietly(task);
-                account(Outcome::Expired);
-            }
-            Work::Handle(cell) => {
-                cell.expire(waited, account);
-                release(cell);
+                None
             }
         }
     }
@@ -283,6 +308,22 @@ where
 
     fn cancel_queued(&self, account: Account<'_>) {
         let taken = self.resolve_pending(|| TaskError::Cancelled, |_| account(Outcome::Cancelled));
+        if let Some(f) = taken {
+            drop_quietly(f);
+        }
+    }
+
+    fn shed(&self, waited: Duration, account: Account<'_>) {
+        let taken = self.resolve_pending(
+            || TaskError::Shed { waited },
+            |pending| {
+                account(if pending {
+                    Outcome::Shed
+                } else {
+                    Outcome::Cancelled
+                })
+            },
+        );
         if let Some(f) = taken {
             drop_quietly(f);
         }

@@ -15,6 +15,7 @@
 //! cost one clock read each, as with metrics off; the next task's queue wait is then measured
 //! up to that instant, a few tens of nanoseconds before the worker actually took it.
 
+use std::cell::Cell;
 use std::io;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -22,10 +23,11 @@ use std::time::Duration;
 use crossbeam_channel::{select, RecvTimeoutError, Sender};
 use crossbeam_utils::Backoff;
 
+use crate::dynamic::Retire;
 use crate::pool::{PoolShared, CLOSED, IN_FLIGHT};
 use crate::sync::{Arc, Ordering};
 use crate::sys;
-use crate::task::{Job, Outcome};
+use crate::task::{Job, NotRun, Outcome};
 
 /// How often a worker re-checks the admission word while shutdown waits for a submitter
 /// still blocked in a `*_timeout` call (the only time a worker polls).
@@ -36,12 +38,13 @@ const SHUTDOWN_POLL: Duration = Duration::from_millis(1);
 ///
 /// Before it serves, the worker sets itself up (publishes its thread id, applies the pool's
 /// placement) and reports the result on `ready`; if set-up failed it exits without serving,
-/// and `build()` fails with that error.
+/// and `build()` fails with that error. Workers started after build (elastic growth,
+/// replacements, resizing) have no `ready`: one whose set-up fails just exits.
 pub(crate) fn spawn(
     shared: Arc<PoolShared>,
     index: usize,
     exit_token: Sender<()>,
-    ready: Sender<io::Result<()>>,
+    ready: Option<Sender<io::Result<()>>>,
 ) -> io::Result<JoinHandle<()>> {
     let mut builder = thread::Builder::new().name(shared.workers[index].thread_name.clone());
     if let Some(bytes) = shared.config.stack_size {
@@ -49,12 +52,17 @@ pub(crate) fn spawn(
     }
     builder.spawn(move || {
         let _exit_token = exit_token;
-        let worker = Worker { shared, index };
+        let worker = Worker {
+            shared,
+            index,
+            retired: Cell::new(false),
+        };
         let setup = worker.set_up();
         let ok = setup.is_ok();
         // The builder is waiting on the other end; if it is gone there is nobody to serve.
-        if ready.send(setup).is_err() || !ok {
-            worker.shared.workers[index].mark_exited();
+        let builder_gone = ready.is_some_and(|ready| ready.send(setup).is_err());
+        if builder_gone || !ok {
+            worker.exit();
             return;
         }
         worker.run();
@@ -64,6 +72,8 @@ pub(crate) fn spawn(
 struct Worker {
     shared: Arc<PoolShared>,
     index: usize,
+    /// Set once a dynamic pool's worker has retired (and is no longer counted).
+    retired: Cell<bool>,
 }
 
 impl Worker {
@@ -90,6 +100,10 @@ impl Worker {
                 // Step 2: the queue is empty: block, or learn that it is time to exit.
                 Err(_) => {
                     boundary = None;
+                    // An empty queue ends any standing queue: CoDel resumes normal service.
+                    if let Some(codel) = &shared.codel {
+                        codel.queue_empty();
+                    }
                     match self.wait_for_job() {
                         Some(job) => job,
                         None => break,
@@ -101,8 +115,31 @@ impl Worker {
             // Step 4: run, expire or cancel it; its outcome is counted (and, with metrics on,
             // its latency recorded) before its handle, if any, is resolved.
             boundary = self.process(job, start);
+            // Step 5 (elastic, replaceable or resizable pools only): retire if the pool
+            // shrinks or a replacement took this worker's place while it was stuck.
+            if let Some(d) = &shared.dynamic {
+                if (slot.is_replaced() || d.shrink.load(Ordering::Relaxed))
+                    && shared.retire(self.index, Retire::Check)
+                {
+                    return;
+                }
+            }
         }
-        slot.mark_exited();
+        self.exit();
+    }
+
+    /// Leaves the pool for good: marks the slot exited (and, in a dynamic pool, stops being
+    /// counted), unless the worker already retired.
+    fn exit(&self) {
+        if self.retired.get() {
+            return;
+        }
+        match &self.shared.dynamic {
+            Some(_) => {
+                self.shared.retire(self.index, Retire::Exit);
+            }
+            None => self.shared.workers[self.index].mark_exited(),
+        }
     }
 
     /// Runs, expires or cancels one job that a worker took at `start` (pool clock). Returns
@@ -111,16 +148,23 @@ impl Worker {
     fn process(&self, job: Job, start: u64) -> Option<u64> {
         let shared = &*self.shared;
         let slot = &shared.workers[self.index];
-        let mut account = |outcome| slot.count(outcome);
         if shared.abandoned.load(Ordering::Relaxed) {
-            job.cancel(&mut account);
+            self.not_run(job, NotRun::Cancelled);
             return None;
         }
         let enqueued = job.enqueued;
         if let Some(max) = shared.max_queue_wait_nanos {
             let waited = start.saturating_sub(enqueued);
             if waited > max {
-                job.expire(Duration::from_nanos(waited), &mut account);
+                self.not_run(job, NotRun::Expired(Duration::from_nanos(waited)));
+                return None;
+            }
+        }
+        // Queue-delay control: with CoDel off this is the only cost.
+        if let Some(codel) = &shared.codel {
+            let waited = Duration::from_nanos(start.saturating_sub(enqueued));
+            if codel.should_shed(waited, start) {
+                self.not_run(job, NotRun::Shed(waited));
                 return None;
             }
         }
@@ -140,6 +184,15 @@ impl Worker {
         end
     }
 
+    /// Resolves a job without running it, counts it, and hands a fire-and-forget closure to
+    /// the pool's shed handler (on this worker's thread).
+    #[cold]
+    fn not_run(&self, job: Job, why: NotRun) {
+        let slot = &self.shared.workers[self.index];
+        let unrun = job.not_run(why, &mut |outcome| slot.count(outcome));
+        self.shared.dispose(unrun, why);
+    }
+
     /// Blocks until a job arrives; returns `None` when the worker should exit: shutdown began,
     /// no submitter is still inside `send`, and the queue is empty.
     #[cold]
@@ -148,7 +201,38 @@ impl Worker {
         loop {
             let state = shared.state.load(Ordering::Acquire);
             if state & CLOSED == 0 {
-                // Normal operation. Spin and yield briefly first, as crossbeam's own `recv`
+                if let Some(d) = &shared.dynamic {
+                    // Dynamic pool: count this worker idle while parked, and also wake to
+                    // retire (shrink) or after `keep_alive` idle.
+                    d.idle.fetch_add(1, Ordering::Relaxed);
+                    let woke = select! {
+                        recv(shared.rx) -> job => Ok(job),
+                        recv(shared.shutdown_rx) -> _ => Err(None),
+                        recv(d.wake_rx) -> _ => Err(Some(Retire::Check)),
+                        default(d.keep_alive) => Err(Some(Retire::KeepAlive)),
+                    };
+                    d.idle.fetch_sub(1, Ordering::Relaxed);
+                    match woke {
+                        Ok(Ok(job)) => {
+                            // A submitter may have counted this worker idle a moment ago and
+                            // not started a thread for the task behind this one.
+                            if d.wants_growth(|| shared.rx.len()) {
+                                self.shared.grow();
+                            }
+                            return Some(job);
+                        }
+                        Ok(Err(_)) => return None,
+                        Err(None) => continue,
+                        Err(Some(why)) => {
+                            if shared.retire(self.index, why) {
+                                self.retired.set(true);
+                                return None;
+                            }
+                            continue;
+                        }
+                    }
+                }
+                // Fixed pool. Spin and yield briefly first, as crossbeam's own `recv`
                 // does: a steady stream then rarely pays a park and a futex wake per task,
                 // while an idle pool still parks within microseconds and burns no CPU.
                 let backoff = Backoff::new();

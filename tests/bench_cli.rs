@@ -87,6 +87,7 @@ fn json_report_structure_and_accounting() {
                     + u(c, "completed")
                     + u(c, "panicked")
                     + u(c, "expired")
+                    + u(c, "shed")
                     + u(c, "cancelled")
                     + u(c, "stuck"),
                 "{mode}/{name}: {c}"

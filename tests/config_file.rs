@@ -125,3 +125,44 @@ fn missing_file_is_an_error_naming_it() {
         "{err}"
     );
 }
+
+#[test]
+fn overload_settings_come_from_the_file() {
+    let text = r#"
+[pools.downstream]
+elastic = [1, 4]
+keep_alive = "2s"
+replacement_budget = 2
+stuck_after = "10s"
+codel = ["5ms", "100ms"]
+max_threads_limit = 8
+queue_capacity = 16
+queue_capacity_limit = 64
+"#;
+    let rt = RuntimeBuilder::from_toml_str("overload.toml", text)
+        .unwrap()
+        .build()
+        .unwrap();
+    let p = rt.pool("downstream").unwrap();
+    assert_eq!(p.thread_range(), (1, 4));
+    assert_eq!(p.replacement_budget(), 2);
+    assert_eq!(
+        p.codel(),
+        Some((Duration::from_millis(5), Duration::from_millis(100)))
+    );
+    p.set_queue_capacity(64).unwrap();
+    p.set_thread_range(2, 8).unwrap();
+    assert_eq!(p.threads(), 2);
+
+    let bad = r#"
+[pools.p]
+elastic = [4]
+codel = ["5ms", 100]
+replacement_budget = -1
+"#;
+    let err = RuntimeBuilder::from_toml_str("bad.toml", bad).unwrap_err();
+    let text = err.to_string();
+    for key in ["elastic", "codel", "replacement_budget"] {
+        assert!(text.contains(key), "{key}: {text}");
+    }
+}

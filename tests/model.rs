@@ -371,7 +371,7 @@ fn check(steps: &[Step]) -> Result<(), String> {
             && s.accepted() == accepted[i]
             && s.completed == ran[i][0]
             && s.panicked == ran[i][1]
-            && s.expired + s.cancelled == accepted[i] - ran[i][0] - ran[i][1]
+            && s.expired + s.shed + s.cancelled == accepted[i] - ran[i][0] - ran[i][1]
             && (s.queued, s.busy) == (0, 0);
         if !ok {
             return Err(format!(

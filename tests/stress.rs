@@ -141,7 +141,7 @@ fn stress_accounting_identity_holds_exactly() {
         assert_eq!(s.busy, 0);
         assert_eq!(
             s.submitted,
-            s.completed + s.panicked + s.expired + s.cancelled + s.refused(),
+            s.completed + s.panicked + s.expired + s.shed + s.cancelled + s.refused(),
             "identity for pool {}: {s:?}",
             s.name
         );

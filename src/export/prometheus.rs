@@ -75,11 +75,33 @@ impl RuntimeSnapshot {
                     ("completed", s.completed),
                     ("panicked", s.panicked),
                     ("expired", s.expired),
+                    ("shed", s.shed),
                     ("cancelled", s.cancelled),
                 ] {
                     f.sample(p, &[("outcome", outcome)], v as f64);
                 }
             },
+        );
+        out.family(
+            "bulkhead_codel_dropping",
+            "gauge",
+            "1 while the pool's queue-delay controller (CoDel) sheds tasks that waited longer than its target; 0 otherwise or when CoDel is off.",
+            pools,
+            |p, f| f.sample(p, &[], if p.stats.codel_dropping { 1.0 } else { 0.0 }),
+        );
+        out.family(
+            "bulkhead_replaced_workers",
+            "gauge",
+            "Workers stuck in a task for which a replacement thread was started, until their task returns.",
+            pools,
+            |p, f| f.sample(p, &[], p.stats.replaced as f64),
+        );
+        out.family(
+            "bulkhead_replacements_total",
+            "counter",
+            "Replacement threads started for stuck workers.",
+            pools,
+            |p, f| f.sample(p, &[], p.stats.replacements as f64),
         );
         out.family(
             "bulkhead_tasks_refused_total",

@@ -10,6 +10,15 @@
 //! | `panic-storm`   | tasks that panic with probability 0.9, 2,000/s                   |
 //! | `queue-flood`   | 1 ms CPU tasks offered at 4,000/s, four times what it can serve  |
 //!
+//! Two more compare one overload mechanism on and off, side by side in one run (`isolated`
+//! mode: each variant in its own one-CPU pool, offered the same load):
+//!
+//! | preset        | variants                                    | load (each)                                     |
+//! |---------------|---------------------------------------------|-------------------------------------------------|
+//! | `overload`    | `codel` (5 ms / 100 ms) vs `plain`, 1 thread, queue 1024 | 1 ms CPU tasks, Poisson 1,500/s (about 1.7x capacity), deadline 50 ms |
+//! | `hang-budget` | `budget` (replacement budget 4) vs `nobudget`, 2 threads, `stuck_after` 100 ms | 2 ms blocking calls at 200/s, deadline 50 ms, plus one call every 2 s that hangs |
+//! | `blocking-burst` | `elastic` (1 to 8 threads, keep-alive 500 ms) vs `fixed` (2 threads), queue 64 | 5 ms blocking calls, Poisson 600/s (about 3 busy threads on average), deadline 50 ms |
+//!
 //! They use the first two CPUs this process may run on; with only one, `cpus` is unset.
 
 use std::time::Duration;
@@ -17,11 +26,85 @@ use std::time::Duration;
 use crate::spec::{parse_load, parse_pool, Mode, Scenario};
 
 /// The preset names, default first.
-pub(crate) const NAMES: [&str; 4] = ["cpu-runaway", "blocking-hang", "panic-storm", "queue-flood"];
+pub(crate) const NAMES: [&str; 7] = [
+    "cpu-runaway",
+    "blocking-hang",
+    "panic-storm",
+    "queue-flood",
+    "overload",
+    "hang-budget",
+    "blocking-burst",
+];
 
 /// The preset named `name`, laid out on the `available` CPUs: the first two, if there are
 /// at least two.
 pub(crate) fn preset(name: &str, available: &[usize]) -> Result<Scenario, String> {
+    let (cpu_a, cpu_b) = match available {
+        [a, b, ..] => (format!(",cpus={a}"), format!(",cpus={b}")),
+        _ => (String::new(), String::new()),
+    };
+    // The A/B presets: one mechanism on (first pool) and off (second), same load each.
+    let ab =
+        |pools: [String; 2], loads: Vec<String>, drain: Duration| -> Result<Scenario, String> {
+            Ok(Scenario {
+                name: name.to_owned(),
+                pools: pools
+                    .iter()
+                    .map(|p| parse_pool(p))
+                    .collect::<Result<_, _>>()?,
+                loads: loads
+                    .iter()
+                    .map(|l| parse_load(l))
+                    .collect::<Result<_, _>>()?,
+                duration: Duration::from_secs(6),
+                warmup: Duration::from_secs(1),
+                drain,
+                mode: Mode::Isolated,
+                seed: 1,
+            })
+        };
+    match name {
+        "overload" => {
+            let load = "rate=1500,work=spin:1ms,arrivals=poisson,deadline=50ms";
+            return ab(
+                [
+                    format!("codel:threads=1,queue=1024,codel=5ms/100ms{cpu_a}"),
+                    format!("plain:threads=1,queue=1024{cpu_b}"),
+                ],
+                vec![format!("codel:{load}"), format!("plain:{load}")],
+                Duration::from_millis(500),
+            );
+        }
+        "hang-budget" => {
+            let calls = "rate=200,work=sleep:2ms,deadline=50ms";
+            let hangs = "rate=0.5,work=hang";
+            return ab(
+                [
+                    format!("budget:threads=2,queue=64,budget=4,stuck_after=100ms{cpu_a}"),
+                    format!("nobudget:threads=2,queue=64,stuck_after=100ms{cpu_b}"),
+                ],
+                vec![
+                    format!("budget:{calls}"),
+                    format!("nobudget:{calls}"),
+                    format!("budget:{hangs},name=budget-hangs"),
+                    format!("nobudget:{hangs},name=nobudget-hangs"),
+                ],
+                Duration::from_millis(500),
+            );
+        }
+        "blocking-burst" => {
+            let calls = "rate=600,work=sleep:5ms,arrivals=poisson,deadline=50ms";
+            return ab(
+                [
+                    format!("elastic:elastic=1-8,queue=64,keep_alive=500ms{cpu_a}"),
+                    format!("fixed:threads=2,queue=64{cpu_b}"),
+                ],
+                vec![format!("elastic:{calls}"), format!("fixed:{calls}")],
+                Duration::from_millis(500),
+            );
+        }
+        _ => {}
+    }
     let (neighbour_pool, neighbour_load, drain) = match name {
         "cpu-runaway" => (
             "batch:threads=1,queue=64",
@@ -50,10 +133,7 @@ pub(crate) fn preset(name: &str, available: &[usize]) -> Result<Scenario, String
             ))
         }
     };
-    let (api_cpus, other_cpus) = match available {
-        [a, b, ..] => (format!(",cpus={a}"), format!(",cpus={b}")),
-        _ => (String::new(), String::new()),
-    };
+    let (api_cpus, other_cpus) = (cpu_a, cpu_b);
     Ok(Scenario {
         name: name.to_owned(),
         pools: vec![

@@ -1,5 +1,5 @@
 //! Recording: per-thread HdrHistograms written from inside the tasks and merged afterwards,
-//! the not-run guard that counts expired and cancelled tasks per workload, and the
+//! the not-run guard that counts expired, shed and cancelled tasks per workload, and the
 //! 100 ms time series behind the live line and the plot.
 //!
 //! # Sharding
@@ -56,6 +56,8 @@ pub(crate) struct Shard {
     pub(crate) panicked: u64,
     /// Tasks that ended (returned or panicked) inside the measurement window.
     pub(crate) ended_in_window: u64,
+    /// Tasks intended inside the window that returned within the load's deadline.
+    pub(crate) good: u64,
 }
 
 impl Shard {
@@ -68,6 +70,7 @@ impl Shard {
             completed: 0,
             panicked: 0,
             ended_in_window: 0,
+            good: 0,
         }
     }
 }
@@ -79,6 +82,8 @@ thread_local! {
     static SHARDS: RefCell<Vec<(u64, Arc<Mutex<Shard>>)>> = const { RefCell::new(Vec::new()) };
     /// Set while a generator drops a refused task: its guard must not count it as not run.
     static DISCARDING: Cell<bool> = const { Cell::new(false) };
+    /// Set while the pool's shed handler drops a task CoDel shed: its guard counts it shed.
+    static SHEDDING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// One workload's recording in one run.
@@ -91,6 +96,10 @@ pub(crate) struct Recorder {
     /// Accepted tasks dropped without running, before / after the drain deadline.
     not_run_expired: AtomicU64,
     not_run_cancelled: AtomicU64,
+    /// Accepted tasks the pool's queue-delay controller shed (told by the shed handler).
+    not_run_shed: AtomicU64,
+    /// The load's deadline, for goodput.
+    deadline: Option<Duration>,
     /// Nanoseconds after `window.0` of the drain deadline; `u64::MAX` until set.
     drain_deadline: AtomicU64,
     /// Set when the results are taken: tasks ending later (released hangs) record nothing.
@@ -102,13 +111,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Recorder {
-    pub(crate) fn new(window: (Instant, Instant)) -> Arc<Recorder> {
+    pub(crate) fn new(window: (Instant, Instant), deadline: Option<Duration>) -> Arc<Recorder> {
         Arc::new(Recorder {
             id: NEXT_RECORDER.fetch_add(1, Ordering::Relaxed),
             shards: Mutex::new(Vec::new()),
             window,
             not_run_expired: AtomicU64::new(0),
             not_run_cancelled: AtomicU64::new(0),
+            not_run_shed: AtomicU64::new(0),
+            deadline,
             drain_deadline: AtomicU64::new(u64::MAX),
             closed: AtomicBool::new(false),
         })
@@ -169,6 +180,9 @@ impl Recorder {
             let e2e = end.saturating_duration_since(intended);
             if measured {
                 record(&mut s.end_to_end, e2e);
+                if !panicked && self.deadline.is_some_and(|d| e2e <= d) {
+                    s.good += 1;
+                }
             }
             record(&mut s.tick_e2e, e2e);
         });
@@ -182,6 +196,10 @@ impl Recorder {
     }
 
     fn note_not_run(&self) {
+        if SHEDDING.with(Cell::get) {
+            self.not_run_shed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let now = Instant::now()
             .saturating_duration_since(self.window.0)
             .as_nanos();
@@ -223,6 +241,7 @@ impl Recorder {
         started
             + self.not_run_expired.load(Ordering::Relaxed)
             + self.not_run_cancelled.load(Ordering::Relaxed)
+            + self.not_run_shed.load(Ordering::Relaxed)
     }
 
     /// Stops recording and merges every shard.
@@ -235,7 +254,9 @@ impl Recorder {
             completed: 0,
             panicked: 0,
             ended_in_window: 0,
+            good: 0,
             expired: self.not_run_expired.load(Ordering::Relaxed),
+            shed: self.not_run_shed.load(Ordering::Relaxed),
             cancelled: self.not_run_cancelled.load(Ordering::Relaxed),
         };
         for s in lock(&self.shards).iter() {
@@ -246,6 +267,7 @@ impl Recorder {
             t.completed += s.completed;
             t.panicked += s.panicked;
             t.ended_in_window += s.ended_in_window;
+            t.good += s.good;
         }
         t
     }
@@ -260,8 +282,12 @@ pub(crate) struct Totals {
     pub(crate) completed: u64,
     pub(crate) panicked: u64,
     pub(crate) ended_in_window: u64,
+    /// Tasks intended inside the window that completed within the load's deadline.
+    pub(crate) good: u64,
     /// Accepted but dropped unrun by a worker before the drain deadline (queue wait limit).
     pub(crate) expired: u64,
+    /// Accepted but shed by the pool's queue-delay controller (CoDel).
+    pub(crate) shed: u64,
     /// Accepted but dropped unrun after the drain deadline (shutdown gave up on them).
     pub(crate) cancelled: u64,
 }
@@ -308,6 +334,14 @@ pub(crate) fn discard<T>(task: T) {
     DISCARDING.with(|d| d.set(true));
     drop(task);
     DISCARDING.with(|d| d.set(false));
+}
+
+/// Drops a task that the pool's queue-delay controller shed, counting it as shed (called
+/// by the bench's shed handler, on the worker that shed it).
+pub(crate) fn drop_as_shed<T>(task: T) {
+    SHEDDING.with(|d| d.set(true));
+    drop(task);
+    SHEDDING.with(|d| d.set(false));
 }
 
 /// One 100 ms sample of a workload, for the live line and the plot.

@@ -130,8 +130,10 @@ impl Report {
             "mode",
             "offered/s",
             "done/s",
+            "good/s",
             "refused",
             "expired",
+            "shed",
             "panicked",
             "cancelled",
             "stuck",
@@ -158,8 +160,13 @@ impl Report {
                     r.kind.as_str().to_owned(),
                     format!("{:.0}", w.gen.offered_in_window as f64 / secs),
                     format!("{:.0}", w.totals.ended_in_window as f64 / secs),
+                    match w.load.deadline {
+                        Some(_) => format!("{:.0}", w.totals.good as f64 / secs),
+                        None => "-".to_owned(),
+                    },
                     w.gen.refused().to_string(),
                     w.totals.expired.to_string(),
+                    w.totals.shed.to_string(),
                     w.totals.panicked.to_string(),
                     w.totals.cancelled.to_string(),
                     w.stuck.to_string(),
@@ -184,7 +191,8 @@ impl Report {
         let _ = writeln!(
             out,
             "\nrates over the measured window; counts over the whole run (warmup, window, drain); \
-             latencies from each task's intended arrival, for arrivals inside the window"
+             latencies from each task's intended arrival, for arrivals inside the window; \
+             good/s: arrivals inside the window that completed within the load's deadline, per second"
         );
 
         let _ = writeln!(
@@ -236,16 +244,27 @@ impl Report {
                 let s = &p.stats;
                 let _ = write!(
                     out,
-                    "  {:<8} {:<10} submitted {} completed {} panicked {} expired {} cancelled {} refused {}",
+                    "  {:<8} {:<10} submitted {} completed {} panicked {} expired {} shed {} cancelled {} refused {}",
                     r.kind.as_str(),
                     p.spec.name,
                     s.submitted,
                     s.completed,
                     s.panicked,
                     s.expired,
+                    s.shed,
                     s.cancelled,
                     s.refused()
                 );
+                if p.spec.max_threads.is_some() {
+                    let _ = write!(out, "; peak threads {}", p.peak_threads);
+                }
+                if s.replacements > 0 {
+                    let _ = write!(
+                        out,
+                        "; {} replacement threads started, {} stuck workers replaced at the end",
+                        s.replacements, s.replaced
+                    );
+                }
                 let cpus: Vec<&str> = p
                     .worker_cpus
                     .iter()
@@ -328,12 +347,27 @@ fn us(d: Duration) -> f64 {
 }
 
 fn describe_pool(p: &PoolSpec) -> String {
-    let mut s = format!("{}: threads={}, queue={}", p.name, p.threads, p.queue);
+    let mut s = match p.max_threads {
+        Some(max) => format!("{}: elastic={}-{max}, queue={}", p.name, p.threads, p.queue),
+        None => format!("{}: threads={}, queue={}", p.name, p.threads, p.queue),
+    };
+    if let Some(k) = p.keep_alive {
+        let _ = write!(s, ", keep_alive={}", fmt_duration(k));
+    }
     if let Some(c) = &p.cpus {
         let _ = write!(s, ", cpus={c}");
     }
     if let Some(w) = p.max_wait {
         let _ = write!(s, ", max_wait={}", fmt_duration(w));
+    }
+    if let Some((t, i)) = p.codel {
+        let _ = write!(s, ", codel={}/{}", fmt_duration(t), fmt_duration(i));
+    }
+    if p.budget > 0 {
+        let _ = write!(s, ", budget={}", p.budget);
+    }
+    if let Some(d) = p.stuck_after {
+        let _ = write!(s, ", stuck_after={}", fmt_duration(d));
     }
     s
 }
@@ -358,6 +392,9 @@ fn describe_load(l: &LoadSpec) -> String {
         }
     }
     let _ = write!(s, ", work={}", l.work);
+    if let Some(d) = l.deadline {
+        let _ = write!(s, ", deadline={}", fmt_duration(d));
+    }
     s
 }
 
@@ -368,6 +405,12 @@ fn pool_json(p: &PoolSpec) -> Value {
         "queue": p.queue,
         "cpus": p.cpus.as_ref().map(|c| c.to_string()),
         "max_wait_us": p.max_wait.map(us),
+        "codel_target_us": p.codel.map(|c| us(c.0)),
+        "codel_interval_us": p.codel.map(|c| us(c.1)),
+        "replacement_budget": p.budget,
+        "max_threads": p.max_threads,
+        "keep_alive_us": p.keep_alive.map(us),
+        "stuck_after_us": p.stuck_after.map(us),
     })
 }
 
@@ -381,6 +424,7 @@ fn load_json(l: &LoadSpec) -> Value {
         "submitters": l.submitters,
         "inflight": l.inflight,
         "callers": l.callers,
+        "deadline_us": l.deadline.map(us),
     })
 }
 
@@ -426,6 +470,7 @@ fn workload_json(w: &WorkloadResult, secs: f64) -> Value {
             "completed": w.totals.completed,
             "panicked": w.totals.panicked,
             "expired": w.totals.expired,
+            "shed": w.totals.shed,
             "cancelled": w.totals.cancelled,
             "stuck": w.stuck,
             "accounted": w.accounted(),
@@ -435,6 +480,8 @@ fn workload_json(w: &WorkloadResult, secs: f64) -> Value {
             "ended": w.totals.ended_in_window,
             "offered_per_s": w.gen.offered_in_window as f64 / secs,
             "ended_per_s": w.totals.ended_in_window as f64 / secs,
+            "good": w.load.deadline.map(|_| w.totals.good),
+            "goodput_per_s": w.load.deadline.map(|_| w.totals.good as f64 / secs),
         },
         "queue_wait": hist_json(&w.totals.queue_wait),
         "end_to_end": hist_json(&w.totals.end_to_end),
@@ -472,11 +519,14 @@ fn run_json(r: &RunResult) -> Value {
                 "completed": s.completed,
                 "panicked": s.panicked,
                 "expired": s.expired,
+                "shed": s.shed,
                 "cancelled": s.cancelled,
+                "replacements": s.replacements,
                 "queued": s.queued,
                 "busy": s.busy,
             });
             v["cancelled_at_shutdown"] = json!(p.cancelled_at_shutdown);
+            v["peak_threads"] = json!(p.peak_threads);
             v["worker_cpus"] = json!(p.worker_cpus);
             v["stuck_workers"] = p.stuck_workers.iter().map(|(n, d)| json!({
                 "thread": n, "running_for_s": d.as_secs_f64(),

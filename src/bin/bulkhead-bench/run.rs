@@ -20,11 +20,11 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bulkhead::{CpuSet, PoolBuilder, PoolStats, Runtime};
+use bulkhead::{CpuSet, PoolBuilder, PoolStats, Runtime, ShedReason, ShedTask};
 
 use crate::generator::{self, GenResult, GenSetup};
 use crate::noise::{self, Noise};
-use crate::record::{new_histogram, Point, Recorder, Totals};
+use crate::record::{self, new_histogram, Point, Recorder, Totals};
 use crate::spec::{fmt_duration, CpuList, LoadSpec, PoolSpec, Scenario};
 use crate::work::{Gate, Spinner, Work};
 
@@ -70,6 +70,8 @@ pub(crate) struct PoolResult {
     pub(crate) stuck_workers: Vec<(String, Duration)>,
     /// Each worker's CPU affinity as the OS reported it after start-up (cpulist syntax).
     pub(crate) worker_cpus: Vec<Option<String>>,
+    /// The most worker threads seen at the 100 ms samples (elastic pools grow and shrink).
+    pub(crate) peak_threads: usize,
 }
 
 /// One workload's results in a run.
@@ -97,6 +99,7 @@ impl WorkloadResult {
             + self.totals.completed
             + self.totals.panicked
             + self.totals.expired
+            + self.totals.shed
             + self.totals.cancelled
             + self.stuck
     }
@@ -151,12 +154,32 @@ fn layout(sc: &Scenario, kind: RunKind) -> (Vec<PoolSpec>, Vec<(LoadSpec, String
             } else {
                 None
             };
+            let same = |f: &dyn Fn(&PoolSpec) -> Option<Duration>| {
+                let first = f(&sc.pools[0]);
+                sc.pools
+                    .iter()
+                    .all(|p| f(p) == first)
+                    .then_some(first)
+                    .flatten()
+            };
+            let first_codel = sc.pools[0].codel;
             let pool = PoolSpec {
                 name: "shared".to_owned(),
                 threads: sc.pools.iter().map(|p| p.threads).sum(),
                 queue: sc.pools.iter().map(|p| p.queue).sum(),
                 cpus,
                 max_wait,
+                codel: sc
+                    .pools
+                    .iter()
+                    .all(|p| p.codel == first_codel)
+                    .then_some(first_codel)
+                    .flatten(),
+                budget: sc.pools.iter().map(|p| p.budget).sum(),
+                stuck_after: same(&|p| p.stuck_after),
+                // The shared pool has the summed fixed size; elastic ranges are not merged.
+                max_threads: None,
+                keep_alive: None,
             };
             let loads = sc
                 .loads
@@ -168,15 +191,47 @@ fn layout(sc: &Scenario, kind: RunKind) -> (Vec<PoolSpec>, Vec<(LoadSpec, String
     }
 }
 
+/// The supervisor interval when a pool sets `stuck_after` or a replacement budget, so that
+/// stuck workers are found (and replaced) within 100 ms of the threshold.
+const STUCK_SUPERVISOR_INTERVAL: Duration = Duration::from_millis(100);
+
 fn build_runtime(pools: &[PoolSpec]) -> Result<Runtime, String> {
     let mut b = Runtime::builder().drop_timeout(Duration::ZERO);
+    if pools
+        .iter()
+        .any(|p| p.budget > 0 || p.stuck_after.is_some())
+    {
+        b = b.supervisor_interval(STUCK_SUPERVISOR_INTERVAL);
+    }
     for p in pools {
         let p = p.clone();
         b = b.pool(p.name.clone(), move |mut pb| {
-            pb = pb.threads(p.threads).queue_capacity(p.queue);
+            pb = match p.max_threads {
+                Some(max) => pb.elastic(p.threads, max),
+                None => pb.threads(p.threads),
+            }
+            .queue_capacity(p.queue);
+            if let Some(k) = p.keep_alive {
+                pb = pb.keep_alive(k);
+            }
             if let Some(w) = p.max_wait {
                 pb = pb.max_queue_wait(w);
             }
+            if let Some((target, interval)) = p.codel {
+                pb = pb.codel(target, interval);
+            }
+            if p.budget > 0 {
+                pb = pb.replacement_budget(p.budget);
+            }
+            if let Some(s) = p.stuck_after {
+                pb = pb.stuck_after(s);
+            }
+            // Tasks the pool does not run are counted by their guards; shed ones as shed.
+            pb = pb.on_shed(|t: ShedTask| {
+                if t.reason == ShedReason::Shed {
+                    record::drop_as_shed(t.task);
+                }
+            });
             place_pool(pb, p.cpus.as_ref())
         });
     }
@@ -221,7 +276,7 @@ pub(crate) fn run(
     let mut setups = Vec::new();
     for (i, (load, pool_name)) in loads.iter().enumerate() {
         let pool = rt.pool(pool_name).map_err(|e| e.to_string())?;
-        let rec = Recorder::new(window);
+        let rec = Recorder::new(window, load.deadline);
         recs.push(rec.clone());
         let gen_cpus = sc
             .pools
@@ -263,11 +318,15 @@ pub(crate) fn run(
     let mut series: Vec<Vec<Point>> = vec![Vec::new(); loads.len()];
     let mut second: Vec<_> = loads.iter().map(|_| new_histogram()).collect();
     let mut last_ended = vec![0u64; loads.len()];
+    let mut peak_threads: Vec<usize> = rt.pools().iter().map(|p| p.threads()).collect();
     for k in 1..=ticks {
         let at = start + TICK * k as u32;
         let now = Instant::now();
         if at > now {
             thread::sleep(at - now);
+        }
+        for (peak, p) in peak_threads.iter_mut().zip(rt.pools()) {
+            *peak = (*peak).max(p.threads());
         }
         for (i, rec) in recs.iter().enumerate() {
             let h = rec.take_tick();
@@ -376,8 +435,8 @@ pub(crate) fn run(
     let pools = pools
         .into_iter()
         .zip(report.pools.iter())
-        .zip(worker_cpus)
-        .map(|((spec, pr), worker_cpus)| PoolResult {
+        .zip(worker_cpus.into_iter().zip(peak_threads))
+        .map(|((spec, pr), (worker_cpus, peak_threads))| PoolResult {
             spec,
             stats: pr.stats.clone(),
             cancelled_at_shutdown: pr.cancelled_at_shutdown,
@@ -387,6 +446,7 @@ pub(crate) fn run(
                 .map(|s| (s.thread_name.clone(), s.running_for))
                 .collect(),
             worker_cpus,
+            peak_threads,
         })
         .collect();
     Ok(RunResult {

@@ -9,8 +9,8 @@
 //! | duration      | `50us`, `1.5ms`, `10s`, `2m` (units ns, us/µs, ms, s, m) |
 //! | rate          | `2000`, `2000/s`, `2.5k`, `max`                     |
 //! | work          | `spin:50us`, `sleep:2ms`, `hang`, `panic:0.3`, `9*spin:50us\|1*sleep:5ms` |
-//! | `--pool`      | `NAME:threads=1,queue=256,cpus=0,max_wait=100ms`    |
-//! | `--load`      | `POOL:rate=2000,work=spin:50us,arrivals=poisson`    |
+//! | `--pool`      | `NAME:threads=1,queue=256,cpus=0,max_wait=100ms`, `codel=5ms/100ms`, `budget=2,stuck_after=100ms`, `elastic=1-8,keep_alive=2s` |
+//! | `--load`      | `POOL:rate=2000,work=spin:50us,arrivals=poisson,deadline=50ms` |
 
 use std::fmt;
 use std::time::Duration;
@@ -136,6 +136,16 @@ pub(crate) struct PoolSpec {
     pub(crate) queue: usize,
     pub(crate) cpus: Option<CpuList>,
     pub(crate) max_wait: Option<Duration>,
+    /// Queue-delay control: `(target, interval)`.
+    pub(crate) codel: Option<(Duration, Duration)>,
+    /// Replacement budget for stuck workers (0: none).
+    pub(crate) budget: usize,
+    /// The pool's `stuck_after` (default: the library's, 30 s).
+    pub(crate) stuck_after: Option<Duration>,
+    /// Elastic pool: the maximum thread count (`threads` is then the minimum).
+    pub(crate) max_threads: Option<usize>,
+    /// Elastic pool: idle time before a thread above the minimum exits.
+    pub(crate) keep_alive: Option<Duration>,
 }
 
 /// One workload of the scenario: what it submits, to which pool, how fast.
@@ -154,6 +164,9 @@ pub(crate) struct LoadSpec {
     pub(crate) inflight: Option<usize>,
     /// Closed loop instead of open loop: this many callers, each waiting for its result.
     pub(crate) callers: Option<usize>,
+    /// The caller's deadline: a task that ends within it (end to end, from its intended
+    /// arrival) counts towards goodput.
+    pub(crate) deadline: Option<Duration>,
 }
 
 /// A whole scenario, as the runner takes it.
@@ -419,7 +432,7 @@ fn parse_count(v: &str, key: &str, min: usize, max: usize) -> Result<usize, Stri
     Ok(n)
 }
 
-/// Parses `--pool NAME:threads=N,queue=N,cpus=LIST,max_wait=DURATION`.
+/// Parses `--pool NAME:threads=N,queue=N,cpus=LIST,max_wait=DURATION,codel=TARGET/INTERVAL,budget=N,stuck_after=DURATION,elastic=MIN-MAX,keep_alive=DURATION`.
 pub(crate) fn parse_pool(s: &str) -> Result<PoolSpec, String> {
     let (name, kv) = split_spec(s, "pool")?;
     let mut pool = PoolSpec {
@@ -428,6 +441,11 @@ pub(crate) fn parse_pool(s: &str) -> Result<PoolSpec, String> {
         queue: 128,
         cpus: None,
         max_wait: None,
+        codel: None,
+        budget: 0,
+        stuck_after: None,
+        max_threads: None,
+        keep_alive: None,
     };
     for (k, v) in kv {
         match k {
@@ -441,9 +459,44 @@ pub(crate) fn parse_pool(s: &str) -> Result<PoolSpec, String> {
                 }
                 pool.max_wait = Some(d);
             }
+            "codel" => {
+                let bad = || format!("invalid codel={v:?}: expected TARGET/INTERVAL, e.g. 5ms/100ms, target < interval");
+                let (t, i) = v.split_once('/').ok_or_else(bad)?;
+                let (t, i) = (parse_duration(t)?, parse_duration(i)?);
+                if t.is_zero() || t >= i {
+                    return Err(bad());
+                }
+                pool.codel = Some((t, i));
+            }
+            "budget" => pool.budget = parse_count(v, k, 0, 1024)?,
+            "elastic" => {
+                let bad = || format!("invalid elastic={v:?}: expected MIN-MAX with 1 <= MIN <= MAX <= 1024, e.g. 1-8");
+                let (min, max) = v.split_once('-').ok_or_else(bad)?;
+                let min = parse_count(min, "elastic", 1, 1024).map_err(|_| bad())?;
+                let max = parse_count(max, "elastic", 1, 1024).map_err(|_| bad())?;
+                if min > max {
+                    return Err(bad());
+                }
+                pool.threads = min;
+                pool.max_threads = Some(max);
+            }
+            "keep_alive" => {
+                let d = parse_duration(v)?;
+                if d < Duration::from_millis(1) {
+                    return Err(format!("invalid keep_alive={v:?}: must be at least 1ms"));
+                }
+                pool.keep_alive = Some(d);
+            }
+            "stuck_after" => {
+                let d = parse_duration(v)?;
+                if d < Duration::from_millis(1) {
+                    return Err(format!("invalid stuck_after={v:?}: must be at least 1ms"));
+                }
+                pool.stuck_after = Some(d);
+            }
             _ => {
                 return Err(format!(
-                    "unknown key {k:?} in pool {name:?} (keys: threads, queue, cpus, max_wait)"
+                    "unknown key {k:?} in pool {name:?} (keys: threads, queue, cpus, max_wait, codel, budget, stuck_after, elastic, keep_alive)"
                 ))
             }
         }
@@ -463,6 +516,7 @@ pub(crate) fn parse_load(s: &str) -> Result<LoadSpec, String> {
         submitters: 1,
         inflight: None,
         callers: None,
+        deadline: None,
     };
     for (k, v) in kv {
         match k {
@@ -483,9 +537,16 @@ pub(crate) fn parse_load(s: &str) -> Result<LoadSpec, String> {
             "callers" => load.callers = Some(parse_count(v, k, 1, MAX_SUBMITTERS)?),
             "inflight" => load.inflight = Some(parse_count(v, k, 1, 1 << 24)?),
             "name" if !v.is_empty() => load.name = v.to_owned(),
+            "deadline" => {
+                let d = parse_duration(v)?;
+                if d.is_zero() {
+                    return Err(format!("invalid deadline={v:?}: must be greater than 0"));
+                }
+                load.deadline = Some(d);
+            }
             _ => {
                 return Err(format!(
-                    "unknown key {k:?} in load {s:?} (keys: rate, work, arrivals, submitters, inflight, callers, name)"
+                    "unknown key {k:?} in load {s:?} (keys: rate, work, arrivals, submitters, inflight, callers, name, deadline)"
                 ))
             }
         }
@@ -536,6 +597,11 @@ struct PoolEntry {
     queue: Option<usize>,
     cpus: Option<String>,
     max_wait: Option<String>,
+    codel: Option<String>,
+    budget: Option<usize>,
+    stuck_after: Option<String>,
+    elastic: Option<String>,
+    keep_alive: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -549,6 +615,7 @@ struct LoadEntry {
     submitters: Option<usize>,
     inflight: Option<usize>,
     callers: Option<usize>,
+    deadline: Option<String>,
 }
 
 /// Parses a TOML scenario file's text into a scenario, on top of `base` (whose pools and
@@ -601,6 +668,21 @@ pub(crate) fn parse_scenario_file(text: &str, base: Scenario) -> Result<Scenario
                 if let Some(w) = p.max_wait {
                     push("max_wait", w);
                 }
+                if let Some(c) = p.codel {
+                    push("codel", c);
+                }
+                if let Some(b) = p.budget {
+                    push("budget", b.to_string());
+                }
+                if let Some(s) = p.stuck_after {
+                    push("stuck_after", s);
+                }
+                if let Some(e) = p.elastic {
+                    push("elastic", e);
+                }
+                if let Some(k) = p.keep_alive {
+                    push("keep_alive", k);
+                }
                 parse_pool(&spec)
             })
             .collect::<Result<_, _>>()?;
@@ -639,6 +721,9 @@ pub(crate) fn parse_scenario_file(text: &str, base: Scenario) -> Result<Scenario
                 }
                 if let Some(c) = l.callers {
                     load.callers = Some(parse_count(&c.to_string(), "callers", 1, MAX_SUBMITTERS)?);
+                }
+                if let Some(d) = l.deadline {
+                    load.deadline = parse_load(&format!("x:deadline={d}"))?.deadline;
                 }
                 Ok(load)
             })
@@ -737,6 +822,18 @@ mod tests {
         assert_eq!(parse_pool("b").unwrap().threads, 1);
         assert_eq!(parse_cpus("0,2-3").unwrap().to_string(), "0,2-3");
         assert_eq!(parse_cpus("3+1").unwrap(), CpuList(vec![1, 3]));
+        let p = parse_pool("svc:codel=5ms/100ms,budget=2,stuck_after=100ms").unwrap();
+        assert_eq!(
+            p.codel,
+            Some((Duration::from_millis(5), Duration::from_millis(100)))
+        );
+        assert_eq!(p.budget, 2);
+        assert_eq!(p.stuck_after, Some(Duration::from_millis(100)));
+        let p = parse_pool("io:elastic=1-8,keep_alive=2s").unwrap();
+        assert_eq!((p.threads, p.max_threads), (1, Some(8)));
+        assert_eq!(p.keep_alive, Some(Duration::from_secs(2)));
+        let l = parse_load("svc:deadline=50ms").unwrap();
+        assert_eq!(l.deadline, Some(Duration::from_millis(50)));
     }
 
     #[test]
@@ -751,6 +848,13 @@ mod tests {
             ("api:threads", "\"threads\""),
             (":threads=1", "\":threads=1\""),
             ("api:max_wait=0s", "max_wait"),
+            ("api:codel=5ms", "codel"),
+            ("api:codel=100ms/5ms", "codel"),
+            ("api:budget=x", "\"x\""),
+            ("api:stuck_after=0s", "stuck_after"),
+            ("api:elastic=4-2", "elastic"),
+            ("api:elastic=0-2", "elastic"),
+            ("api:keep_alive=0s", "keep_alive"),
         ] {
             let err = parse_pool(bad).unwrap_err();
             assert!(err.contains(needle), "{bad}: {err}");

@@ -1,0 +1,291 @@
+//! Queue-delay control (CoDel) and the shed handler: under a standing queue, work older than
+//! the target is shed and fresh work completes; with CoDel off nothing changes; fire-and-forget
+//! tasks that are not run reach the handler with their reason.
+//!
+//! The standing queue is made deterministic: the worker is held on a gate while tasks queue
+//! (so they all wait longer than the target), then the first of them runs for longer than the
+//! interval, so every later one is dequeued after the controller's interval has passed.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bulkhead::{BuildErrorKind, Pool, PoolStats, Runtime, ShedReason, ShedTask, TaskError};
+use support::{occupy_all, HANG_GUARD};
+
+const TARGET: Duration = Duration::from_millis(5);
+const INTERVAL: Duration = Duration::from_millis(40);
+
+fn identity_holds(s: &PoolStats) -> bool {
+    s.submitted
+        == s.refused()
+            + s.completed
+            + s.panicked
+            + s.expired
+            + s.shed
+            + s.cancelled
+            + s.queued as u64
+            + s.busy as u64
+}
+
+/// Queues `old` tasks behind a held worker, makes the first of them outlast the interval,
+/// and returns the handles of the rest and how many of them ran.
+///
+/// On a loaded machine the task that holds the worker may itself have waited longer than
+/// the target (a slow wake-up) and armed the controller; then `first` may already be shed.
+/// Either way every task behind `first` is dequeued more than an interval after the
+/// controller was armed, so all of them are shed.
+struct Standing {
+    first: bulkhead::TaskHandle<()>,
+    rest: Vec<bulkhead::TaskHandle<usize>>,
+    ran: Arc<AtomicUsize>,
+}
+
+fn standing_queue(pool: &Pool, old: usize) -> Standing {
+    let mut gate = occupy_all(pool);
+    let first = pool
+        .try_submit(|| std::thread::sleep(INTERVAL * 2))
+        .unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let rest = (0..old)
+        .map(|i| {
+            let r = ran.clone();
+            pool.try_submit(move || {
+                r.fetch_add(1, Ordering::SeqCst);
+                i
+            })
+            .unwrap()
+        })
+        .collect();
+    // Every queued task now waits longer than the target.
+    std::thread::sleep(TARGET * 3);
+    gate.open();
+    Standing { first, rest, ran }
+}
+
+/// 0 if the task ran, 1 if it was shed.
+fn ran_or_shed(h: bulkhead::TaskHandle<()>) -> u64 {
+    match h.join() {
+        Ok(()) => 0,
+        Err(TaskError::Shed { .. }) => 1,
+        Err(e) => panic!("expected the task to run or be shed, got {e:?}"),
+    }
+}
+
+#[test]
+fn standing_queue_sheds_old_work_and_fresh_work_completes() {
+    let rt = Runtime::builder()
+        .pool("p", |p| {
+            p.threads(1).queue_capacity(64).codel(TARGET, INTERVAL)
+        })
+        .build()
+        .unwrap();
+    let pool = rt.pool("p").unwrap();
+    let st = standing_queue(&pool, 20);
+    // The first old task arms the controller and runs; it outlasts the interval.
+    let first_shed = ran_or_shed(st.first);
+    for h in st.rest {
+        match h.join() {
+            Err(TaskError::Shed { waited }) => assert!(waited > TARGET, "{waited:?}"),
+            other => panic!("expected Shed, got {other:?}"),
+        }
+    }
+    assert_eq!(st.ran.load(Ordering::SeqCst), 0);
+    // The queue emptied: normal service resumes, fresh work completes.
+    for i in 0..50 {
+        assert_eq!(pool.try_submit(move || i).unwrap().join().unwrap(), i);
+    }
+    rt.shutdown();
+    let s = pool.stats();
+    assert_eq!(s.shed, 20 + first_shed, "{s:?}");
+    assert_eq!(s.completed, 1 + (1 - first_shed) + 50, "{s:?}");
+    assert!(!s.codel_dropping);
+    assert!(identity_holds(&s), "{s:?}");
+}
+
+#[test]
+fn codel_off_runs_the_standing_queue_as_before() {
+    let rt = Runtime::builder()
+        .pool("p", |p| p.threads(1).queue_capacity(64))
+        .build()
+        .unwrap();
+    let pool = rt.pool("p").unwrap();
+    assert_eq!(pool.codel(), None);
+    let st = standing_queue(&pool, 20);
+    st.first.join().unwrap();
+    for (i, h) in st.rest.into_iter().enumerate() {
+        assert_eq!(h.join().unwrap(), i);
+    }
+    rt.shutdown();
+    let s = pool.stats();
+    assert_eq!((s.shed, s.completed), (0, 22), "{s:?}");
+    assert!(identity_holds(&s), "{s:?}");
+}
+
+#[test]
+fn a_fresh_task_behind_a_standing_queue_runs_and_ends_dropping() {
+    let rt = Runtime::builder()
+        .pool("p", |p| {
+            p.threads(1).queue_capacity(64).codel(TARGET, INTERVAL)
+        })
+        .build()
+        .unwrap();
+    let pool = rt.pool("p").unwrap();
+    let st = standing_queue(&pool, 5);
+    let mut first_shed = ran_or_shed(st.first);
+    for h in st.rest {
+        assert!(h.join().unwrap_err().is_shed());
+    }
+    // Dropping ended when the queue emptied; fresh work runs.
+    assert_eq!(pool.try_submit(|| 3).unwrap().join().unwrap(), 3);
+    let st = standing_queue(&pool, 5);
+    first_shed += ran_or_shed(st.first);
+    for h in st.rest {
+        assert!(h.join().unwrap_err().is_shed());
+    }
+    rt.shutdown();
+    let s = pool.stats();
+    assert_eq!(s.shed, 10 + first_shed, "{s:?}");
+}
+
+#[test]
+fn shed_fire_and_forget_tasks_reach_the_handler_with_their_reason() {
+    let (tx, rx) = mpsc::channel::<(ShedReason, Option<Duration>, bool)>();
+    let tx = Mutex::new(tx);
+    let pool_cell: Arc<OnceLock<Pool>> = Arc::new(OnceLock::new());
+    let cell = pool_cell.clone();
+    let rt = Runtime::builder()
+        .pool("p", move |p| {
+            p.threads(1)
+                .queue_capacity(64)
+                .codel(TARGET, INTERVAL)
+                .on_shed(move |t: ShedTask| {
+                    assert_eq!(&*t.pool, "p");
+                    let dropping = cell.get().is_some_and(|p| p.stats().codel_dropping);
+                    // The closure comes back unrun: run it here.
+                    (t.task)();
+                    tx.lock()
+                        .unwrap()
+                        .send((t.reason, t.waited, dropping))
+                        .unwrap();
+                })
+        })
+        .build()
+        .unwrap();
+    let pool = rt.pool("p").unwrap();
+    pool_cell.set(pool.clone()).unwrap();
+    let mut gate = occupy_all(&pool);
+    let first = pool
+        .try_submit(|| std::thread::sleep(INTERVAL * 2))
+        .unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    for _ in 0..10 {
+        let r = ran.clone();
+        pool.execute(move || {
+            r.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    }
+    std::thread::sleep(TARGET * 3);
+    gate.open();
+    let first_shed = ran_or_shed(first);
+    for _ in 0..10 {
+        let (reason, waited, dropping) = rx.recv_timeout(HANG_GUARD).unwrap();
+        assert_eq!(reason, ShedReason::Shed);
+        assert!(waited.unwrap() > TARGET);
+        assert!(dropping, "the controller reports dropping while it sheds");
+    }
+    rt.shutdown();
+    // Each closure ran once, in the handler, not on the pool.
+    assert_eq!(ran.load(Ordering::SeqCst), 10);
+    let s = pool.stats();
+    assert_eq!(
+        (s.shed, s.completed),
+        (10 + first_shed, 2 - first_shed),
+        "{s:?}"
+    );
+    assert!(identity_holds(&s), "{s:?}");
+}
+
+#[test]
+fn expired_and_shutdown_cancelled_tasks_reach_the_handler() {
+    let reasons = Arc::new(Mutex::new(Vec::new()));
+    let r = reasons.clone();
+    let max = Duration::from_millis(10);
+    let rt = Runtime::builder()
+        .pool("p", move |p| {
+            p.threads(1)
+                .queue_capacity(64)
+                .max_queue_wait(max)
+                .on_shed(move |t: ShedTask| r.lock().unwrap().push(t.reason))
+        })
+        .build()
+        .unwrap();
+    let pool = rt.pool("p").unwrap();
+    let mut gate = occupy_all(&pool);
+    for _ in 0..3 {
+        pool.execute(|| ()).unwrap();
+    }
+    std::thread::sleep(max * 3);
+    gate.open();
+    support::wait_until("three expiries", || pool.stats().expired == 3);
+    assert_eq!(*reasons.lock().unwrap(), vec![ShedReason::Expired; 3]);
+
+    // A hung worker and queued tasks: a shutdown that gives up cancels them.
+    let hang = support::block_worker(&pool);
+    for _ in 0..4 {
+        pool.execute(|| ()).unwrap();
+    }
+    let report = rt.shutdown_timeout(Duration::from_millis(50));
+    assert!(report.timed_out);
+    drop(hang);
+    let got = reasons.lock().unwrap().clone();
+    assert_eq!(got.len(), 7, "{got:?}");
+    assert!(got[3..]
+        .iter()
+        .all(|r| *r == ShedReason::CancelledByShutdown));
+}
+
+#[test]
+fn a_panicking_handler_does_not_hurt_the_worker() {
+    support::quiet_panics("handler boom");
+    let called = Arc::new(AtomicBool::new(false));
+    let c = called.clone();
+    let max = Duration::from_millis(5);
+    let rt = Runtime::builder()
+        .pool("p", move |p| {
+            p.threads(1).max_queue_wait(max).on_shed(move |_| {
+                c.store(true, Ordering::SeqCst);
+                panic!("handler boom");
+            })
+        })
+        .build()
+        .unwrap();
+    let pool = rt.pool("p").unwrap();
+    let mut gate = occupy_all(&pool);
+    pool.execute(|| ()).unwrap();
+    std::thread::sleep(max * 4);
+    gate.open();
+    support::wait_until("the handler", || called.load(Ordering::SeqCst));
+    assert_eq!(pool.try_submit(|| 7).unwrap().join().unwrap(), 7);
+}
+
+#[test]
+fn bad_codel_settings_are_build_errors_naming_the_field() {
+    for (target, interval) in [
+        (Duration::ZERO, INTERVAL),
+        (TARGET, Duration::ZERO),
+        (INTERVAL, TARGET),
+        (TARGET, Duration::from_secs(7200)),
+    ] {
+        let err = Runtime::builder()
+            .pool("p", |p| p.codel(target, interval))
+            .build()
+            .unwrap_err();
+        assert_eq!(err.pool(), Some("p"));
+        assert_eq!(err.field(), "codel");
+        assert!(matches!(err.kind(), BuildErrorKind::OutOfRange), "{err}");
+    }
+}
