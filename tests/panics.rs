@@ -105,12 +105,15 @@ fn a_panic_dropping_a_detached_result_does_not_kill_the_worker() {
         .build()
         .unwrap();
     let pool = rt.pool("p").unwrap();
-    // The handle is dropped at once, so the worker drops the result when the task ends.
+    // Hold the worker so that every handle is dropped before its task ends: the worker then
+    // holds the last reference and drops the result itself.
+    let mut gate = support::occupy_all(&pool);
     for _ in 0..10 {
         drop(pool.try_submit(|| Bomb).unwrap());
     }
+    gate.open();
     assert_eq!(pool.try_submit(|| 3).unwrap().join().unwrap(), 3);
     rt.shutdown();
-    assert_eq!(pool.stats().completed, 11);
+    assert_eq!(pool.stats().completed, 12); // with the gate's task
     assert!(pool.workers()[0].exited);
 }
