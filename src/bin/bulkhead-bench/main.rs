@@ -56,7 +56,7 @@ struct Args {
     #[arg(long, default_value = "cpu-runaway", value_parser = PossibleValuesParser::new(presets::NAMES))]
     preset: String,
 
-    /// TOML scenario file (keys: name, duration, warmup, drain, mode, seed, [[pool]], [[load]])
+    /// TOML scenario file (keys: name, duration, warmup, drain, mode, seed; arrays of tables pool and load)
     #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
 
