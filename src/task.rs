@@ -28,7 +28,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::error::TaskError;
-use crate::sync::{Arc, Condvar, Mutex};
+use crate::sync::{Arc, AtomicBool, Condvar, Mutex, Ordering};
+use crossbeam_utils::Backoff;
 
 /// What a worker (or a shutdown drain) learnt from handling one job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,6 +196,9 @@ struct CellState<F, T> {
 pub(crate) struct TaskCell<F, T> {
     state: Mutex<CellState<F, T>>,
     done: Condvar,
+    /// Set (after the stage) once the cell is `Done`, so a joiner can spin briefly on it
+    /// without taking the lock before it parks.
+    finished: AtomicBool,
 }
 
 impl<F, T> TaskCell<F, T>
@@ -209,6 +213,7 @@ where
                 waker: None,
             }),
             done: Condvar::new(),
+            finished: AtomicBool::new(false),
         })
     }
 
@@ -242,6 +247,7 @@ where
             _ => unreachable!(),
         };
         let waker = st.waker.take();
+        self.finished.store(true, Ordering::Release);
         drop(st);
         self.done.notify_all();
         if let Some(w) = waker {
@@ -254,6 +260,7 @@ where
         let mut st = self.state.lock();
         st.stage = Stage::Done(result);
         let waker = st.waker.take();
+        self.finished.store(true, Ordering::Release);
         drop(st);
         self.done.notify_all();
         if let Some(w) = waker {
@@ -344,6 +351,15 @@ where
     T: Send + 'static,
 {
     fn wait(&self, deadline: Option<Instant>) -> Result<T, TaskError> {
+        // Spin and yield briefly before parking, as crossbeam's `recv` does: a short task's
+        // result often arrives within microseconds, and parking then costs a futex wake-up
+        // (tens of microseconds on a VM). `try_join` (a deadline of now) does not spin.
+        if deadline.map_or(true, |d| d > Instant::now()) {
+            let backoff = Backoff::new();
+            while !backoff.is_completed() && !self.finished.load(Ordering::Acquire) {
+                backoff.snooze();
+            }
+        }
         let mut st = self.state.lock();
         loop {
             match st.stage {
