@@ -62,6 +62,15 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 128;
 pub const DEFAULT_DROP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default threshold past which a running task counts as stuck.
 pub const DEFAULT_STUCK_AFTER: Duration = Duration::from_secs(30);
+/// Default [`PoolBuilder::idle_spin`]: 100 µs (0 when the crate is interpreted by Miri, in
+/// our own test runs, where spinning only slows the interpreter).
+pub const DEFAULT_IDLE_SPIN: Duration = if cfg!(miri) {
+    Duration::ZERO
+} else {
+    Duration::from_micros(100)
+};
+/// The longest [`PoolBuilder::idle_spin`].
+pub const MAX_IDLE_SPIN: Duration = Duration::from_millis(10);
 /// The smallest `stuck_after` threshold.
 pub const MIN_STUCK_AFTER: Duration = Duration::from_millis(1);
 /// The queue-delay target that "Fail at Scale" suggests for CoDel (5 ms); see
@@ -99,6 +108,7 @@ pub struct PoolBuilder {
     /// CPU set, placement, exclusivity and priority; setters in `placement.rs`.
     pub(crate) cpu: CpuConfig,
     pub(crate) stuck_after: Duration,
+    pub(crate) idle_spin: Duration,
     pub(crate) codel: Option<CodelConfig>,
     pub(crate) on_shed: Option<ShedHandler>,
     /// The maximum of an elastic pool (`threads` is then its minimum).
@@ -120,6 +130,7 @@ impl PoolBuilder {
             thread_name: None,
             cpu: CpuConfig::default(),
             stuck_after: DEFAULT_STUCK_AFTER,
+            idle_spin: DEFAULT_IDLE_SPIN,
             codel: None,
             on_shed: None,
             max_threads: None,
@@ -258,6 +269,23 @@ impl PoolBuilder {
     /// thread name, which is what `ps -L` and `top -H` show; keep prefixes short.
     pub fn thread_name(mut self, prefix: impl Into<String>) -> Self {
         self.thread_name = Some(prefix.into());
+        self
+    }
+
+    /// How long a worker of a fixed-size pool that just ran out of work keeps looking for the
+    /// next task (spinning and yielding the CPU) before it parks, while tasks have been
+    /// arriving at shorter intervals than this.
+    ///
+    /// Parking and being woken costs a futex wake-up, tens of microseconds on a VM; a steady
+    /// stream of tasks closer together than `idle_spin` is served without it. The spin adapts:
+    /// a worker that waited longer than `idle_spin` for its last task parks at once next time
+    /// (after a few microseconds of back-off), so an idle pool burns no CPU; a busy one trades
+    /// CPU time between tasks for latency. Elastic pools always park at once.
+    ///
+    /// Default: [`DEFAULT_IDLE_SPIN`] (100 µs). Zero disables it. At most
+    /// [`MAX_IDLE_SPIN`] (10 ms); more is a build error.
+    pub fn idle_spin(mut self, spin: Duration) -> Self {
+        self.idle_spin = spin;
         self
     }
 
@@ -467,6 +495,15 @@ impl PoolBuilder {
             range(
                 "max_queue_wait",
                 "must be greater than zero (leave it unset for no limit)".to_owned(),
+            );
+        }
+        if self.idle_spin > MAX_IDLE_SPIN {
+            range(
+                "idle_spin",
+                format!(
+                    "must be at most {MAX_IDLE_SPIN:?}, got {:?}",
+                    self.idle_spin
+                ),
             );
         }
         if self.stuck_after < MIN_STUCK_AFTER {

@@ -362,6 +362,11 @@ impl Loader<'_> {
                         p = p.stuck_after(d);
                     }
                 }
+                "idle_spin" => {
+                    if let Some(d) = self.duration(pool, key, v) {
+                        p = p.idle_spin(d);
+                    }
+                }
                 "elastic" => {
                     let pair = self.pair(pool, key, v, "thread counts [min, max]", |c, x| {
                         c.count(pool, key, x)
@@ -474,6 +479,7 @@ pub const POOL_KEYS: &[&str] = &[
     "nice",
     "sched_policy",
     "stuck_after",
+    "idle_spin",
     "elastic",
     "keep_alive",
     "replacement_budget",

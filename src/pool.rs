@@ -94,6 +94,8 @@ pub(crate) struct PoolShared {
     pub(crate) stamp_enqueue: bool,
     /// `config.max_queue_wait` in nanoseconds, for the worker's integer comparison.
     pub(crate) max_queue_wait_nanos: Option<u64>,
+    /// `PoolBuilder::idle_spin` in nanoseconds.
+    pub(crate) idle_spin_nanos: u64,
     /// The monotonic-clock reading (`sys::monotonic_nanos`) the pool clock counts from.
     pub(crate) epoch_nanos: u64,
     /// Disconnected (dropped) when shutdown begins, to wake idle workers.

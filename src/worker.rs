@@ -56,6 +56,7 @@ pub(crate) fn spawn(
             shared,
             index,
             retired: Cell::new(false),
+            spin_next: Cell::new(true),
         };
         let setup = worker.set_up();
         let ok = setup.is_ok();
@@ -74,6 +75,9 @@ struct Worker {
     index: usize,
     /// Set once a dynamic pool's worker has retired (and is no longer counted).
     retired: Cell<bool>,
+    /// Whether the last wait for a task was shorter than the pool's `idle_spin`, so that the
+    /// next one spins that long before parking.
+    spin_next: Cell<bool>,
 }
 
 impl Worker {
@@ -233,8 +237,7 @@ impl Worker {
                     }
                 }
                 // Fixed pool. Spin and yield briefly first, as crossbeam's own `recv`
-                // does: a steady stream then rarely pays a park and a futex wake per task,
-                // while an idle pool still parks within microseconds and burns no CPU.
+                // does, so a steady stream rarely pays a park and a futex wake per task.
                 let backoff = Backoff::new();
                 while !backoff.is_completed() {
                     if let Ok(job) = shared.rx.try_recv() {
@@ -242,10 +245,32 @@ impl Worker {
                     }
                     backoff.snooze();
                 }
-                // Then park until a job or the shutdown signal arrives.
+                // Then, if tasks have been arriving closer together than `idle_spin`, keep
+                // looking (yielding the CPU between tries) for up to that long.
+                let waiting_since = shared.now_nanos();
+                if self.spin_next.get() && shared.idle_spin_nanos > 0 {
+                    loop {
+                        if let Ok(job) = shared.rx.try_recv() {
+                            return Some(job);
+                        }
+                        if shared.now_nanos().saturating_sub(waiting_since)
+                            > shared.idle_spin_nanos
+                        {
+                            break;
+                        }
+                        thread::yield_now();
+                    }
+                }
+                // Then park until a job or the shutdown signal arrives. A wait longer than
+                // `idle_spin` means tasks are sparse: the next wait parks at once, so an idle
+                // pool burns no CPU.
                 select! {
                     recv(shared.rx) -> job => match job {
-                        Ok(job) => return Some(job),
+                        Ok(job) => {
+                            let waited = shared.now_nanos().saturating_sub(waiting_since);
+                            self.spin_next.set(waited <= shared.idle_spin_nanos);
+                            return Some(job);
+                        }
                         // Unreachable: the pool holds a sender as long as workers run.
                         Err(_) => return None,
                     },
