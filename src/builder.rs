@@ -652,7 +652,7 @@ impl RuntimeBuilder {
     ///
     /// Default: `true` (`false` only when the crate is interpreted by Miri, in our own test
     /// runs). With `false`, submissions skip the enqueue clock read (unless the pool has a
-    /// [`max_queue_wait`](PoolBuilder::max_queue_wait)), workers skip the recording, and
+    /// [`max_queue_wait`](PoolBuilder::max_queue_wait) or CoDel), workers skip the recording, and
     /// [`PoolSnapshot::latency`](crate::PoolSnapshot::latency) is `None`. The outcome
     /// counters of [`PoolStats`](crate::PoolStats), the supervisor, stuck-task detection,
     /// CPU time and events stay on: they cost nothing per task beyond the accounting the

@@ -89,8 +89,8 @@ pub(crate) struct PoolShared {
     pub(crate) workers: Box<[CachePadded<WorkerSlot>]>,
     /// One latency recorder per worker (same index), or `None` when metrics are off.
     pub(crate) recorders: Option<Box<[CachePadded<LatencyRecorder>]>>,
-    /// Whether anything reads a job's enqueue instant (latency metrics or a maximum queue
-    /// wait); if not, submissions skip the clock read.
+    /// Whether anything reads a job's enqueue time (latency metrics, a maximum queue wait or
+    /// CoDel); if not, submissions skip the clock read.
     pub(crate) stamp_enqueue: bool,
     /// `config.max_queue_wait` in nanoseconds, for the worker's integer comparison.
     pub(crate) max_queue_wait_nanos: Option<u64>,

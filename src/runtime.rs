@@ -220,7 +220,7 @@ fn start_pool(p: &PoolBuilder, metrics: bool) -> Result<Pool, BuildError> {
         refused: CachePadded::new(RefusalCounters::default()),
         drained: AtomicU64::new(0),
         workers,
-        stamp_enqueue: metrics || p.max_queue_wait.is_some(),
+        stamp_enqueue: metrics || p.max_queue_wait.is_some() || p.codel.is_some(),
         idle_spin_nanos: u64::try_from(p.idle_spin.as_nanos()).unwrap_or(u64::MAX),
         max_queue_wait_nanos: p
             .max_queue_wait

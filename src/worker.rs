@@ -253,8 +253,7 @@ impl Worker {
                         if let Ok(job) = shared.rx.try_recv() {
                             return Some(job);
                         }
-                        if shared.now_nanos().saturating_sub(waiting_since)
-                            > shared.idle_spin_nanos
+                        if shared.now_nanos().saturating_sub(waiting_since) > shared.idle_spin_nanos
                         {
                             break;
                         }

@@ -289,3 +289,43 @@ fn bad_codel_settings_are_build_errors_naming_the_field() {
         assert!(matches!(err.kind(), BuildErrorKind::OutOfRange), "{err}");
     }
 }
+
+/// Regression: with metrics off, jobs skip the enqueue clock read unless something reads it;
+/// CoDel does, so fresh work in a short standing queue must not look as if it had waited
+/// since the pool started.
+#[test]
+fn codel_with_metrics_off_still_runs_fresh_work() {
+    // A generous target: real waits here are a few milliseconds, even on a loaded machine.
+    let target = Duration::from_millis(100);
+    let interval = Duration::from_millis(150);
+    let rt = Runtime::builder()
+        .metrics(false)
+        .pool("p", |p| {
+            p.threads(1).queue_capacity(64).codel(target, interval)
+        })
+        .build()
+        .unwrap();
+    let pool = rt.pool("p").unwrap();
+    // Let the pool's clock run past the target before submitting anything.
+    std::thread::sleep(target * 2);
+    // Keep a short standing queue (about two 1 ms tasks) for several intervals.
+    let until = std::time::Instant::now() + interval * 3;
+    let mut handles = std::collections::VecDeque::new();
+    let mut n = 0u64;
+    while std::time::Instant::now() < until {
+        handles.push_back(
+            pool.try_submit(|| std::thread::sleep(Duration::from_millis(1)))
+                .unwrap(),
+        );
+        n += 1;
+        if handles.len() > 2 {
+            handles.pop_front().unwrap().join().unwrap();
+        }
+    }
+    for h in handles {
+        h.join().unwrap();
+    }
+    rt.shutdown();
+    let s = pool.stats();
+    assert_eq!((s.completed, s.shed), (n, 0), "{s:?}");
+}
