@@ -26,8 +26,9 @@
 
 use std::time::Duration;
 
-use crate::error::{BuildError, BuildErrorKind};
+use crate::error::{BuildError, BuildErrorKind, UnknownPool};
 use crate::events::{EventListener, Listeners};
+use crate::hooks::Hooks;
 use crate::placement::{self, CpuConfig};
 use crate::runtime::Runtime;
 #[cfg(doc)]
@@ -79,6 +80,8 @@ pub struct PoolBuilder {
     /// CPU set, placement, exclusivity and priority; setters in `placement.rs`.
     pub(crate) cpu: CpuConfig,
     pub(crate) stuck_after: Duration,
+    /// Context, lifecycle and panic hooks; setters in `hooks.rs`.
+    pub(crate) hooks: Hooks,
 }
 
 impl PoolBuilder {
@@ -92,6 +95,7 @@ impl PoolBuilder {
             thread_name: None,
             cpu: CpuConfig::default(),
             stuck_after: DEFAULT_STUCK_AFTER,
+            hooks: Hooks::default(),
         }
     }
 
@@ -311,6 +315,42 @@ impl RuntimeBuilder {
     ) -> Self {
         self.pools.push(configure(PoolBuilder::new(name.into())));
         self
+    }
+
+    /// Changes the pool already registered as `name`: for example one loaded from a
+    /// configuration file, to add what only code can set (hooks, a panic handler).
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownPool`] if no pool of that name was registered.
+    ///
+    /// ```
+    /// use bulkhead::{PanicPolicy, Runtime};
+    /// let rt = Runtime::builder()
+    ///     .pool("api", |p| p.threads(2)) // or RuntimeBuilder::from_toml_file(..)?
+    ///     .configure_pool("api", |p| {
+    ///         p.panic_policy(PanicPolicy::handler(|pool, _| eprintln!("panic in {pool}")))
+    ///     })?
+    ///     .build()?;
+    /// assert_eq!(rt.pool("api")?.threads(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn configure_pool(
+        mut self,
+        name: &str,
+        configure: impl FnOnce(PoolBuilder) -> PoolBuilder,
+    ) -> Result<Self, UnknownPool> {
+        match self.pools.iter().position(|p| p.name == name) {
+            Some(i) => {
+                let p = self.pools.remove(i);
+                self.pools.insert(i, configure(p));
+                Ok(self)
+            }
+            None => Err(UnknownPool {
+                name: name.to_owned(),
+                known: self.pools.iter().map(|p| p.name.clone()).collect(),
+            }),
+        }
     }
 
     /// How long dropping the [`Runtime`] waits for queued and running tasks, as if by

@@ -17,7 +17,12 @@
 //! max_queue_wait = "200ms"
 //! nice = 10
 //! sched_policy = "batch"  # "normal", "batch" or "idle"
+//! panic_policy = "abort"  # for tasks without a handle: "count" (the default) or "abort"
 //! ```
+//!
+//! Hooks (context propagation, thread start and stop, a panic handler) are code, not
+//! configuration: set them on the builder that the file returns, with
+//! [`RuntimeBuilder::configure_pool`].
 //!
 //! Every key is the name of the [`PoolBuilder`] or [`RuntimeBuilder`] setter it stands for,
 //! with the same defaults and rules. Pools are registered in file order. Durations are
@@ -37,6 +42,7 @@ use toml::Spanned;
 
 use crate::builder::{PoolBuilder, RuntimeBuilder};
 use crate::cpuset::CpuSet;
+use crate::hooks::PanicPolicy;
 use crate::placement::{Placement, SchedPolicy};
 
 /// One problem found in a configuration.
@@ -368,6 +374,18 @@ impl Loader<'_> {
                     }
                     None => {}
                 },
+                "panic_policy" => match self.string(pool, key, v) {
+                    Some("count") => p = p.panic_policy(PanicPolicy::Count),
+                    Some("abort") => p = p.panic_policy(PanicPolicy::Abort),
+                    Some(other) => {
+                        let msg = format!(
+                            "unknown panic policy {other:?} (use \"count\" or \"abort\"; a handler is set in code \
+                             with PoolBuilder::panic_policy)"
+                        );
+                        self.issue(pool, Some(key), v.span().start, msg);
+                    }
+                    None => {}
+                },
                 other => {
                     let msg = format!(
                         "unknown key {other:?} (known keys: {})",
@@ -400,6 +418,7 @@ pub const POOL_KEYS: &[&str] = &[
     "exclusive",
     "nice",
     "sched_policy",
+    "panic_policy",
 ];
 
 fn kind(v: &DeValue<'_>) -> &'static str {

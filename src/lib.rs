@@ -210,6 +210,7 @@ mod cpuset;
 mod error;
 mod events;
 mod export;
+pub mod hooks;
 pub mod metrics;
 mod placement;
 pub mod pool;
@@ -223,8 +224,12 @@ mod worker;
 
 pub use builder::{PoolBuilder, RuntimeBuilder};
 pub use cpuset::{CpuSet, ParseCpuSetError, PartitionError};
-pub use error::{BuildError, BuildErrorKind, RefusalReason, SubmitError, TaskError, UnknownPool};
+pub use error::{
+    BuildError, BuildErrorKind, RefusalReason, RefusedContinuation, SubmitError, TaskError,
+    UnknownPool,
+};
 pub use events::{Event, EventListener};
+pub use hooks::{PanicPolicy, WorkerThread};
 pub use metrics::{
     Health, LatencySummary, LatencyView, PoolLatency, PoolSnapshot, RuntimeSnapshot, StuckTask,
 };

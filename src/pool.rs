@@ -35,11 +35,12 @@ use crossbeam_utils::CachePadded;
 
 use crate::cpuset::CpuSet;
 use crate::error::{RefusalReason, SubmitError};
+use crate::hooks::{Hooks, InContext};
 use crate::metrics::LatencyRecorder;
 use crate::placement::CpuConfig;
 use crate::stats::{PoolStats, WorkerInfo, WorkerSlot};
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
-use crate::task::{Job, TaskCell, TaskHandle, Work};
+use crate::task::{DetachedTask, Job, Runnable, TaskCell, TaskHandle, Work};
 
 pub(crate) const CLOSED: usize = 1;
 pub(crate) const ABANDONED: usize = 2;
@@ -55,6 +56,8 @@ pub(crate) struct PoolConfig {
     /// CPU set, placement and priority, applied by each worker as it starts.
     pub(crate) cpu: CpuConfig,
     pub(crate) stuck_after: Duration,
+    /// Context, lifecycle and panic hooks (all optional).
+    pub(crate) hooks: Hooks,
 }
 
 #[derive(Default)]
@@ -89,9 +92,19 @@ pub(crate) struct PoolShared {
     /// Disconnected when the last worker thread has exited.
     pub(crate) exit_rx: Receiver<()>,
     pub(crate) joins: Mutex<Vec<(usize, JoinHandle<()>)>>,
+    /// Workers blocked in `join`/`join_timeout` on an unfinished task of this pool (deadlock
+    /// detection, see `task.rs`).
+    pub(crate) blocked_joins: AtomicUsize,
 }
 
 impl PoolShared {
+    /// The pool's identity for task cells and worker threads: the address of this shared
+    /// state, stable while any handle, worker or queued task keeps it alive.
+    #[inline]
+    pub(crate) fn id(&self) -> usize {
+        self as *const PoolShared as usize
+    }
+
     /// Admits and enqueues one job. On refusal the job comes back with the reason.
     #[inline]
     fn send(&self, job: Job, deadline: Option<Instant>) -> Result<(), (Job, RefusalReason)> {
@@ -287,7 +300,8 @@ impl Pool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let cell = TaskCell::new(f);
+        let ctx = self.shared.config.hooks.capture();
+        let cell = TaskCell::new(f, ctx, self.shared.id());
         let job = Job {
             enqueued: Instant::now(),
             work: Work::Handle(cell.clone()),
@@ -339,9 +353,13 @@ impl Pool {
     where
         F: FnOnce() + Send + 'static,
     {
+        let task: Box<dyn DetachedTask> = match self.shared.config.hooks.capture() {
+            None => Box::new(f),
+            Some(ctx) => Box::new(InContext { f, ctx }),
+        };
         let job = Job {
             enqueued: Instant::now(),
-            work: Work::Detached(Box::new(f)),
+            work: Work::Detached(task),
         };
         match self.shared.send(job, deadline) {
             Ok(()) => Ok(()),
@@ -355,6 +373,20 @@ impl Pool {
                 }
             }
         }
+    }
+
+    /// Queues a continuation's cell without blocking (see `TaskHandle::then_in`).
+    pub(crate) fn submit_cell(&self, cell: Arc<dyn Runnable>) -> Result<(), RefusalReason> {
+        let job = Job {
+            enqueued: Instant::now(),
+            work: Work::Handle(cell),
+        };
+        self.shared.send(job, None).map_err(|(job, reason)| {
+            // The job holds one of two references to the cell: dropping it leaves the cell
+            // to the caller, which resolves it as refused.
+            drop(job);
+            reason
+        })
     }
 
     /// The pool's name.

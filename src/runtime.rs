@@ -204,6 +204,7 @@ fn start_pool(p: &PoolBuilder, metrics: bool) -> Result<Pool, BuildError> {
             stack_size: p.stack_size,
             cpu: p.cpu.clone(),
             stuck_after: p.stuck_after,
+            hooks: p.hooks.clone(),
         },
         tx,
         rx,
@@ -223,6 +224,7 @@ fn start_pool(p: &PoolBuilder, metrics: bool) -> Result<Pool, BuildError> {
         shutdown_rx,
         exit_rx,
         joins: Mutex::new(Vec::with_capacity(p.threads)),
+        blocked_joins: AtomicUsize::new(0),
     });
     let pool = Pool { shared };
     let (ready_tx, ready_rx) = unbounded();

@@ -4,6 +4,6 @@
 //! The queue itself is a crossbeam channel and is not replaced; see docs/ARCHITECTURE.md
 //! for what is and is not model-checked.
 
-pub(crate) use parking_lot::{Condvar, Mutex};
+pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard};
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 pub(crate) use std::sync::Arc;

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, RecvTimeoutError, Sender};
 
+use crate::hooks;
 use crate::pool::{PoolShared, CLOSED, IN_FLIGHT};
 use crate::sync::{Arc, Ordering};
 use crate::sys;
@@ -49,14 +50,21 @@ pub(crate) fn spawn(
     builder.spawn(move || {
         let _exit_token = exit_token;
         let worker = Worker { shared, index };
-        let setup = worker.set_up();
+        // Placement first, so that the start hook sees the final placement.
+        let setup = worker
+            .set_up()
+            .and_then(|()| hooks::thread_started(&worker.shared, index));
         let ok = setup.is_ok();
         // The builder is waiting on the other end; if it is gone there is nobody to serve.
         if ready.send(setup).is_err() || !ok {
             worker.shared.workers[index].mark_exited();
+            if ok {
+                hooks::thread_stopped(&worker.shared, index);
+            }
             return;
         }
         worker.run();
+        hooks::thread_stopped(&worker.shared, index);
     })
 }
 
