@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bulkhead::{Pool, RefusalReason, Runtime, TaskError};
-use support::{occupy_all, quiet_panics, wait_until, HANG_GUARD};
+use support::{block_worker, occupy_all, quiet_panics, wait_until, HANG_GUARD};
 
 fn three_pools(
     configure_b: impl FnOnce(bulkhead::PoolBuilder) -> bulkhead::PoolBuilder,
@@ -136,7 +136,8 @@ fn a_chain_through_a_hung_full_pool_reports_the_refusal_and_the_others_keep_serv
 fn a_chain_through_a_hung_pool_with_a_deadline_reports_the_expiry() {
     let max_wait = Duration::from_millis(20);
     let (_rt, a, b, c) = three_pools(|p| p.threads(1).queue_capacity(8).max_queue_wait(max_wait));
-    let mut gate = occupy_all(&b);
+    // (block_worker resubmits its blocking task if that one expires on a loaded machine.)
+    let gate = block_worker(&b);
     let chain = a
         .try_submit(|| 1)
         .unwrap()
@@ -155,9 +156,10 @@ fn a_chain_through_a_hung_pool_with_a_deadline_reports_the_expiry() {
     wait_until("the continuation to be stale", || {
         queued_at.elapsed() > max_wait * 2
     });
-    gate.open(); // "b" recovers, finds the continuation stale, and expires it
+    drop(gate); // "b" recovers, finds the continuation stale, and expires it
     assert_eq!(chain.join().unwrap(), Err(true));
-    assert_eq!(b.stats().expired, 1);
+    // At least the continuation (a blocking task may have expired too, and been resubmitted).
+    assert!(b.stats().expired >= 1);
 }
 
 #[test]
