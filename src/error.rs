@@ -190,7 +190,10 @@ pub enum TaskError {
 /// }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct RefusedContinuation {
+pub struct RefusedContinuation(Box<Refusal>);
+
+/// Boxed so that [`TaskError`], returned by every join, stays as small as its other variants.
+struct Refusal {
     pool: Arc<str>,
     reason: RefusalReason,
     task: Box<dyn Any + Send>,
@@ -199,26 +202,29 @@ pub struct RefusedContinuation {
 impl RefusedContinuation {
     #[cold]
     pub(crate) fn new(pool: Arc<str>, reason: RefusalReason, task: Box<dyn Any + Send>) -> Self {
-        RefusedContinuation { pool, reason, task }
+        RefusedContinuation(Box::new(Refusal { pool, reason, task }))
     }
 
     /// The name of the pool that refused the continuation.
     pub fn pool(&self) -> &str {
-        &self.pool
+        &self.0.pool
     }
 
     /// Why it was refused.
     pub fn reason(&self) -> RefusalReason {
-        self.reason
+        self.0.reason
     }
 
     /// The refused continuation, with the first task's outcome bound: calling it runs the
     /// closure given to `then_in` on the calling thread. `U` is the continuation's output
     /// type; with any other type the error comes back unchanged.
     pub fn into_task<U: 'static>(self) -> Result<Box<dyn FnOnce() -> U + Send>, Self> {
-        match self.task.downcast::<Box<dyn FnOnce() -> U + Send>>() {
+        if !self.0.task.is::<Box<dyn FnOnce() -> U + Send>>() {
+            return Err(self);
+        }
+        match self.0.task.downcast::<Box<dyn FnOnce() -> U + Send>>() {
             Ok(task) => Ok(*task),
-            Err(task) => Err(RefusedContinuation { task, ..self }),
+            Err(_) => unreachable!("checked just above"),
         }
     }
 }
@@ -226,8 +232,8 @@ impl RefusedContinuation {
 impl fmt::Debug for RefusedContinuation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RefusedContinuation")
-            .field("pool", &&*self.pool)
-            .field("reason", &self.reason)
+            .field("pool", &&*self.0.pool)
+            .field("reason", &self.0.reason)
             .finish_non_exhaustive()
     }
 }
@@ -237,7 +243,7 @@ impl fmt::Display for RefusedContinuation {
         write!(
             f,
             "pool {:?} refused the continuation: {}",
-            &*self.pool, self.reason
+            &*self.0.pool, self.0.reason
         )
     }
 }

@@ -7,7 +7,7 @@
 //!
 //! | stage       | meaning                                         | next                              |
 //! |-------------|-------------------------------------------------|-----------------------------------|
-//! | `Pending`   | queued (or, for a continuation, waiting for its input); holds the closure and its captured context, if any | `Running` (a worker claims it), `Done(Cancelled)` (cancel, shutdown), `Done(Expired)`, `Done(Refused)` (a continuation its pool refused) |
+//! | `Pending`   | queued (or, for a continuation, waiting for its input); holds the closure (its captured context, if any, is in the out-of-line `Extra`) | `Running` (a worker claims it), `Done(Cancelled)` (cancel, shutdown), `Done(Expired)`, `Done(Refused)` (a continuation its pool refused) |
 //! | `Running`   | a worker took the closure and is calling it     | `Done(Ok)` or `Done(Panicked)`    |
 //! | `Done`      | holds the outcome until the handle takes it     | `Taken`                           |
 //! | `Taken`     | the handle took the outcome                     | (final)                           |
@@ -23,7 +23,8 @@
 //! # Continuations
 //!
 //! [`TaskHandle::then_in`] consumes the handle and leaves a *listener* in the cell instead of
-//! a waker: whoever resolves the cell (the worker, an expiry, a shutdown drain, or `then_in`
+//! a waker (in the cell's out-of-line `Extra` part, with the captured context and the
+//! deadlock waiter, so a plain task's cell pays one `None` pointer for all three): whoever resolves the cell (the worker, an expiry, a shutdown drain, or `then_in`
 //! itself when the task had already ended) hands the outcome to the listener outside the
 //! lock, and the listener feeds it to the continuation's own cell and queues that cell on the
 //! second pool with a non-blocking send. No thread ever waits for the first task to end.
@@ -190,28 +191,66 @@ pub(crate) fn drop_quietly<T>(value: T) {
 }
 
 enum Stage<B, T> {
-    /// The body and the context it captured at submission, if the pool has a context hook.
-    Pending(B, Option<Captured>),
+    Pending(B),
     Running,
     Done(Result<T, TaskError>),
     Taken,
 }
 
-/// Who is told when the cell resolves, besides a thread blocked on the condvar.
-enum Listener<T> {
-    None,
-    /// An `.await`ing task.
-    Waker(Waker),
+/// A continuation's entry point: takes the first task's outcome.
+type Then<T> = Box<dyn FnOnce(Result<T, TaskError>) + Send>;
+
+/// The parts of a cell that most tasks never use, kept out of line so that a plain task's
+/// cell stays as small as before they existed: one `None` pointer.
+struct Extra<T> {
+    /// The context captured at submission, while the task is pending.
+    ctx: Option<Captured>,
     /// A continuation registered by [`TaskHandle::then_in`]; it takes the outcome.
-    Then(Box<dyn FnOnce(Result<T, TaskError>) + Send>),
+    then: Option<Then<T>>,
+    /// The pool whose `blocked_joins` counts a worker blocked on this cell (see the module
+    /// docs); taken by whoever resolves the cell, or by the waiter when it stops waiting.
+    waiter: Option<Arc<PoolShared>>,
+}
+
+impl<T> Default for Extra<T> {
+    fn default() -> Self {
+        Extra {
+            ctx: None,
+            then: None,
+            waiter: None,
+        }
+    }
 }
 
 struct CellState<B, T> {
     stage: Stage<B, T>,
-    listener: Listener<T>,
-    /// The pool whose `blocked_joins` counts a worker blocked on this cell (see the module
-    /// docs); taken by whoever resolves the cell, or by the waiter when it stops waiting.
-    waiter: Option<Arc<PoolShared>>,
+    waker: Option<Waker>,
+    extra: Option<Box<Extra<T>>>,
+}
+
+impl<B, T> CellState<B, T> {
+    #[inline]
+    fn take_ctx(&mut self) -> Option<Captured> {
+        match &mut self.extra {
+            None => None,
+            Some(e) => e.ctx.take(),
+        }
+    }
+
+    fn extra(&mut self) -> &mut Extra<T> {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
+    fn has_waiter(&self) -> bool {
+        self.extra.as_ref().is_some_and(|e| e.waiter.is_some())
+    }
+
+    /// Un-counts the worker blocked on this cell, if one is.
+    fn release_waiter(&mut self) {
+        if let Some(pool) = self.extra.as_mut().and_then(|e| e.waiter.take()) {
+            pool.blocked_joins.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 /// The shared allocation of a task with a handle: closure, result slot and wake-up
@@ -231,9 +270,14 @@ where
     pub(crate) fn new(body: B, ctx: Option<Captured>, origin: usize) -> Arc<Self> {
         Arc::new(TaskCell {
             state: Mutex::new(CellState {
-                stage: Stage::Pending(body, ctx),
-                listener: Listener::None,
-                waiter: None,
+                stage: Stage::Pending(body),
+                waker: None,
+                extra: ctx.map(|ctx| {
+                    Box::new(Extra {
+                        ctx: Some(ctx),
+                        ..Extra::default()
+                    })
+                }),
             }),
             done: Condvar::new(),
             origin,
@@ -246,7 +290,7 @@ where
     pub(crate) fn reclaim(&self) -> B {
         let mut st = self.state.lock();
         match std::mem::replace(&mut st.stage, Stage::Taken) {
-            Stage::Pending(f, _ctx) => f,
+            Stage::Pending(f) => f,
             _ => unreachable!("a refused task cell always still holds its closure"),
         }
     }
@@ -255,23 +299,21 @@ where
     /// outcome to a continuation (outside the lock) or stores it for the handle and wakes it.
     #[inline]
     fn complete(&self, mut st: MutexGuard<'_, CellState<B, T>>, result: Result<T, TaskError>) {
-        if let Some(pool) = st.waiter.take() {
-            pool.blocked_joins.fetch_sub(1, Ordering::AcqRel);
-        }
-        match std::mem::replace(&mut st.listener, Listener::None) {
-            Listener::Then(then) => {
+        if st.extra.is_some() {
+            st.release_waiter();
+            if let Some(then) = st.extra.as_mut().and_then(|e| e.then.take()) {
                 st.stage = Stage::Taken;
                 drop(st);
                 then(result);
+                return;
             }
-            listener => {
-                st.stage = Stage::Done(result);
-                drop(st);
-                self.done.notify_all();
-                if let Listener::Waker(w) = listener {
-                    w.wake();
-                }
-            }
+        }
+        st.stage = Stage::Done(result);
+        let waker = st.waker.take();
+        drop(st);
+        self.done.notify_all();
+        if let Some(w) = waker {
+            w.wake();
         }
     }
 
@@ -285,13 +327,13 @@ where
         before: impl FnOnce(bool),
     ) -> Option<(B, Option<Captured>)> {
         let mut st = self.state.lock();
-        if !matches!(st.stage, Stage::Pending(..)) {
+        if !matches!(st.stage, Stage::Pending(_)) {
             before(false);
             return None;
         }
         before(true);
         let taken = match std::mem::replace(&mut st.stage, Stage::Running) {
-            Stage::Pending(f, ctx) => (f, ctx),
+            Stage::Pending(f) => (f, st.take_ctx()),
             _ => unreachable!(),
         };
         self.complete(st, Err(err()));
@@ -308,7 +350,7 @@ where
     fn with_pending(&self, feed: impl FnOnce(&mut B)) -> bool {
         let mut st = self.state.lock();
         match &mut st.stage {
-            Stage::Pending(body, _) => {
+            Stage::Pending(body) => {
                 feed(body);
                 true
             }
@@ -326,14 +368,14 @@ where
     fn run(&self, account: Account<'_>) {
         let (f, ctx) = {
             let mut st = self.state.lock();
-            if !matches!(st.stage, Stage::Pending(..)) {
+            if !matches!(st.stage, Stage::Pending(_)) {
                 // Cancelled through the handle while it sat in the queue.
                 drop(st);
                 account(Outcome::Cancelled);
                 return;
             }
             match std::mem::replace(&mut st.stage, Stage::Running) {
-                Stage::Pending(f, ctx) => (f, ctx),
+                Stage::Pending(f) => (f, st.take_ctx()),
                 _ => unreachable!(),
             }
         };
@@ -381,7 +423,7 @@ trait Completion<T>: Send + Sync {
     fn cancel(&self) -> bool;
     fn is_finished(&self) -> bool;
     /// Hands the outcome to `then` when the task ends, or at once if it has.
-    fn on_done(&self, then: Box<dyn FnOnce(Result<T, TaskError>) + Send>);
+    fn on_done(&self, then: Then<T>);
 }
 
 impl<B, T> Completion<T> for TaskCell<B, T>
@@ -400,8 +442,8 @@ where
                     }
                 }
                 Stage::Taken => break Err(TaskError::AlreadyJoined),
-                Stage::Pending(..) | Stage::Running => {
-                    if detect && st.waiter.is_none() {
+                Stage::Pending(_) | Stage::Running => {
+                    if detect && !st.has_waiter() {
                         if let Some(pool) = hooks::current_pool_if(self.origin) {
                             // This thread is a worker of the pool that must run the task.
                             let blocked = pool.blocked_joins.fetch_add(1, Ordering::AcqRel) + 1;
@@ -409,7 +451,7 @@ where
                                 pool.blocked_joins.fetch_sub(1, Ordering::AcqRel);
                                 return Err(TaskError::WouldDeadlock);
                             }
-                            st.waiter = Some(pool);
+                            st.extra().waiter = Some(pool);
                         }
                     }
                     match deadline {
@@ -426,9 +468,7 @@ where
             }
         };
         // Timed out while counted: un-count (a resolver would have taken `waiter`).
-        if let Some(pool) = st.waiter.take() {
-            pool.blocked_joins.fetch_sub(1, Ordering::AcqRel);
-        }
+        st.release_waiter();
         result
     }
 
@@ -440,10 +480,10 @@ where
                 _ => unreachable!(),
             },
             Stage::Taken => Poll::Ready(Err(TaskError::AlreadyJoined)),
-            Stage::Pending(..) | Stage::Running => {
-                match &st.listener {
-                    Listener::Waker(w) if w.will_wake(cx.waker()) => {}
-                    _ => st.listener = Listener::Waker(cx.waker().clone()),
+            Stage::Pending(_) | Stage::Running => {
+                match &st.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => st.waker = Some(cx.waker().clone()),
                 }
                 Poll::Pending
             }
@@ -465,7 +505,7 @@ where
         matches!(self.state.lock().stage, Stage::Done(_) | Stage::Taken)
     }
 
-    fn on_done(&self, then: Box<dyn FnOnce(Result<T, TaskError>) + Send>) {
+    fn on_done(&self, then: Then<T>) {
         let mut st = self.state.lock();
         match std::mem::replace(&mut st.stage, Stage::Taken) {
             Stage::Done(r) => {
@@ -479,7 +519,8 @@ where
             stage => {
                 st.stage = stage;
                 // The handle is consumed: no waker will be needed again.
-                st.listener = Listener::Then(then);
+                st.waker = None;
+                st.extra().then = Some(then);
             }
         }
     }
@@ -530,7 +571,10 @@ where
     fn refuse(&self, reason: RefusalReason, pool: std::sync::Arc<str>) {
         let mut st = self.state.lock();
         let body = match std::mem::replace(&mut st.stage, Stage::Running) {
-            Stage::Pending(body, _ctx) => body,
+            Stage::Pending(body) => {
+                drop(st.take_ctx()); // never installed: the continuation did not enter the pool
+                body
+            }
             other => {
                 // Cancelled between the feed and the refusal.
                 st.stage = other;
