@@ -43,13 +43,17 @@ thread_local! {
     static REQUEST_ID: Cell<u64> = const { Cell::new(0) };
 }
 
-/// The sizes that matter for the demonstration.
+/// The sizes and limits that matter for the demonstration.
 #[derive(Debug, Clone, Copy)]
 pub struct Sizes {
     /// Threads of the slow downstream's pool.
     pub downstream_threads: usize,
     /// Queue capacity of the slow downstream's pool.
     pub downstream_queue: usize,
+    /// How long a request may wait for the `cpu` pool before it is shed (503).
+    pub cpu_max_wait: Duration,
+    /// How long a request may wait for the `downstream` pool before it is shed (503).
+    pub downstream_max_wait: Duration,
 }
 
 impl Default for Sizes {
@@ -57,6 +61,8 @@ impl Default for Sizes {
         Sizes {
             downstream_threads: 2,
             downstream_queue: 4,
+            cpu_max_wait: Duration::from_millis(500),
+            downstream_max_wait: Duration::from_secs(2),
         }
     }
 }
@@ -81,13 +87,13 @@ pub fn build_runtime(sizes: Sizes) -> Result<Runtime, bulkhead::BuildError> {
             with_request_id(p)
                 .threads(cores)
                 .queue_capacity(64)
-                .max_queue_wait(Duration::from_millis(500))
+                .max_queue_wait(sizes.cpu_max_wait)
         })
         .pool("downstream", |p| {
             with_request_id(p)
                 .threads(sizes.downstream_threads)
                 .queue_capacity(sizes.downstream_queue)
-                .max_queue_wait(Duration::from_secs(2))
+                .max_queue_wait(sizes.downstream_max_wait)
         })
         .build()
 }

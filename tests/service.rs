@@ -99,9 +99,12 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 
 #[test]
 fn a_flooded_slow_endpoint_answers_503_while_the_fast_one_answers_200() {
+    // Queue-wait limits far above any scheduling delay: every 503 here is a refusal.
     let sizes = service::Sizes {
         downstream_threads: 1,
         downstream_queue: 2,
+        cpu_max_wait: HANG_GUARD,
+        downstream_max_wait: HANG_GUARD,
     };
     let rt = Arc::new(service::build_runtime(sizes).unwrap());
     let gate = Gate::default();
@@ -184,7 +187,11 @@ fn a_flooded_slow_endpoint_answers_503_while_the_fast_one_answers_200() {
 
 #[test]
 fn the_request_id_follows_the_request_into_the_pools() {
-    let rt = Arc::new(service::build_runtime(service::Sizes::default()).unwrap());
+    let sizes = service::Sizes {
+        cpu_max_wait: HANG_GUARD,
+        ..service::Sizes::default()
+    };
+    let rt = Arc::new(service::build_runtime(sizes).unwrap());
     let downstream: service::Downstream = Arc::new(|| "ok\n".to_owned());
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
