@@ -463,3 +463,18 @@ fn joins_from_outside_or_on_another_pool_are_never_refused() {
     assert_eq!(got, 3);
     assert_eq!(a.try_submit(|| 4).unwrap().join().unwrap(), 4);
 }
+
+#[test]
+fn a_continuation_captures_on_the_thread_calling_then_in() {
+    let log = Log::default();
+    let rt = runtime(&log, |p| p.threads(1));
+    let pool = rt.pool("p").unwrap();
+    let first = submit_tagged(&pool, 10, || TAG.with(Cell::get));
+    TAG.with(|t| t.set(11));
+    let next = first.then_in(&pool, |r| (r.unwrap(), TAG.with(Cell::get)));
+    TAG.with(|t| t.set(0));
+    assert_eq!(next.join().unwrap(), (10, 11));
+    wait_until("both clears", || log.whats(11).len() == 2);
+    assert_eq!(log.whats(10), ["install", "clear"]);
+    assert_eq!(log.whats(11), ["install", "clear"]);
+}
