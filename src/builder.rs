@@ -32,8 +32,9 @@
 
 use std::time::Duration;
 
-use crate::error::{BuildError, BuildErrorKind};
+use crate::error::{BuildError, BuildErrorKind, UnknownPool};
 use crate::events::{EventListener, Listeners};
+use crate::hooks::Hooks;
 use crate::overload::{CodelConfig, ShedHandler, ShedTask};
 use crate::placement::{self, CpuConfig};
 use crate::runtime::Runtime;
@@ -117,6 +118,8 @@ pub struct PoolBuilder {
     pub(crate) replacement_budget: usize,
     pub(crate) max_threads_limit: Option<usize>,
     pub(crate) queue_capacity_limit: Option<usize>,
+    /// Context, lifecycle and panic hooks; setters in `hooks.rs`.
+    pub(crate) hooks: Hooks,
 }
 
 impl PoolBuilder {
@@ -138,6 +141,7 @@ impl PoolBuilder {
             replacement_budget: 0,
             max_threads_limit: None,
             queue_capacity_limit: None,
+            hooks: Hooks::default(),
         }
     }
 
@@ -635,6 +639,42 @@ impl RuntimeBuilder {
     ) -> Self {
         self.pools.push(configure(PoolBuilder::new(name.into())));
         self
+    }
+
+    /// Changes the pool already registered as `name`: for example one loaded from a
+    /// configuration file, to add what only code can set (hooks, a panic handler).
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownPool`] if no pool of that name was registered.
+    ///
+    /// ```
+    /// use bulkhead::{PanicPolicy, Runtime};
+    /// let rt = Runtime::builder()
+    ///     .pool("api", |p| p.threads(2)) // or RuntimeBuilder::from_toml_file(..)?
+    ///     .configure_pool("api", |p| {
+    ///         p.panic_policy(PanicPolicy::handler(|pool, _| eprintln!("panic in {pool}")))
+    ///     })?
+    ///     .build()?;
+    /// assert_eq!(rt.pool("api")?.threads(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn configure_pool(
+        mut self,
+        name: &str,
+        configure: impl FnOnce(PoolBuilder) -> PoolBuilder,
+    ) -> Result<Self, UnknownPool> {
+        match self.pools.iter().position(|p| p.name == name) {
+            Some(i) => {
+                let p = self.pools.remove(i);
+                self.pools.insert(i, configure(p));
+                Ok(self)
+            }
+            None => Err(UnknownPool {
+                name: name.to_owned(),
+                known: self.pools.iter().map(|p| p.name.clone()).collect(),
+            }),
+        }
     }
 
     /// How long dropping the [`Runtime`] waits for queued and running tasks, as if by

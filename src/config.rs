@@ -17,6 +17,7 @@
 //! max_queue_wait = "200ms"
 //! nice = 10
 //! sched_policy = "batch"  # "normal", "batch" or "idle"
+//! panic_policy = "abort"  # for tasks without a handle: "count" (the default) or "abort"
 //!
 //! [pools.downstream]
 //! elastic = [1, 16]       # min and max threads (docs/OVERLOAD.md)
@@ -27,6 +28,10 @@
 //! max_threads_limit = 32   # allows Pool::set_threads up to 32
 //! queue_capacity_limit = 1024
 //! ```
+//!
+//! Hooks (context propagation, thread start and stop, a panic handler) are code, not
+//! configuration: set them on the builder that the file returns, with
+//! [`RuntimeBuilder::configure_pool`].
 //!
 //! Every key is the name of the [`PoolBuilder`] or [`RuntimeBuilder`] setter it stands for,
 //! with the same defaults and rules. Pools are registered in file order. Durations are
@@ -46,6 +51,7 @@ use toml::Spanned;
 
 use crate::builder::{PoolBuilder, RuntimeBuilder};
 use crate::cpuset::CpuSet;
+use crate::hooks::PanicPolicy;
 use crate::placement::{Placement, SchedPolicy};
 
 /// One problem found in a configuration.
@@ -446,6 +452,18 @@ impl Loader<'_> {
                     }
                     None => {}
                 },
+                "panic_policy" => match self.string(pool, key, v) {
+                    Some("count") => p = p.panic_policy(PanicPolicy::Count),
+                    Some("abort") => p = p.panic_policy(PanicPolicy::Abort),
+                    Some(other) => {
+                        let msg = format!(
+                            "unknown panic policy {other:?} (use \"count\" or \"abort\"; a handler is set in code \
+                             with PoolBuilder::panic_policy)"
+                        );
+                        self.issue(pool, Some(key), v.span().start, msg);
+                    }
+                    None => {}
+                },
                 other => {
                     let msg = format!(
                         "unknown key {other:?} (known keys: {})",
@@ -486,6 +504,7 @@ pub const POOL_KEYS: &[&str] = &[
     "max_threads_limit",
     "queue_capacity_limit",
     "codel",
+    "panic_policy",
 ];
 
 fn kind(v: &DeValue<'_>) -> &'static str {

@@ -159,6 +159,100 @@ pub enum TaskError {
     TimedOut,
     /// The result was already taken by an earlier `try_join`, `join_timeout` or poll.
     AlreadyJoined,
+    /// Only from [`join`](crate::TaskHandle::join) and
+    /// [`join_timeout`](crate::TaskHandle::join_timeout) called on a worker of the pool the
+    /// task is queued on: every worker of that pool would then be blocked waiting on a task of
+    /// the pool, so nobody could run it. Returned at once instead of hanging; the task is not
+    /// cancelled, and with `join_timeout` the handle stays valid. See
+    /// [`TaskHandle::join`](crate::TaskHandle::join) for the exact rule.
+    WouldDeadlock,
+    /// Only from a continuation's handle ([`TaskHandle::then_in`](crate::TaskHandle::then_in)):
+    /// its pool refused it when the first task ended. The continuation, with its input bound,
+    /// comes back inside ([`RefusedContinuation::into_task`]).
+    Refused(RefusedContinuation),
+}
+
+/// A continuation that its pool refused, from [`TaskError::Refused`].
+///
+/// Like a [`SubmitError`], it names the pool and the reason and hands the work back: the
+/// continuation's closure with the first task's outcome already bound to it, as a
+/// `Box<dyn FnOnce() -> U + Send>` (typed by [`into_task`](RefusedContinuation::into_task)).
+///
+/// ```
+/// use bulkhead::{Runtime, TaskError};
+/// let rt = Runtime::builder().pool("a", |p| p).pool("b", |p| p).build()?;
+/// let b = rt.pool("b")?;
+/// let first = rt.pool("a")?.try_submit(|| 20)?;
+/// rt.shutdown(); // runs the queued task, then every pool refuses new work
+/// assert!(first.is_finished());
+/// let next = first.then_in(&b, |n| n.unwrap() + 1);
+/// match next.join() {
+///     Err(TaskError::Refused(refused)) => {
+///         assert_eq!(refused.pool(), "b");
+///         assert!(refused.reason() == bulkhead::RefusalReason::ShuttingDown);
+///         let task = refused.into_task::<i32>().unwrap();
+///         assert_eq!(task(), 21); // run it here instead
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct RefusedContinuation(Box<Refusal>);
+
+/// Boxed so that [`TaskError`], returned by every join, stays as small as its other variants.
+struct Refusal {
+    pool: Arc<str>,
+    reason: RefusalReason,
+    task: Box<dyn Any + Send>,
+}
+
+impl RefusedContinuation {
+    #[cold]
+    pub(crate) fn new(pool: Arc<str>, reason: RefusalReason, task: Box<dyn Any + Send>) -> Self {
+        RefusedContinuation(Box::new(Refusal { pool, reason, task }))
+    }
+
+    /// The name of the pool that refused the continuation.
+    pub fn pool(&self) -> &str {
+        &self.0.pool
+    }
+
+    /// Why it was refused.
+    pub fn reason(&self) -> RefusalReason {
+        self.0.reason
+    }
+
+    /// The refused continuation, with the first task's outcome bound: calling it runs the
+    /// closure given to `then_in` on the calling thread. `U` is the continuation's output
+    /// type; with any other type the error comes back unchanged.
+    pub fn into_task<U: 'static>(self) -> Result<Box<dyn FnOnce() -> U + Send>, Self> {
+        if !self.0.task.is::<Box<dyn FnOnce() -> U + Send>>() {
+            return Err(self);
+        }
+        match self.0.task.downcast::<Box<dyn FnOnce() -> U + Send>>() {
+            Ok(task) => Ok(*task),
+            Err(_) => unreachable!("checked just above"),
+        }
+    }
+}
+
+impl fmt::Debug for RefusedContinuation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefusedContinuation")
+            .field("pool", &&*self.0.pool)
+            .field("reason", &self.0.reason)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for RefusedContinuation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "pool {:?} refused the continuation: {}",
+            &*self.0.pool, self.0.reason
+        )
+    }
 }
 
 impl TaskError {
@@ -185,6 +279,19 @@ impl TaskError {
     /// True for [`TaskError::TimedOut`]: the task is still pending and the handle still valid.
     pub fn is_timeout(&self) -> bool {
         matches!(self, TaskError::TimedOut)
+    }
+
+    /// True for [`TaskError::WouldDeadlock`].
+    pub fn is_would_deadlock(&self) -> bool {
+        matches!(self, TaskError::WouldDeadlock)
+    }
+
+    /// The refusal, for [`TaskError::Refused`].
+    pub fn refused(&self) -> Option<&RefusedContinuation> {
+        match self {
+            TaskError::Refused(r) => Some(r),
+            _ => None,
+        }
     }
 
     /// The panic message, when the task panicked with a `&str` or `String` payload
@@ -226,6 +333,8 @@ impl fmt::Debug for TaskError {
             TaskError::Cancelled => f.write_str("Cancelled"),
             TaskError::TimedOut => f.write_str("TimedOut"),
             TaskError::AlreadyJoined => f.write_str("AlreadyJoined"),
+            TaskError::WouldDeadlock => f.write_str("WouldDeadlock"),
+            TaskError::Refused(r) => f.debug_tuple("Refused").field(r).finish(),
         }
     }
 }
@@ -247,6 +356,10 @@ impl fmt::Display for TaskError {
             TaskError::Cancelled => f.write_str("task was cancelled before it started"),
             TaskError::TimedOut => f.write_str("task has not finished yet"),
             TaskError::AlreadyJoined => f.write_str("task result was already taken"),
+            TaskError::WouldDeadlock => f.write_str(
+                "joining would deadlock: every worker of the task's pool would be waiting on a task of that pool",
+            ),
+            TaskError::Refused(r) => fmt::Display::fmt(r, f),
         }
     }
 }

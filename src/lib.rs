@@ -219,6 +219,79 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! ## Fitting into a service
+//!
+//! Per pool, all optional and free when unset ([`hooks`] has the details):
+//!
+//! - [`PoolBuilder::context`] carries context from the submitting thread into the task (a
+//!   `tracing` span, a request id): *capture* runs at submission, *install* on the worker
+//!   around the task, and its guard *clears* afterwards, on every path (run, panic, expiry,
+//!   cancellation).
+//! - [`PoolBuilder::on_thread_start`] and [`on_thread_stop`](PoolBuilder::on_thread_stop) run
+//!   on each worker thread, the start hook after CPU placement.
+//! - [`PoolBuilder::panic_policy`] decides what a panic in a task *without* a handle does:
+//!   count it (the default), call a handler with the payload, or abort the process.
+//!
+//! ```
+//! use std::cell::Cell;
+//! use bulkhead::{PanicPolicy, Runtime};
+//! thread_local!(static REQUEST_ID: Cell<u64> = const { Cell::new(0) });
+//!
+//! let rt = Runtime::builder()
+//!     .pool("api", |p| {
+//!         p.threads(2)
+//!             .context(
+//!                 || REQUEST_ID.with(Cell::get), // on the submitting thread
+//!                 |id| {                          // on the worker, around the task
+//!                     REQUEST_ID.with(|r| r.set(id));
+//!                     bulkhead::hooks::on_drop(|| REQUEST_ID.with(|r| r.set(0)))
+//!                 },
+//!             )
+//!             .on_thread_start(|w| eprintln!("{} up on {:?}", w.thread_name(), w.info().affinity))
+//!             .panic_policy(PanicPolicy::handler(|pool, _payload| eprintln!("panic in {pool}")))
+//!     })
+//!     .build()?;
+//!
+//! REQUEST_ID.with(|r| r.set(7));
+//! let seen = rt.pool("api")?.try_submit(|| REQUEST_ID.with(Cell::get))?.join()?;
+//! assert_eq!(seen, 7);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Bulkheads talk through queues, never by a thread of one parking on another:
+//! [`TaskHandle::then_in`] queues a follow-up onto another pool when a task ends, with a
+//! non-blocking send. If that pool refuses, the continuation's handle says so
+//! ([`TaskError::Refused`]) and gives the continuation back. Joining a handle of your own pool
+//! from one of its workers, when that would leave no worker to run it, returns
+//! [`TaskError::WouldDeadlock`] instead of hanging.
+//!
+//! ```
+//! use bulkhead::{Runtime, TaskError};
+//! let rt = Runtime::builder()
+//!     .pool("db", |p| p.threads(1))
+//!     .pool("render", |p| p.threads(1))
+//!     .build()?;
+//! let render = rt.pool("render")?;
+//! let page = rt.pool("db")?
+//!     .try_submit(|| vec!["row 1", "row 2"])?
+//!     .then_in(&render, |rows| match rows {
+//!         Ok(rows) => format!("<ul>{} rows</ul>", rows.len()),
+//!         Err(e) => format!("error: {e}"),
+//!     });
+//! assert_eq!(page.join()?, "<ul>2 rows</ul>");
+//!
+//! // The only worker of "render" waiting on a task queued behind itself: refused, not hung.
+//! let inner = render.clone();
+//! let joined = render.try_submit(move || inner.try_submit(|| 1).unwrap().join())?.join()?;
+//! assert!(matches!(joined, Err(TaskError::WouldDeadlock)));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! With the `config` feature, a whole runtime loads from a TOML file
+//! (`RuntimeBuilder::from_toml_file`, every error reported at once with its pool, key and
+//! line), and [`RuntimeBuilder::configure_pool`] adds the hooks that only code can set.
+//! `examples/service.rs` is a small HTTP service built this way (docs/SERVICES.md).
+//!
 //! The `Send + 'static` bounds on submitted closures are checked at compile time:
 //!
 //! ```compile_fail
@@ -244,6 +317,7 @@ mod dynamic;
 mod error;
 mod events;
 mod export;
+pub mod hooks;
 pub mod metrics;
 mod overload;
 mod placement;
@@ -258,8 +332,12 @@ mod worker;
 
 pub use builder::{PoolBuilder, RuntimeBuilder};
 pub use cpuset::{CpuSet, ParseCpuSetError, PartitionError};
-pub use error::{BuildError, BuildErrorKind, RefusalReason, SubmitError, TaskError, UnknownPool};
+pub use error::{
+    BuildError, BuildErrorKind, RefusalReason, RefusedContinuation, SubmitError, TaskError,
+    UnknownPool,
+};
 pub use events::{Event, EventListener};
+pub use hooks::{PanicPolicy, WorkerThread};
 pub use metrics::{
     Health, LatencySummary, LatencyView, PoolLatency, PoolSnapshot, RuntimeSnapshot, StuckTask,
 };

@@ -37,13 +37,14 @@ use crate::builder::check_thread_range;
 use crate::cpuset::CpuSet;
 use crate::dynamic::Dynamic;
 use crate::error::{BuildError, BuildErrorKind, RefusalReason, SubmitError};
+use crate::hooks::{Hooks, InContext};
 use crate::metrics::LatencyRecorder;
 use crate::overload::{Codel, CodelConfig, ShedHandler, ShedReason};
 use crate::placement::CpuConfig;
 use crate::stats::{PoolStats, WorkerInfo, WorkerSlot};
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::sys;
-use crate::task::{drop_quietly, DetachedTask, Job, NotRun, TaskCell, TaskHandle, Work};
+use crate::task::{DetachedTask, Job, NotRun, Runnable, TaskCell, TaskHandle, Work};
 
 pub(crate) const CLOSED: usize = 1;
 pub(crate) const ABANDONED: usize = 2;
@@ -63,6 +64,8 @@ pub(crate) struct PoolConfig {
     pub(crate) cpu: CpuConfig,
     pub(crate) stuck_after: Duration,
     pub(crate) codel: Option<CodelConfig>,
+    /// Context, lifecycle and panic hooks (all optional).
+    pub(crate) hooks: Hooks,
 }
 
 #[derive(Default)]
@@ -113,9 +116,19 @@ pub(crate) struct PoolShared {
     /// The admission limit of a pool whose queue capacity can be resized: the channel is
     /// allocated at the build-time cap, and `send` refuses above this limit.
     pub(crate) queue_limit: Option<CachePadded<AtomicUsize>>,
+    /// Workers blocked in `join`/`join_timeout` on an unfinished task of this pool (deadlock
+    /// detection, see `task.rs`).
+    pub(crate) blocked_joins: AtomicUsize,
 }
 
 impl PoolShared {
+    /// The pool's identity for task cells and worker threads: the address of this shared
+    /// state, stable while any handle, worker or queued task keeps it alive.
+    #[inline]
+    pub(crate) fn id(&self) -> usize {
+        self as *const PoolShared as usize
+    }
+
     /// When a job is enqueued, in nanoseconds since the pool's epoch, or 0 when nothing will
     /// read it.
     #[inline]
@@ -251,12 +264,13 @@ impl PoolShared {
     }
 
     /// Hands a fire-and-forget task that was not run to the pool's shed handler, on this
-    /// thread, or drops it (its `Drop` under `catch_unwind`) if there is none.
+    /// thread, or discards it if there is none (its captured context, if any, sees its
+    /// install and clean-up; its `Drop` runs under `catch_unwind`).
     #[cold]
     pub(crate) fn dispose(&self, unrun: Option<Box<dyn DetachedTask>>, why: NotRun) {
         let Some(task) = unrun else { return };
         match &self.on_shed {
-            None => drop_quietly(task),
+            None => task.discard(),
             Some(handler) => {
                 let (reason, waited) = match why {
                     NotRun::Cancelled => (ShedReason::CancelledByShutdown, None),
@@ -404,7 +418,8 @@ impl Pool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let cell = TaskCell::new(f);
+        let ctx = self.shared.config.hooks.capture();
+        let cell = TaskCell::new(f, ctx, self.shared.id());
         let job = Job {
             enqueued: self.shared.enqueue_stamp(),
             work: Work::Handle(cell.clone()),
@@ -459,9 +474,13 @@ impl Pool {
     where
         F: FnOnce() + Send + 'static,
     {
+        let task: Box<dyn DetachedTask> = match self.shared.config.hooks.capture() {
+            None => Box::new(f),
+            Some(ctx) => Box::new(InContext { f, ctx }),
+        };
         let job = Job {
             enqueued: self.shared.enqueue_stamp(),
-            work: Work::Detached(Box::new(f)),
+            work: Work::Detached(task),
         };
         match self.shared.send(job, deadline) {
             Ok(()) => {
@@ -489,6 +508,23 @@ impl Pool {
                 self.shared.grow();
             }
         }
+    }
+
+    /// Queues a continuation's cell without blocking (see `TaskHandle::then_in`).
+    pub(crate) fn submit_cell(&self, cell: Arc<dyn Runnable>) -> Result<(), RefusalReason> {
+        let job = Job {
+            enqueued: self.shared.enqueue_stamp(),
+            work: Work::Handle(cell),
+        };
+        self.shared
+            .send(job, None)
+            .map(|()| self.grow_if_needed())
+            .map_err(|(job, reason)| {
+                // The job holds one of two references to the cell: dropping it leaves the
+                // cell to the caller, which resolves it as refused.
+                drop(job);
+                reason
+            })
     }
 
     /// The pool's name.

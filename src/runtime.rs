@@ -211,6 +211,7 @@ fn start_pool(p: &PoolBuilder, metrics: bool) -> Result<Pool, BuildError> {
             cpu: p.cpu.clone(),
             stuck_after: p.stuck_after,
             codel: p.codel,
+            hooks: p.hooks.clone(),
         },
         tx,
         rx,
@@ -250,6 +251,7 @@ fn start_pool(p: &PoolBuilder, metrics: bool) -> Result<Pool, BuildError> {
         queue_limit: p
             .queue_capacity_limit
             .map(|_| CachePadded::new(AtomicUsize::new(p.queue_capacity))),
+        blocked_joins: AtomicUsize::new(0),
     });
     let pool = Pool { shared };
     let (ready_tx, ready_rx) = unbounded();

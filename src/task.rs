@@ -7,7 +7,7 @@
 //!
 //! | stage       | meaning                                         | next                              |
 //! |-------------|-------------------------------------------------|-----------------------------------|
-//! | `Pending`   | queued; holds the closure                       | `Running` (a worker claims it), `Done(Cancelled)` (cancel, shutdown), `Done(Expired)`, `Done(Shed)` |
+//! | `Pending`   | queued (or, for a continuation, waiting for its input); holds the closure (its captured context, if any, is in the out-of-line `Extra`) | `Running` (a worker claims it), `Done(Cancelled)` (cancel, shutdown), `Done(Expired)`, `Done(Shed)`, `Done(Refused)` (a continuation its pool refused) |
 //! | `Running`   | a worker took the closure and is calling it     | `Done(Ok)` or `Done(Panicked)`    |
 //! | `Done`      | holds the outcome until the handle takes it     | `Taken`                           |
 //! | `Taken`     | the handle took the outcome                     | (final)                           |
@@ -19,6 +19,25 @@
 //!
 //! Fire-and-forget tasks ([`Pool::execute`](crate::Pool::execute)) skip the cell: they are a
 //! single `Box<dyn DetachedTask>`.
+//!
+//! # Continuations
+//!
+//! [`TaskHandle::then_in`] consumes the handle and leaves a *listener* in the cell instead of
+//! a waker (in the cell's out-of-line `Extra` part, with the captured context and the
+//! deadlock waiter, so a plain task's cell pays one `None` pointer for all three): whoever resolves the cell (the worker, an expiry, a shutdown drain, or `then_in`
+//! itself when the task had already ended) hands the outcome to the listener outside the
+//! lock, and the listener feeds it to the continuation's own cell and queues that cell on the
+//! second pool with a non-blocking send. No thread ever waits for the first task to end.
+//!
+//! # Deadlock detection
+//!
+//! Each cell records the pool it is queued on (`origin`, the address of the pool's shared
+//! state). A worker that blocks in `join` or `join_timeout` on an unfinished cell of *its own*
+//! pool counts itself in the pool's `blocked_joins` and leaves the pool in the cell (`waiter`);
+//! whoever resolves the cell un-counts it in the same critical section that publishes the
+//! outcome. A count equal to the pool's thread count means every worker is blocked on a task
+//! only this pool can run: the worker that would complete the count gets
+//! [`TaskError::WouldDeadlock`] instead of blocking.
 
 use std::any::Any;
 use std::future::Future;
@@ -27,8 +46,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::error::TaskError;
-use crate::sync::{Arc, AtomicBool, Condvar, Mutex, Ordering};
+use crate::error::{RefusalReason, RefusedContinuation, TaskError};
+use crate::hooks::{self, Captured};
+use crate::pool::{Pool, PoolShared};
+use crate::sync::{Arc, AtomicBool, Condvar, Mutex, MutexGuard, Ordering};
 use crossbeam_utils::Backoff;
 
 /// What a worker (or a shutdown drain) learnt from handling one job.
@@ -75,10 +96,15 @@ pub(crate) trait Runnable: Send + Sync {
 pub(crate) trait DetachedTask: Send {
     /// Runs the closure. The caller catches panics.
     fn run(self: Box<Self>);
+    /// Drops the closure of a task that will not run (expired or cancelled); panics in user
+    /// code are caught.
+    fn discard(self: Box<Self>) {
+        drop_quietly(self);
+    }
     /// Gives the closure back as `Box<dyn Any>` (for refusals, which hand the closure back).
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
-    /// Gives the closure back as a callable box (for the pool's shed handler), without a
-    /// second allocation.
+    /// Gives the task back as a callable box (for the pool's shed handler), without a second
+    /// allocation where the task is a plain closure.
     fn into_fn(self: Box<Self>) -> Box<dyn FnOnce() + Send>;
 }
 
@@ -99,11 +125,23 @@ impl<F: FnOnce() + Send + 'static> DetachedTask for F {
     }
 }
 
+/// What a task cell runs: a submitted closure, or a continuation bound to its input.
+pub(crate) trait Body<T>: Send + 'static {
+    fn call(self) -> T;
+}
+
+impl<T, F: FnOnce() -> T + Send + 'static> Body<T> for F {
+    #[inline]
+    fn call(self) -> T {
+        self()
+    }
+}
+
 /// One queued task. The enqueue time travels with it in the channel slot (no allocation),
 /// so the worker can measure queue wait and apply the pool's maximum queue wait.
 pub(crate) struct Job {
     /// Nanoseconds since the pool's epoch at submission; 0 for a pool that reads it for
-    /// nothing (metrics off, no maximum queue wait), which then skips the clock read.
+    /// nothing (metrics off, no maximum queue wait, no CoDel), which then skips the clock read.
     pub(crate) enqueued: u64,
     pub(crate) work: Work,
 }
@@ -115,8 +153,9 @@ pub(crate) enum Work {
 
 impl Job {
     /// Resolves a job that will not run, and accounts its outcome. A task with a handle is
-    /// resolved through its cell (the handle reports why); a fire-and-forget task's closure
-    /// is handed back, still unrun, for the pool's shed handler (or to be dropped).
+    /// resolved through its cell (the handle reports why, and a captured context sees its
+    /// install and clean-up); a fire-and-forget task is handed back, still unrun, for the
+    /// pool's shed handler, or to be discarded (`DetachedTask::discard`).
     pub(crate) fn not_run(
         self,
         why: NotRun,
@@ -150,7 +189,8 @@ impl Job {
             Work::Detached(task) => match panic::catch_unwind(AssertUnwindSafe(|| task.run())) {
                 Ok(()) => account(Outcome::Completed),
                 Err(payload) => {
-                    drop_quietly(payload);
+                    // The pool's panic policy: count (drop), call a handler, or abort.
+                    hooks::detached_panic(payload);
                     account(Outcome::Panicked);
                 }
             },
@@ -179,47 +219,108 @@ pub(crate) fn drop_quietly<T>(value: T) {
     }
 }
 
-enum Stage<F, T> {
-    Pending(F),
+enum Stage<B, T> {
+    Pending(B),
     Running,
     Done(Result<T, TaskError>),
     Taken,
 }
 
-struct CellState<F, T> {
-    stage: Stage<F, T>,
+/// A continuation's entry point: takes the first task's outcome.
+type Then<T> = Box<dyn FnOnce(Result<T, TaskError>) + Send>;
+
+/// The parts of a cell that most tasks never use, kept out of line so that a plain task's
+/// cell stays as small as before they existed: one `None` pointer.
+struct Extra<T> {
+    /// The context captured at submission, while the task is pending.
+    ctx: Option<Captured>,
+    /// A continuation registered by [`TaskHandle::then_in`]; it takes the outcome.
+    then: Option<Then<T>>,
+    /// The pool whose `blocked_joins` counts a worker blocked on this cell (see the module
+    /// docs); taken by whoever resolves the cell, or by the waiter when it stops waiting.
+    waiter: Option<Arc<PoolShared>>,
+}
+
+impl<T> Default for Extra<T> {
+    fn default() -> Self {
+        Extra {
+            ctx: None,
+            then: None,
+            waiter: None,
+        }
+    }
+}
+
+struct CellState<B, T> {
+    stage: Stage<B, T>,
     waker: Option<Waker>,
+    extra: Option<Box<Extra<T>>>,
+}
+
+impl<B, T> CellState<B, T> {
+    #[inline]
+    fn take_ctx(&mut self) -> Option<Captured> {
+        match &mut self.extra {
+            None => None,
+            Some(e) => e.ctx.take(),
+        }
+    }
+
+    fn extra(&mut self) -> &mut Extra<T> {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
+    fn has_waiter(&self) -> bool {
+        self.extra.as_ref().is_some_and(|e| e.waiter.is_some())
+    }
+
+    /// Un-counts the worker blocked on this cell, if one is.
+    fn release_waiter(&mut self) {
+        if let Some(pool) = self.extra.as_mut().and_then(|e| e.waiter.take()) {
+            pool.blocked_joins.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 /// The shared allocation of a task with a handle: closure, result slot and wake-up
 /// machinery, fused so that `try_submit` allocates once.
-pub(crate) struct TaskCell<F, T> {
-    state: Mutex<CellState<F, T>>,
+pub(crate) struct TaskCell<B, T> {
+    state: Mutex<CellState<B, T>>,
     done: Condvar,
+    /// The identity of the pool the task is queued on ([`PoolShared::id`]).
+    origin: usize,
     /// Set (after the stage) once the cell is `Done`, so a joiner can spin briefly on it
     /// without taking the lock before it parks.
     finished: AtomicBool,
 }
 
-impl<F, T> TaskCell<F, T>
+impl<B, T> TaskCell<B, T>
 where
-    F: FnOnce() -> T + Send + 'static,
+    B: Body<T>,
     T: Send + 'static,
 {
-    pub(crate) fn new(f: F) -> Arc<Self> {
+    pub(crate) fn new(body: B, ctx: Option<Captured>, origin: usize) -> Arc<Self> {
         Arc::new(TaskCell {
             state: Mutex::new(CellState {
-                stage: Stage::Pending(f),
+                stage: Stage::Pending(body),
                 waker: None,
+                extra: ctx.map(|ctx| {
+                    Box::new(Extra {
+                        ctx: Some(ctx),
+                        ..Extra::default()
+                    })
+                }),
             }),
             done: Condvar::new(),
+            origin,
             finished: AtomicBool::new(false),
         })
     }
 
-    /// Takes the closure back after a refusal. The cell was never shared with a worker.
+    /// Takes the closure back after a refusal. The cell was never shared with a worker, and
+    /// the captured context, never installed, is dropped.
     #[cold]
-    pub(crate) fn reclaim(&self) -> F {
+    pub(crate) fn reclaim(&self) -> B {
         let mut st = self.state.lock();
         match std::mem::replace(&mut st.stage, Stage::Taken) {
             Stage::Pending(f) => f,
@@ -227,37 +328,19 @@ where
         }
     }
 
-    /// Moves the cell from `Pending` to `Done(err)`. Returns the closure it took, to be
-    /// dropped by the caller outside the lock, or `None` if the cell had already left
-    /// `Pending` (it was cancelled through its handle). `before` runs under the lock just
-    /// before the handle can see the new stage.
-    fn resolve_pending(
-        &self,
-        err: impl FnOnce() -> TaskError,
-        before: impl FnOnce(bool),
-    ) -> Option<F> {
-        let mut st = self.state.lock();
-        if !matches!(st.stage, Stage::Pending(_)) {
-            before(false);
-            return None;
+    /// Publishes the outcome and releases the lock: un-counts a blocked worker, then hands the
+    /// outcome to a continuation (outside the lock) or stores it for the handle and wakes it.
+    #[inline]
+    fn complete(&self, mut st: MutexGuard<'_, CellState<B, T>>, result: Result<T, TaskError>) {
+        if st.extra.is_some() {
+            st.release_waiter();
+            if let Some(then) = st.extra.as_mut().and_then(|e| e.then.take()) {
+                st.stage = Stage::Taken;
+                drop(st);
+                then(result);
+                return;
+            }
         }
-        before(true);
-        let f = match std::mem::replace(&mut st.stage, Stage::Done(Err(err()))) {
-            Stage::Pending(f) => f,
-            _ => unreachable!(),
-        };
-        let waker = st.waker.take();
-        self.finished.store(true, Ordering::Release);
-        drop(st);
-        self.done.notify_all();
-        if let Some(w) = waker {
-            w.wake();
-        }
-        Some(f)
-    }
-
-    fn finish(&self, result: Result<T, TaskError>) {
-        let mut st = self.state.lock();
         st.stage = Stage::Done(result);
         let waker = st.waker.take();
         self.finished.store(true, Ordering::Release);
@@ -267,16 +350,57 @@ where
             w.wake();
         }
     }
+
+    /// Moves the cell from `Pending` to `Done(err)`. Returns the body and context it took, to
+    /// be dropped by the caller outside the lock, or `None` if the cell had already left
+    /// `Pending` (it was cancelled through its handle). `before` runs under the lock just
+    /// before the handle can see the new stage.
+    fn resolve_pending(
+        &self,
+        err: impl FnOnce() -> TaskError,
+        before: impl FnOnce(bool),
+    ) -> Option<(B, Option<Captured>)> {
+        let mut st = self.state.lock();
+        if !matches!(st.stage, Stage::Pending(_)) {
+            before(false);
+            return None;
+        }
+        before(true);
+        let taken = match std::mem::replace(&mut st.stage, Stage::Running) {
+            Stage::Pending(f) => (f, st.take_ctx()),
+            _ => unreachable!(),
+        };
+        self.complete(st, Err(err()));
+        Some(taken)
+    }
+
+    fn finish(&self, result: Result<T, TaskError>) {
+        let st = self.state.lock();
+        self.complete(st, result);
+    }
+
+    /// Calls `feed` on the body if the cell is still pending (a continuation waiting for its
+    /// input). Returns false if it was cancelled meanwhile.
+    fn with_pending(&self, feed: impl FnOnce(&mut B)) -> bool {
+        let mut st = self.state.lock();
+        match &mut st.stage {
+            Stage::Pending(body) => {
+                feed(body);
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
-impl<F, T> Runnable for TaskCell<F, T>
+impl<B, T> Runnable for TaskCell<B, T>
 where
-    F: FnOnce() -> T + Send + 'static,
+    B: Body<T>,
     T: Send + 'static,
 {
     #[inline]
     fn run(&self, account: Account<'_>) {
-        let f = {
+        let (f, ctx) = {
             let mut st = self.state.lock();
             if !matches!(st.stage, Stage::Pending(_)) {
                 // Cancelled through the handle while it sat in the queue.
@@ -285,11 +409,14 @@ where
                 return;
             }
             match std::mem::replace(&mut st.stage, Stage::Running) {
-                Stage::Pending(f) => f,
+                Stage::Pending(f) => (f, st.take_ctx()),
                 _ => unreachable!(),
             }
         };
-        let result = panic::catch_unwind(AssertUnwindSafe(f));
+        let result = match ctx {
+            None => panic::catch_unwind(AssertUnwindSafe(|| f.call())),
+            Some(ctx) => hooks::call_in(ctx, || f.call()),
+        };
         account(match result {
             Ok(_) => Outcome::Completed,
             Err(_) => Outcome::Panicked,
@@ -308,15 +435,15 @@ where
                 })
             },
         );
-        if let Some(f) = taken {
-            drop_quietly(f);
+        if let Some((f, ctx)) = taken {
+            hooks::discard(f, ctx);
         }
     }
 
     fn cancel_queued(&self, account: Account<'_>) {
         let taken = self.resolve_pending(|| TaskError::Cancelled, |_| account(Outcome::Cancelled));
-        if let Some(f) = taken {
-            drop_quietly(f);
+        if let Some((f, ctx)) = taken {
+            hooks::discard(f, ctx);
         }
     }
 
@@ -331,26 +458,30 @@ where
                 })
             },
         );
-        if let Some(f) = taken {
-            drop_quietly(f);
+        if let Some((f, ctx)) = taken {
+            hooks::discard(f, ctx);
         }
     }
 }
 
 /// The type-erased handle side of a task cell.
 trait Completion<T>: Send + Sync {
-    fn wait(&self, deadline: Option<Instant>) -> Result<T, TaskError>;
+    /// Blocks until the task ends or the deadline passes. With `detect`, a worker waiting on a
+    /// task of its own pool takes part in deadlock detection.
+    fn wait(&self, deadline: Option<Instant>, detect: bool) -> Result<T, TaskError>;
     fn poll_result(&self, cx: &mut Context<'_>) -> Poll<Result<T, TaskError>>;
     fn cancel(&self) -> bool;
     fn is_finished(&self) -> bool;
+    /// Hands the outcome to `then` when the task ends, or at once if it has.
+    fn on_done(&self, then: Then<T>);
 }
 
-impl<F, T> Completion<T> for TaskCell<F, T>
+impl<B, T> Completion<T> for TaskCell<B, T>
 where
-    F: FnOnce() -> T + Send + 'static,
+    B: Body<T>,
     T: Send + 'static,
 {
-    fn wait(&self, deadline: Option<Instant>) -> Result<T, TaskError> {
+    fn wait(&self, deadline: Option<Instant>, detect: bool) -> Result<T, TaskError> {
         // Spin and yield briefly before parking, as crossbeam's `recv` does: a short task's
         // result often arrives within microseconds, and parking then costs a futex wake-up
         // (tens of microseconds on a VM). `try_join` (a deadline of now) does not spin.
@@ -361,27 +492,43 @@ where
             }
         }
         let mut st = self.state.lock();
-        loop {
+        let result = loop {
             match st.stage {
                 Stage::Done(_) => {
-                    return match std::mem::replace(&mut st.stage, Stage::Taken) {
+                    break match std::mem::replace(&mut st.stage, Stage::Taken) {
                         Stage::Done(r) => r,
                         _ => unreachable!(),
                     }
                 }
-                Stage::Taken => return Err(TaskError::AlreadyJoined),
-                Stage::Pending(_) | Stage::Running => match deadline {
-                    None => self.done.wait(&mut st),
-                    Some(d) => {
-                        if self.done.wait_until(&mut st, d).timed_out()
-                            && !matches!(st.stage, Stage::Done(_) | Stage::Taken)
-                        {
-                            return Err(TaskError::TimedOut);
+                Stage::Taken => break Err(TaskError::AlreadyJoined),
+                Stage::Pending(_) | Stage::Running => {
+                    if detect && !st.has_waiter() {
+                        if let Some(pool) = hooks::current_pool_if(self.origin) {
+                            // This thread is a worker of the pool that must run the task.
+                            let blocked = pool.blocked_joins.fetch_add(1, Ordering::AcqRel) + 1;
+                            if blocked >= pool.config.threads {
+                                pool.blocked_joins.fetch_sub(1, Ordering::AcqRel);
+                                return Err(TaskError::WouldDeadlock);
+                            }
+                            st.extra().waiter = Some(pool);
                         }
                     }
-                },
+                    match deadline {
+                        None => self.done.wait(&mut st),
+                        Some(d) => {
+                            if self.done.wait_until(&mut st, d).timed_out()
+                                && !matches!(st.stage, Stage::Done(_) | Stage::Taken)
+                            {
+                                break Err(TaskError::TimedOut);
+                            }
+                        }
+                    }
+                }
             }
-        }
+        };
+        // Timed out while counted: un-count (a resolver would have taken `waiter`).
+        st.release_waiter();
+        result
     }
 
     fn poll_result(&self, cx: &mut Context<'_>) -> Poll<Result<T, TaskError>> {
@@ -404,8 +551,9 @@ where
 
     fn cancel(&self) -> bool {
         match self.resolve_pending(|| TaskError::Cancelled, |_| ()) {
-            Some(f) => {
-                drop(f);
+            Some((f, ctx)) => {
+                // On the caller's thread, with the task's context installed around the drop.
+                hooks::discard_loudly(f, ctx);
                 true
             }
             None => false,
@@ -414,6 +562,87 @@ where
 
     fn is_finished(&self) -> bool {
         matches!(self.state.lock().stage, Stage::Done(_) | Stage::Taken)
+    }
+
+    fn on_done(&self, then: Then<T>) {
+        let mut st = self.state.lock();
+        match std::mem::replace(&mut st.stage, Stage::Taken) {
+            Stage::Done(r) => {
+                drop(st);
+                then(r);
+            }
+            Stage::Taken => {
+                drop(st);
+                then(Err(TaskError::AlreadyJoined));
+            }
+            stage => {
+                st.stage = stage;
+                // The handle is consumed: no waker will be needed again.
+                st.waker = None;
+                st.extra().then = Some(then);
+            }
+        }
+    }
+}
+
+/// The body of a continuation: the closure given to [`TaskHandle::then_in`] and, once the
+/// first task ended, its outcome.
+struct Deferred<I, F> {
+    input: Option<Result<I, TaskError>>,
+    f: F,
+}
+
+impl<I, U, F> Body<U> for Deferred<I, F>
+where
+    I: Send + 'static,
+    F: FnOnce(Result<I, TaskError>) -> U + Send + 'static,
+{
+    fn call(self) -> U {
+        // A continuation is queued only after its input was fed.
+        let input = self.input.unwrap_or(Err(TaskError::Cancelled));
+        (self.f)(input)
+    }
+}
+
+impl<I, U, F> TaskCell<Deferred<I, F>, U>
+where
+    I: Send + 'static,
+    U: Send + 'static,
+    F: FnOnce(Result<I, TaskError>) -> U + Send + 'static,
+{
+    /// The first task ended with `input`: bind it and queue the continuation on `pool`
+    /// without blocking; a refusal resolves the continuation with the closure inside.
+    fn resume(self: Arc<Self>, pool: &Pool, input: Result<I, TaskError>) {
+        let mut input = Some(input);
+        if !self.with_pending(|d| d.input = input.take()) {
+            // The continuation was cancelled through its handle: drop the outcome.
+            drop_quietly(input);
+            return;
+        }
+        let reason = match pool.submit_cell(self.clone()) {
+            Ok(()) => return,
+            Err(reason) => reason,
+        };
+        self.refuse(reason, pool.shared.name.clone());
+    }
+
+    #[cold]
+    fn refuse(&self, reason: RefusalReason, pool: std::sync::Arc<str>) {
+        let mut st = self.state.lock();
+        let body = match std::mem::replace(&mut st.stage, Stage::Running) {
+            Stage::Pending(body) => {
+                drop(st.take_ctx()); // never installed: the continuation did not enter the pool
+                body
+            }
+            other => {
+                // Cancelled between the feed and the refusal.
+                st.stage = other;
+                return;
+            }
+        };
+        let task: Box<dyn FnOnce() -> U + Send> = Box::new(move || body.call());
+        let err = TaskError::Refused(RefusedContinuation::new(pool, reason, Box::new(task)));
+        self.complete(st, Err(err));
     }
 }
 
@@ -425,15 +654,19 @@ where
 /// - The handle is a [`Future`]: `handle.await` works on any executor (tokio, smol, a
 ///   hand-written one); the crate depends on no async runtime.
 /// - [`cancel`](TaskHandle::cancel) stops a task that has not started yet.
+/// - [`then_in`](TaskHandle::then_in) queues a follow-up onto another pool when the task ends,
+///   without any thread waiting for it.
 /// - Dropping the handle detaches the task: it still runs, and its result is dropped.
 ///
 /// # Waiting on a handle from inside a pool
 ///
 /// A task may submit to any pool, including its own, and may wait on the handle. Waiting on
 /// a handle of *its own* pool occupies the waiting worker: if every worker of the pool waits
-/// like that, nobody is left to run the awaited tasks and `join` never returns (the classic
-/// thread-pool deadlock). Prefer `join_timeout` in that situation, or submit the follow-up
-/// work instead of waiting for it.
+/// like that, nobody is left to run the awaited tasks (the classic thread-pool deadlock).
+/// `join` and `join_timeout` detect exactly that situation and return
+/// [`TaskError::WouldDeadlock`] instead of blocking: see [`join`](TaskHandle::join) for the
+/// precise rule. Better still, do not wait: hand the follow-up to
+/// [`then_in`](TaskHandle::then_in).
 ///
 /// ```
 /// # use bulkhead::Runtime;
@@ -447,9 +680,9 @@ pub struct TaskHandle<T> {
 }
 
 impl<T: Send + 'static> TaskHandle<T> {
-    pub(crate) fn new<F>(cell: Arc<TaskCell<F, T>>) -> Self
+    pub(crate) fn new<B>(cell: Arc<TaskCell<B, T>>) -> Self
     where
-        F: FnOnce() -> T + Send + 'static,
+        B: Body<T>,
     {
         TaskHandle { cell }
     }
@@ -457,25 +690,42 @@ impl<T: Send + 'static> TaskHandle<T> {
     /// Blocks until the task ends and returns its value, or why there is none.
     ///
     /// Never returns [`TaskError::TimedOut`].
+    ///
+    /// # Deadlock detection
+    ///
+    /// When called on a worker thread of the pool the task was queued on, while the task has
+    /// not ended, the worker counts itself as *blocked on its own pool* for as long as it
+    /// waits. If that would make every worker of the pool blocked like that (with one thread,
+    /// at once), nobody could ever run the awaited tasks, and `join` returns
+    /// [`TaskError::WouldDeadlock`] instead of waiting. The task is not cancelled: it stays
+    /// queued and runs once a worker is free (its result is then dropped, as the handle is
+    /// consumed; use [`join_timeout`](TaskHandle::join_timeout) to keep the handle).
+    ///
+    /// What is not detected: waits that are not `join`/`join_timeout` on a handle of the
+    /// waiter's own pool (a channel, a lock, `.await` inside `block_on`, or a cycle through
+    /// another pool). A worker inside a `join_timeout` counts as blocked until its timeout,
+    /// so it can complete the count even though it would eventually give up.
     pub fn join(self) -> Result<T, TaskError> {
-        self.cell.wait(None)
+        self.cell.wait(None, true)
     }
 
     /// Blocks at most `timeout` for the task to end.
     ///
-    /// Returns [`TaskError::TimedOut`] if it has not ended by then; the handle stays valid
-    /// and may be joined, polled or cancelled again.
+    /// Returns [`TaskError::TimedOut`] if it has not ended by then, and
+    /// [`TaskError::WouldDeadlock`] at once under the rule given for
+    /// [`join`](TaskHandle::join); in both cases the handle stays valid and may be joined,
+    /// polled or cancelled again.
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<T, TaskError> {
         match Instant::now().checked_add(timeout) {
-            Some(deadline) => self.cell.wait(Some(deadline)),
-            None => self.cell.wait(None),
+            Some(deadline) => self.cell.wait(Some(deadline), true),
+            None => self.cell.wait(None, true),
         }
     }
 
     /// Returns the task's outcome if it has ended, or [`TaskError::TimedOut`] without
     /// blocking if it has not.
     pub fn try_join(&mut self) -> Result<T, TaskError> {
-        self.cell.wait(Some(Instant::now()))
+        self.cell.wait(Some(Instant::now()), false)
     }
 
     /// True once the task has ended (completed, panicked, expired or cancelled).
@@ -485,12 +735,59 @@ impl<T: Send + 'static> TaskHandle<T> {
 
     /// Cancels the task if it has not started.
     ///
-    /// Returns `true` if this call cancelled it: the closure is dropped (on this thread) and
-    /// will never run, and the handle reports [`TaskError::Cancelled`]. Returns `false` if the
-    /// task was already running or finished; a running task is never interrupted. The task's
-    /// queue slot is released, and the pool counts it as cancelled, when a worker reaches it.
+    /// Returns `true` if this call cancelled it: the closure is dropped (on this thread, with
+    /// the task's context installed if the pool has a [context hook](crate::PoolBuilder::context))
+    /// and will never run, and the handle reports [`TaskError::Cancelled`]. Returns `false` if
+    /// the task was already running or finished; a running task is never interrupted. The
+    /// task's queue slot is released, and the pool counts it as cancelled, when a worker
+    /// reaches it.
+    ///
+    /// A continuation ([`then_in`](TaskHandle::then_in)) can be cancelled while it waits for
+    /// the first task as well as while it is queued; it is then never queued (and not counted
+    /// by its pool).
     pub fn cancel(&self) -> bool {
         self.cell.cancel()
+    }
+
+    /// Queues `f` onto `pool` when this task ends, and returns the continuation's handle.
+    ///
+    /// `f` receives this task's outcome (`Ok(value)`, or the [`TaskError`] that `join` would
+    /// have returned). Nothing blocks: the thread that ends this task (a worker of its pool,
+    /// an expiry, a shutdown drain, or this call if the task has already ended) submits the
+    /// continuation to `pool` with a non-blocking send, so a slow or hung pool can only refuse
+    /// the continuation, never hold a thread of another pool.
+    ///
+    /// If `pool` refuses it (queue full, shutting down), the continuation's handle resolves to
+    /// [`TaskError::Refused`], which carries the reason and the continuation with its input
+    /// bound ([`RefusedContinuation::into_task`]), so the caller may run it elsewhere.
+    /// `pool`'s [context hook](crate::PoolBuilder::context), if any, captures on the thread
+    /// calling `then_in`. Continuations chain: call `then_in` on the returned handle.
+    ///
+    /// ```
+    /// use bulkhead::Runtime;
+    /// let rt = Runtime::builder()
+    ///     .pool("decode", |p| p)
+    ///     .pool("render", |p| p)
+    ///     .build()?;
+    /// let render = rt.pool("render")?;
+    /// let handle = rt.pool("decode")?
+    ///     .try_submit(|| 21)?
+    ///     .then_in(&render, |decoded| decoded.map(|n| n * 2));
+    /// assert_eq!(handle.join()?.unwrap(), 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn then_in<U, F>(self, pool: &Pool, f: F) -> TaskHandle<U>
+    where
+        U: Send + 'static,
+        F: FnOnce(Result<T, TaskError>) -> U + Send + 'static,
+    {
+        let ctx = pool.shared.config.hooks.capture();
+        let next = TaskCell::new(Deferred { input: None, f }, ctx, pool.shared.id());
+        let resume = next.clone();
+        let pool = pool.clone();
+        self.cell
+            .on_done(Box::new(move |outcome| resume.resume(&pool, outcome)));
+        TaskHandle::new(next)
     }
 }
 

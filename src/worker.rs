@@ -24,6 +24,7 @@ use crossbeam_channel::{select, RecvTimeoutError, Sender};
 use crossbeam_utils::Backoff;
 
 use crate::dynamic::Retire;
+use crate::hooks;
 use crate::pool::{PoolShared, CLOSED, IN_FLIGHT};
 use crate::sync::{Arc, Ordering};
 use crate::sys;
@@ -58,15 +59,22 @@ pub(crate) fn spawn(
             retired: Cell::new(false),
             spin_next: Cell::new(true),
         };
-        let setup = worker.set_up();
+        // Placement first, so that the start hook sees the final placement.
+        let setup = worker
+            .set_up()
+            .and_then(|()| hooks::thread_started(&worker.shared, index));
         let ok = setup.is_ok();
         // The builder is waiting on the other end; if it is gone there is nobody to serve.
         let builder_gone = ready.is_some_and(|ready| ready.send(setup).is_err());
         if builder_gone || !ok {
+            if ok {
+                hooks::thread_stopped(&worker.shared, index);
+            }
             worker.exit();
             return;
         }
         worker.run();
+        hooks::thread_stopped(&worker.shared, index);
     })
 }
 

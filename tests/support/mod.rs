@@ -86,19 +86,26 @@ pub fn quiet_panics(marker: &'static str) {
 }
 
 /// Occupies one worker of `pool` until the returned sender is dropped or sent to; returns
-/// once the task has started.
+/// once the task has started. In a pool with a `max_queue_wait`, a loaded machine may let the
+/// blocking task itself expire before a worker reaches it: it is then submitted again.
 pub fn block_worker(pool: &Pool) -> std::sync::mpsc::Sender<()> {
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let (started_tx, started_rx) = mpsc::channel();
-    pool.execute(move || {
-        started_tx.send(()).unwrap();
-        let _ = release_rx.recv();
-    })
-    .unwrap_or_else(|_| panic!("could not submit the blocking task"));
-    started_rx
-        .recv_timeout(HANG_GUARD)
-        .expect("blocking task did not start");
-    release_tx
+    let deadline = std::time::Instant::now() + HANG_GUARD;
+    loop {
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let (started_tx, started_rx) = mpsc::channel();
+        pool.execute(move || {
+            started_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+        })
+        .unwrap_or_else(|_| panic!("could not submit the blocking task"));
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match started_rx.recv_timeout(left) {
+            Ok(()) => return release_tx,
+            // Dropped unrun: it expired in the queue. Try again.
+            Err(mpsc::RecvTimeoutError::Disconnected) => continue,
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("blocking task did not start"),
+        }
+    }
 }
 
 /// Collects every event a runtime's listener receives.

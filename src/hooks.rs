@@ -1,0 +1,589 @@
+//! Per-pool hooks and policies that fit a pool into a service: context propagation
+//! ([`PoolBuilder::context`]), thread lifecycle hooks ([`PoolBuilder::on_thread_start`],
+//! [`PoolBuilder::on_thread_stop`]) and what happens when a task without a handle panics
+//! ([`PanicPolicy`]).
+//!
+//! Every hook is optional and per pool. Unset, they cost nothing per task beyond one `Option`
+//! check at submission (is there a capture hook?) and one in the worker (did this task capture
+//! a context?); a pool without a context hook allocates nothing extra per task.
+//!
+//! # Where the context hooks run
+//!
+//! The *capture* hook runs on the submitting thread, inside `try_submit`, `submit_timeout`,
+//! `execute`, `execute_timeout` or [`TaskHandle::then_in`](crate::TaskHandle::then_in) (for a
+//! continuation, on the thread that calls `then_in`, not the one that later queues it). The
+//! captured value travels with the task. *Install* runs exactly once for every task that was
+//! accepted, and the guard it returns is dropped (that is the *clear*) right after, on every
+//! path:
+//!
+//! | path                                   | thread that installs and clears          | between install and clear              |
+//! |----------------------------------------|------------------------------------------|----------------------------------------|
+//! | run                                    | the worker                               | the closure                            |
+//! | panic                                  | the worker                               | the closure, up to its panic; the guard is dropped while unwinding, then the panic is caught |
+//! | expiry (`max_queue_wait`)              | the worker that reached the task         | the closure is dropped, not called     |
+//! | cancel through [`TaskHandle::cancel`](crate::TaskHandle::cancel) | the thread calling `cancel` | the closure is dropped             |
+//! | cancel by an abandoned shutdown        | the thread draining the queue (the one in `shutdown_timeout` or `drop`, or a worker or submitter that finds the queue abandoned) | the closure is dropped |
+//!
+//! On the run and panic paths the context is cleared before the task's handle resolves; on
+//! the expiry and shutdown paths the handle resolves first and the closure is dropped, in its
+//! context, just after (on the same thread); a cancel through the handle has done all three
+//! by the time `cancel` returns.
+//!
+//! A task *refused* at submission never enters the pool: its captured context is dropped
+//! without being installed, and the closure is handed back in the [`SubmitError`](crate::SubmitError).
+//! A panic in the capture hook unwinds into the submitter; a panic in the install hook is the
+//! task's panic (its closure is then dropped, not called); the guard's `Drop` must not panic
+//! (while a task unwinds, that aborts the process, as any panic during unwinding does).
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::panic::{self, AssertUnwindSafe};
+
+use crate::error::payload_str;
+use crate::pool::PoolShared;
+use crate::stats::{WorkerInfo, WorkerSlot};
+use crate::sync::Arc;
+use crate::task::drop_quietly;
+
+#[cfg(doc)]
+use crate::PoolBuilder;
+
+/// The handler of [`PanicPolicy::Handler`]: called with the pool's name and the payload.
+pub type PanicHandler = Arc<dyn Fn(&str, Box<dyn Any + Send>) + Send + Sync>;
+
+/// What a pool does when a task submitted without a handle ([`Pool::execute`](crate::Pool::execute),
+/// [`execute_timeout`](crate::Pool::execute_timeout)) panics.
+///
+/// A task submitted with a handle always hands its panic payload to the handle
+/// ([`TaskError::Panicked`](crate::TaskError::Panicked)), whatever the policy. In every case
+/// the panic is counted (`panicked` in [`PoolStats`](crate::PoolStats), an
+/// [`Event::Panicked`](crate::Event) for listeners) and, except with [`Abort`](PanicPolicy::Abort),
+/// the worker goes on with the next task. The standard panic hook has already printed the
+/// message when the policy acts.
+///
+/// The default is [`Count`](PanicPolicy::Count).
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub enum PanicPolicy {
+    /// Count the panic and drop its payload (the default).
+    #[default]
+    Count,
+    /// Count the panic and call the handler with the pool's name and the payload, on the
+    /// worker thread, after the task's context (if any) was cleared. A panic in the handler
+    /// is caught and dropped. Build one with [`PanicPolicy::handler`].
+    Handler(PanicHandler),
+    /// Abort the process (`std::process::abort`, SIGABRT on Unix) after printing the pool's
+    /// name to standard error: for services that prefer a restart to running on after a bug.
+    Abort,
+}
+
+impl PanicPolicy {
+    /// A [`Handler`](PanicPolicy::Handler) policy calling `f(pool_name, payload)`.
+    ///
+    /// ```
+    /// use bulkhead::{PanicPolicy, Runtime};
+    /// let rt = Runtime::builder()
+    ///     .pool("jobs", |p| p.panic_policy(PanicPolicy::handler(|pool, payload| {
+    ///         let msg = payload.downcast_ref::<&str>().copied().unwrap_or("?");
+    ///         eprintln!("a task of pool {pool} panicked: {msg}");
+    ///     })))
+    ///     .build()?;
+    /// # drop(rt);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn handler(f: impl Fn(&str, Box<dyn Any + Send>) + Send + Sync + 'static) -> Self {
+        PanicPolicy::Handler(Arc::new(f))
+    }
+
+    /// `"count"`, `"handler"` or `"abort"`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PanicPolicy::Count => "count",
+            PanicPolicy::Handler(_) => "handler",
+            PanicPolicy::Abort => "abort",
+        }
+    }
+}
+
+impl fmt::Debug for PanicPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PanicPolicy::Count => f.write_str("Count"),
+            PanicPolicy::Handler(_) => f.write_str("Handler(..)"),
+            PanicPolicy::Abort => f.write_str("Abort"),
+        }
+    }
+}
+
+/// The worker thread a lifecycle hook runs on, passed to [`PoolBuilder::on_thread_start`] and
+/// [`PoolBuilder::on_thread_stop`].
+pub struct WorkerThread<'a> {
+    pool: &'a str,
+    index: usize,
+    slot: &'a WorkerSlot,
+}
+
+impl WorkerThread<'_> {
+    /// The pool's name.
+    pub fn pool(&self) -> &str {
+        self.pool
+    }
+
+    /// The worker's index in its pool, from 0.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The thread's name (`"{prefix}-{index}"`).
+    pub fn thread_name(&self) -> &str {
+        &self.slot.thread_name
+    }
+
+    /// The worker as the OS knows it now: thread id, affinity, nice value and scheduling
+    /// policy, read back from the OS at this call (so a start hook sees the final placement).
+    pub fn info(&self) -> WorkerInfo {
+        self.slot.info(self.index)
+    }
+}
+
+impl fmt::Debug for WorkerThread<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerThread")
+            .field("pool", &self.pool)
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+/// A guard that runs a closure when dropped: a ready-made "clear" for
+/// [`PoolBuilder::context`] when the context lives in a thread-local.
+///
+/// ```
+/// let mut cleared = false;
+/// {
+///     let _guard = bulkhead::hooks::on_drop(|| cleared = true);
+/// }
+/// assert!(cleared);
+/// ```
+#[must_use = "the closure runs when the guard is dropped"]
+pub struct OnDrop<F: FnOnce()>(Option<F>);
+
+/// Returns a guard that calls `f` when dropped.
+pub fn on_drop<F: FnOnce()>(f: F) -> OnDrop<F> {
+    OnDrop(Some(f))
+}
+
+impl<F: FnOnce()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+impl<F: FnOnce()> fmt::Debug for OnDrop<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OnDrop(..)")
+    }
+}
+
+type LifecycleHook = Arc<dyn Fn(&WorkerThread<'_>) + Send + Sync>;
+
+/// One pool's hooks and policies, as set on its [`PoolBuilder`].
+#[derive(Clone, Default)]
+pub(crate) struct Hooks {
+    pub(crate) context: Option<Arc<dyn ContextHook>>,
+    pub(crate) on_start: Option<LifecycleHook>,
+    pub(crate) on_stop: Option<LifecycleHook>,
+    pub(crate) panic: PanicPolicy,
+}
+
+impl fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = |b: bool| if b { "set" } else { "unset" };
+        f.debug_struct("Hooks")
+            .field("context", &set(self.context.is_some()))
+            .field("on_thread_start", &set(self.on_start.is_some()))
+            .field("on_thread_stop", &set(self.on_stop.is_some()))
+            .field("panic_policy", &self.panic)
+            .finish()
+    }
+}
+
+impl Hooks {
+    /// Runs the capture hook, if the pool has one (on the submitting thread).
+    #[inline]
+    pub(crate) fn capture(&self) -> Option<Captured> {
+        match &self.context {
+            None => None,
+            Some(hook) => Some(hook.capture()),
+        }
+    }
+}
+
+/// A pool's context hook pair, with the context type erased.
+pub(crate) trait ContextHook: Send + Sync {
+    fn capture(&self) -> Captured;
+}
+
+/// A context captured at submission, travelling with its task.
+pub(crate) type Captured = Box<dyn CapturedContext>;
+
+pub(crate) trait CapturedContext: Send {
+    /// Installs the context on this thread, calls `body` once, and clears the context (drops
+    /// the install hook's guard), also when `body` unwinds.
+    fn scope(self: Box<Self>, body: &mut dyn FnMut());
+}
+
+pub(crate) struct ContextPair<C, G, Cap, Ins> {
+    capture: Cap,
+    install: Arc<Ins>,
+    _types: PhantomData<fn() -> (C, G)>,
+}
+
+impl<C, G, Cap, Ins> ContextPair<C, G, Cap, Ins> {
+    pub(crate) fn new(capture: Cap, install: Ins) -> Self {
+        ContextPair {
+            capture,
+            install: Arc::new(install),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<C, G, Cap, Ins> ContextHook for ContextPair<C, G, Cap, Ins>
+where
+    C: Send + 'static,
+    G: 'static,
+    Cap: Fn() -> C + Send + Sync + 'static,
+    Ins: Fn(C) -> G + Send + Sync + 'static,
+{
+    fn capture(&self) -> Captured {
+        Box::new(CapturedWith {
+            ctx: (self.capture)(),
+            install: self.install.clone(),
+            _guard: PhantomData::<fn() -> G>,
+        })
+    }
+}
+
+struct CapturedWith<C, G, Ins> {
+    ctx: C,
+    install: Arc<Ins>,
+    _guard: PhantomData<fn() -> G>,
+}
+
+impl<C, G, Ins> CapturedContext for CapturedWith<C, G, Ins>
+where
+    C: Send + 'static,
+    G: 'static,
+    Ins: Fn(C) -> G + Send + Sync + 'static,
+{
+    fn scope(self: Box<Self>, body: &mut dyn FnMut()) {
+        let this = *self;
+        let _guard = (this.install)(this.ctx);
+        body();
+        // `_guard` drops here, or while `body` unwinds: the context is cleared either way.
+    }
+}
+
+/// Runs `f` with the captured context installed; a panic (of `f` or of the install hook) is
+/// caught and returned, after the context was cleared.
+#[inline]
+pub(crate) fn call_in<R>(ctx: Captured, f: impl FnOnce() -> R) -> std::thread::Result<R> {
+    let mut f = Some(f);
+    let mut out = None;
+    let caught = panic::catch_unwind(AssertUnwindSafe(|| {
+        ctx.scope(&mut || {
+            if let Some(f) = f.take() {
+                out = Some(f());
+            }
+        })
+    }));
+    // The install hook panicked before the body ran: drop the closure, quietly.
+    drop_quietly(f);
+    match (caught, out) {
+        (Ok(()), Some(r)) => Ok(r),
+        (Err(payload), _) => Err(payload),
+        // `scope` returned without calling the body: only a broken hook could do that.
+        (Ok(()), None) => Err(Box::new("context hook did not run the task")),
+    }
+}
+
+/// Drops a task that will not run (expired or cancelled), with its context installed around
+/// the drop if it captured one. Panics in user code are caught and dropped.
+pub(crate) fn discard<F>(f: F, ctx: Option<Captured>) {
+    match ctx {
+        None => drop_quietly(f),
+        Some(ctx) => {
+            let mut f = Some(f);
+            let caught = panic::catch_unwind(AssertUnwindSafe(|| {
+                ctx.scope(&mut || drop_quietly(f.take()))
+            }));
+            drop_quietly(f);
+            if let Err(payload) = caught {
+                std::mem::forget(payload);
+            }
+        }
+    }
+}
+
+/// Like [`discard`], but a panic of the closure's `Drop` propagates: for a cancel through
+/// the handle, which runs on the caller's thread.
+pub(crate) fn discard_loudly<F>(f: F, ctx: Option<Captured>) {
+    match ctx {
+        None => drop(f),
+        Some(ctx) => {
+            let mut f = Some(f);
+            ctx.scope(&mut || drop(f.take()));
+        }
+    }
+}
+
+/// A fire-and-forget task that captured a context.
+pub(crate) struct InContext<F> {
+    pub(crate) f: F,
+    pub(crate) ctx: Captured,
+}
+
+impl<F: FnOnce() + Send + 'static> crate::task::DetachedTask for InContext<F> {
+    fn run(self: Box<Self>) {
+        let InContext { f, ctx } = *self;
+        let mut f = Some(f);
+        ctx.scope(&mut || {
+            if let Some(f) = f.take() {
+                f()
+            }
+        });
+    }
+
+    fn discard(self: Box<Self>) {
+        let InContext { f, ctx } = *self;
+        discard(f, Some(ctx));
+    }
+
+    #[cold]
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
+        // A refusal hands the user's own closure back; the context was never installed.
+        Box::new(self.f)
+    }
+
+    #[cold]
+    fn into_fn(self: Box<Self>) -> Box<dyn FnOnce() + Send> {
+        // For the shed handler: whoever runs it later runs it in the captured context.
+        Box::new(move || crate::task::DetachedTask::run(self))
+    }
+}
+
+struct CurrentWorker {
+    shared: Arc<PoolShared>,
+    index: usize,
+}
+
+thread_local! {
+    /// The pool and index of the worker this thread is, if it is one.
+    static CURRENT: RefCell<Option<CurrentWorker>> = const { RefCell::new(None) };
+}
+
+/// Called on a new worker thread after its set-up (placement) succeeded: records the thread
+/// as a worker of `shared`, then runs the pool's start hook. A panic in the hook fails the
+/// set-up, and so `build()`.
+pub(crate) fn thread_started(shared: &Arc<PoolShared>, index: usize) -> io::Result<()> {
+    CURRENT.with(|c| {
+        *c.borrow_mut() = Some(CurrentWorker {
+            shared: shared.clone(),
+            index,
+        })
+    });
+    if let Some(hook) = &shared.config.hooks.on_start {
+        let thread = WorkerThread {
+            pool: &shared.name,
+            index,
+            slot: &shared.workers[index],
+        };
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| hook(&thread))) {
+            let msg = payload_str(payload.as_ref()).unwrap_or("a non-string payload");
+            let msg = format!("the on_thread_start hook of worker {index} panicked: {msg}");
+            drop_quietly(payload);
+            CURRENT.with(|c| drop(c.borrow_mut().take()));
+            return Err(io::Error::other(msg));
+        }
+    }
+    Ok(())
+}
+
+/// Called on a worker thread as its loop returns: runs the pool's stop hook (a panic in it is
+/// caught and dropped) and forgets the thread's worker record.
+pub(crate) fn thread_stopped(shared: &Arc<PoolShared>, index: usize) {
+    if let Some(hook) = &shared.config.hooks.on_stop {
+        let thread = WorkerThread {
+            pool: &shared.name,
+            index,
+            slot: &shared.workers[index],
+        };
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| hook(&thread))) {
+            drop_quietly(payload);
+        }
+    }
+    CURRENT.with(|c| drop(c.borrow_mut().take()));
+}
+
+/// The pool this thread is a worker of, if its identity is `origin` (see
+/// [`PoolShared::id`]).
+#[cold]
+pub(crate) fn current_pool_if(origin: usize) -> Option<Arc<PoolShared>> {
+    CURRENT
+        .try_with(|c| {
+            c.borrow()
+                .as_ref()
+                .filter(|w| w.shared.id() == origin)
+                .map(|w| w.shared.clone())
+        })
+        .ok()
+        .flatten()
+}
+
+/// The name of the pool and the index of the worker this thread is, if it is a worker.
+pub fn current_worker() -> Option<(String, usize)> {
+    CURRENT
+        .try_with(|c| {
+            c.borrow()
+                .as_ref()
+                .map(|w| (w.shared.name.to_string(), w.index))
+        })
+        .ok()
+        .flatten()
+}
+
+/// Applies the pool's [`PanicPolicy`] to the payload of a task without a handle. Runs on the
+/// worker thread that caught the panic.
+#[cold]
+pub(crate) fn detached_panic(payload: Box<dyn Any + Send>) {
+    let policy = CURRENT
+        .try_with(|c| {
+            c.borrow()
+                .as_ref()
+                .map(|w| (w.shared.config.hooks.panic.clone(), w.shared.name.clone()))
+        })
+        .ok()
+        .flatten();
+    match policy {
+        None | Some((PanicPolicy::Count, _)) => drop_quietly(payload),
+        Some((PanicPolicy::Handler(handler), pool)) => {
+            if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| handler(&pool, payload))) {
+                std::mem::forget(p);
+            }
+        }
+        Some((PanicPolicy::Abort, pool)) => {
+            eprintln!(
+                "bulkhead: a task of pool {:?} panicked and the pool's panic policy is Abort; \
+                 aborting the process",
+                &*pool
+            );
+            std::process::abort();
+        }
+    }
+}
+
+/// The hook and policy setters of [`PoolBuilder`].
+impl crate::PoolBuilder {
+    /// Carries context (a tracing span, a request id, a locale) from the submitting thread
+    /// into the pool: `capture` runs on the submitting thread and its value travels with the
+    /// task; on the worker, `install` receives it just before the task and returns a guard
+    /// whose `Drop` clears it just after. Install and clear run exactly once per accepted task
+    /// on every path (run, panic, expiry, cancellation); the [module docs](crate::hooks) say
+    /// on which thread for each.
+    ///
+    /// Default: unset, and then no per-task cost. Set, each submission costs one call of
+    /// `capture` and one allocation for the captured value. Setting it again replaces it.
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// thread_local!(static REQUEST_ID: Cell<u64> = const { Cell::new(0) });
+    ///
+    /// let rt = bulkhead::Runtime::builder()
+    ///     .pool("api", |p| {
+    ///         p.context(
+    ///             || REQUEST_ID.with(Cell::get),
+    ///             |id| {
+    ///                 REQUEST_ID.with(|r| r.set(id));
+    ///                 bulkhead::hooks::on_drop(|| REQUEST_ID.with(|r| r.set(0)))
+    ///             },
+    ///         )
+    ///     })
+    ///     .build()?;
+    ///
+    /// REQUEST_ID.with(|r| r.set(42));
+    /// let seen = rt.pool("api")?.try_submit(|| REQUEST_ID.with(Cell::get))?.join()?;
+    /// assert_eq!(seen, 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn context<C, G>(
+        mut self,
+        capture: impl Fn() -> C + Send + Sync + 'static,
+        install: impl Fn(C) -> G + Send + Sync + 'static,
+    ) -> Self
+    where
+        C: Send + 'static,
+        G: 'static,
+    {
+        self.hooks.context = Some(Arc::new(ContextPair::new(capture, install)));
+        self
+    }
+
+    /// Runs `hook` on every new worker thread of the pool before it takes its first task,
+    /// after its CPU placement and priority were applied (so [`WorkerThread::info`] shows the
+    /// final placement). `build()` returns only after every start hook returned; a panic in
+    /// the hook fails `build()` with the panic message.
+    ///
+    /// Default: unset. Like rayon's `start_handler` and tokio's `on_thread_start`.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// let started = Arc::new(Mutex::new(Vec::new()));
+    /// let log = started.clone();
+    /// let rt = bulkhead::Runtime::builder()
+    ///     .pool("io", move |p| {
+    ///         p.threads(2).on_thread_start(move |w| log.lock().unwrap().push(w.thread_name().to_owned()))
+    ///     })
+    ///     .build()?;
+    /// let mut names = started.lock().unwrap().clone();
+    /// names.sort();
+    /// assert_eq!(names, ["io-0", "io-1"]);
+    /// # drop(rt);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn on_thread_start(
+        mut self,
+        hook: impl Fn(&WorkerThread<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.hooks.on_start = Some(Arc::new(hook));
+        self
+    }
+
+    /// Runs `hook` on each worker thread as it exits its loop at shutdown, after its last
+    /// task. A graceful shutdown returns after every stop hook returned; a worker detached by
+    /// a timed-out shutdown runs its hook when its task finally returns. A panic in the hook
+    /// is caught and dropped. Not called for a worker whose start hook did not succeed.
+    ///
+    /// Default: unset.
+    pub fn on_thread_stop(
+        mut self,
+        hook: impl Fn(&WorkerThread<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.hooks.on_stop = Some(Arc::new(hook));
+        self
+    }
+
+    /// What to do when a task without a handle panics (see [`PanicPolicy`]).
+    ///
+    /// Default: [`PanicPolicy::Count`]. Tasks with a handle always hand the payload to the
+    /// handle.
+    pub fn panic_policy(mut self, policy: PanicPolicy) -> Self {
+        self.hooks.panic = policy;
+        self
+    }
+}
