@@ -284,7 +284,8 @@ impl PoolBuilder {
     /// stream of tasks closer together than `idle_spin` is served without it. The spin adapts:
     /// a worker that waited longer than `idle_spin` for its last task parks at once next time
     /// (after a few microseconds of back-off), so an idle pool burns no CPU; a busy one trades
-    /// CPU time between tasks for latency. Elastic pools always park at once.
+    /// CPU time between tasks for latency. Elastic pools, and pools with queue capacity 0
+    /// (whose hand-off needs a parked worker), always park at once.
     ///
     /// Default: [`DEFAULT_IDLE_SPIN`] (100 µs). Zero disables it. At most
     /// [`MAX_IDLE_SPIN`] (10 ms); more is a build error.

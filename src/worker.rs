@@ -246,8 +246,11 @@ impl Worker {
                 }
                 // Fixed pool. Spin and yield briefly first, as crossbeam's own `recv`
                 // does, so a steady stream rarely pays a park and a futex wake per task.
+                // Not with queue capacity 0: a hand-off needs a worker parked in `recv`,
+                // and a spinning one would make submissions fail.
+                let hand_off = shared.config.queue_capacity == 0;
                 let backoff = Backoff::new();
-                while !backoff.is_completed() {
+                while !hand_off && !backoff.is_completed() {
                     if let Ok(job) = shared.rx.try_recv() {
                         return Some(job);
                     }
@@ -256,7 +259,7 @@ impl Worker {
                 // Then, if tasks have been arriving closer together than `idle_spin`, keep
                 // looking (yielding the CPU between tries) for up to that long.
                 let waiting_since = shared.now_nanos();
-                if self.spin_next.get() && shared.idle_spin_nanos > 0 {
+                if !hand_off && self.spin_next.get() && shared.idle_spin_nanos > 0 {
                     loop {
                         if let Ok(job) = shared.rx.try_recv() {
                             return Some(job);
