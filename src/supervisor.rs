@@ -2,8 +2,9 @@
 //!
 //! At each tick it, for every pool:
 //!
-//! 1. swaps each worker's latency recorder with an empty one and adds what it took into the
-//!    pool's cumulative histograms and the open interval (see [`metrics`](crate::metrics));
+//! 1. takes from each worker's latency recorder what it counted since the last tick and adds
+//!    it into the pool's cumulative histograms and the open interval (see
+//!    [`metrics`](crate::metrics));
 //! 2. reads each live worker's CPU time and last CPU from `/proc/self/task/<tid>/stat`,
 //!    keeping the last value of workers that have exited;
 //! 3. closes the interval: the open histograms become the "last interval" view;
