@@ -229,10 +229,22 @@ impl RefusedContinuation {
         if !self.0.task.is::<Box<dyn FnOnce() -> U + Send>>() {
             return Err(self);
         }
-        match self.0.task.downcast::<Box<dyn FnOnce() -> U + Send>>() {
+        let mut this = self;
+        // A zero-sized placeholder: no allocation. `Drop` then drops only the placeholder.
+        let task = std::mem::replace(&mut this.0.task, Box::new(()));
+        match task.downcast::<Box<dyn FnOnce() -> U + Send>>() {
             Ok(task) => Ok(*task),
             Err(_) => unreachable!("checked just above"),
         }
+    }
+}
+
+impl Drop for RefusedContinuation {
+    /// The task holds its input, which may be another refused continuation: a chain of N
+    /// refusals nests N deep, so it is dropped flat, not by recursion.
+    fn drop(&mut self) {
+        let task = std::mem::replace(&mut self.0.task, Box::new(()));
+        crate::trampoline::drop_flat(task);
     }
 }
 

@@ -328,6 +328,7 @@ mod supervisor;
 mod sync;
 mod sys;
 mod task;
+mod trampoline;
 mod worker;
 
 pub use builder::{PoolBuilder, RuntimeBuilder};

@@ -50,6 +50,7 @@ use crate::error::{RefusalReason, RefusedContinuation, TaskError};
 use crate::hooks::{self, Captured};
 use crate::pool::{Pool, PoolShared};
 use crate::sync::{Arc, AtomicBool, Condvar, Mutex, MutexGuard, Ordering};
+use crate::trampoline;
 use crossbeam_utils::Backoff;
 
 /// What a worker (or a shutdown drain) learnt from handling one job.
@@ -337,7 +338,9 @@ where
             if let Some(then) = st.extra.as_mut().and_then(|e| e.then.take()) {
                 st.stage = Stage::Taken;
                 drop(st);
-                then(result);
+                // A refused continuation resolves the next link from here: hand it on
+                // through the trampoline so a chain of any length runs at constant depth.
+                trampoline::hand_on(move || then(result));
                 return;
             }
         }
