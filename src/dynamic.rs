@@ -150,6 +150,11 @@ impl Dynamic {
         self.live.load(Ordering::Relaxed)
     }
 
+    /// The workers the pool counts on now: live ones that were not replaced.
+    pub(crate) fn active(&self) -> usize {
+        self.live().saturating_sub(self.replaced())
+    }
+
     /// Replaced stuck workers that have not returned yet.
     pub(crate) fn replaced(&self) -> usize {
         self.replaced.load(Ordering::Relaxed)
@@ -226,18 +231,20 @@ impl PoolShared {
         result
     }
 
-    /// Joins earlier threads of slot `index`, which has exited, before the slot is reused.
+    /// Joins the earlier threads of slot `index` that have finished. A thread that gave the
+    /// slot up but has not returned yet stays in `joins` (detached until a later reap): this
+    /// runs under the growth lock, on paths that must never block.
     fn join_slot(&self, index: usize) {
         let old: Vec<_> = {
             let mut joins = self.joins.lock();
             let (old, keep) = std::mem::take(&mut *joins)
                 .into_iter()
-                .partition(|(i, _)| *i == index);
+                .partition(|(i, h)| *i == index && h.is_finished());
             *joins = keep;
             old
         };
         for (_, handle) in old {
-            // The thread marked the slot exited as its last step; it returns at once.
+            // Finished: returns at once.
             let _ = handle.join();
         }
     }
@@ -257,8 +264,8 @@ impl PoolShared {
         d.refresh(&c);
     }
 
-    /// Worker `index` asks to retire; true if it must exit now (its slot is then marked
-    /// exited and it is no longer counted).
+    /// Worker `index` asks to retire; true if it must exit now (it is then no longer
+    /// counted; its thread gives the slot up as its last step, after its stop hook).
     #[cold]
     pub(crate) fn retire(&self, index: usize, why: Retire) -> bool {
         let d = self.dyn_state();
@@ -276,7 +283,6 @@ impl PoolShared {
                 c.replaced -= 1;
                 slot.set_replaced(false);
             }
-            slot.mark_exited();
             d.refresh(&c);
         }
         go
@@ -316,25 +322,48 @@ impl PoolShared {
         started
     }
 
-    /// Sets the bounds of `active` (already validated): starts threads up to `min` at once,
-    /// and wakes idle workers to retire down to `max`; busy ones retire after their task.
+    /// Sets the bounds of `active` (already validated): starts threads up to `min`, and wakes
+    /// idle workers to retire down to `max`; busy ones retire after their task.
+    ///
+    /// Returns once every thread it started has finished its set-up (placement and start
+    /// hook), with the first error if one could not start or failed its set-up: such a
+    /// worker is no longer counted by then, so the pool's thread count is what really runs.
     pub(crate) fn set_range(self: &Arc<Self>, min: usize, max: usize) -> io::Result<()> {
         let d = self.dyn_state();
-        let mut c = d.counts.lock();
+        let (ready_tx, ready_rx) = unbounded();
+        let mut c = d.lock();
         c.min = min;
         c.max = max;
         let mut result = Ok(());
+        let mut started = 0;
         while c.active() < c.min {
-            if let Err(e) = self.start_worker(&mut c, None) {
-                result = Err(e);
-                break;
+            match self.start_worker(&mut c, Some(ready_tx.clone())) {
+                Ok(_) => started += 1,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
             }
         }
         let excess = c.active().saturating_sub(c.max);
         d.refresh(&c);
         drop(c);
+        drop(ready_tx);
         for _ in 0..excess {
             let _ = d.wake_tx.send(());
+        }
+        // Outside the lock: a start hook may take its time, and workers that finish a task
+        // meanwhile must be able to retire.
+        for _ in 0..started {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    if result.is_ok() {
+                        result = Err(e);
+                    }
+                }
+                Err(_) => break,
+            }
         }
         result
     }

@@ -218,6 +218,23 @@ impl PoolShared {
         }
     }
 
+    /// How many of this pool's workers may block joining tasks of their own pool before that
+    /// is a deadlock: the workers it counts on now (after a resize, the live count). A pool
+    /// that may still grow and has queued work no idle worker will take starts a thread
+    /// first, as a submission would have, so the awaited task finds a worker.
+    #[cold]
+    pub(crate) fn join_capacity(self: &Arc<Self>) -> usize {
+        match &self.dynamic {
+            None => self.config.threads,
+            Some(d) => {
+                if d.wants_growth(|| self.tx.len()) {
+                    self.grow();
+                }
+                d.active()
+            }
+        }
+    }
+
     /// The current queue capacity (the admission limit of a resizable queue).
     pub(crate) fn queue_capacity(&self) -> usize {
         match &self.queue_limit {
@@ -293,20 +310,23 @@ impl PoolShared {
                     .map_err(|e| e.is_disconnected()),
             };
             if let Err(all_exited) = r {
-                self.reap();
+                // Every token is gone: the threads are returning. A graceful shutdown joins
+                // them; a bounded one joins only those already finished.
+                self.reap(deadline.is_none() && all_exited);
                 return all_exited;
             }
         }
     }
 
-    /// Joins the threads of workers that have exited; the others stay detached until a
-    /// later call.
-    fn reap(&self) {
+    /// Joins the threads that have finished (with `all`, every thread: only when each has
+    /// dropped its exit token); the others stay detached until a later call. Without `all`
+    /// it never blocks: a thread still in its stop hook is not waited for.
+    fn reap(&self, all: bool) {
         let finished: Vec<_> = {
             let mut joins = self.joins.lock();
             let (done, running) = std::mem::take(&mut *joins)
                 .into_iter()
-                .partition(|(i, _)| self.workers[*i].has_exited());
+                .partition(|(_, h)| all || h.is_finished());
             *joins = running;
             done
         };
@@ -575,7 +595,9 @@ impl Pool {
     /// [`BuildErrorKind::NotResizable`] if the pool was built without
     /// [`max_threads_limit`](crate::PoolBuilder::max_threads_limit), without an elastic range
     /// and without a replacement budget; [`BuildErrorKind::Spawn`] if a thread could not be
-    /// started (then the pool keeps the threads it has, and the new bounds).
+    /// started or failed its set-up (placement, a panicking start hook): the call waits for
+    /// the new threads' set-up, and by the time it returns, such a thread is no longer
+    /// counted, so [`threads`](Pool::threads) says what really runs.
     pub fn set_thread_range(&self, min: usize, max: usize) -> Result<(), BuildError> {
         self.resize_threads("elastic", min, max)
     }
@@ -598,7 +620,7 @@ impl Pool {
         check_thread_range(min, max, d.threads_limit)
             .map_err(|why| BuildError::new(name, field, BuildErrorKind::OutOfRange, why))?;
         self.shared.set_range(min, max).map_err(|e| {
-            let msg = format!("could not start a worker thread: {e}");
+            let msg = format!("a new worker thread did not start: {e}");
             BuildError::new(name, field, BuildErrorKind::Spawn(e), msg)
         })
     }

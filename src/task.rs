@@ -35,7 +35,7 @@
 //! state). A worker that blocks in `join` or `join_timeout` on an unfinished cell of *its own*
 //! pool counts itself in the pool's `blocked_joins` and leaves the pool in the cell (`waiter`);
 //! whoever resolves the cell un-counts it in the same critical section that publishes the
-//! outcome. A count equal to the pool's thread count means every worker is blocked on a task
+//! outcome. A count equal to the workers the pool counts on now (its live count after a resize; an elastic pool first starts a thread if it may grow) means every worker is blocked on a task
 //! only this pool can run: the worker that would complete the count gets
 //! [`TaskError::WouldDeadlock`] instead of blocking.
 
@@ -509,7 +509,7 @@ where
                         if let Some(pool) = hooks::current_pool_if(self.origin) {
                             // This thread is a worker of the pool that must run the task.
                             let blocked = pool.blocked_joins.fetch_add(1, Ordering::AcqRel) + 1;
-                            if blocked >= pool.config.threads {
+                            if blocked >= pool.join_capacity() {
                                 pool.blocked_joins.fetch_sub(1, Ordering::AcqRel);
                                 return Err(TaskError::WouldDeadlock);
                             }

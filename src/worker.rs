@@ -64,17 +64,24 @@ pub(crate) fn spawn(
             .set_up()
             .and_then(|()| hooks::thread_started(&worker.shared, index));
         let ok = setup.is_ok();
-        // The builder is waiting on the other end; if it is gone there is nobody to serve.
-        let builder_gone = ready.is_some_and(|ready| ready.send(setup).is_err());
-        if builder_gone || !ok {
+        if !ok {
+            // Stop being counted before anyone hears of the failure, so that a resize that
+            // reports it also reports the thread count that really runs.
+            worker.exit();
+        }
+        // The starter may be waiting on the other end; if it is gone there is nobody to serve.
+        let starter_gone = ready.is_some_and(|ready| ready.send(setup).is_err());
+        if starter_gone || !ok {
             if ok {
+                worker.exit();
                 hooks::thread_stopped(&worker.shared, index);
             }
-            worker.exit();
+            worker.leave();
             return;
         }
         worker.run();
         hooks::thread_stopped(&worker.shared, index);
+        worker.leave();
     })
 }
 
@@ -133,6 +140,7 @@ impl Worker {
                 if (slot.is_replaced() || d.shrink.load(Ordering::Relaxed))
                     && shared.retire(self.index, Retire::Check)
                 {
+                    self.retired.set(true);
                     return;
                 }
             }
@@ -140,18 +148,23 @@ impl Worker {
         self.exit();
     }
 
-    /// Leaves the pool for good: marks the slot exited (and, in a dynamic pool, stops being
-    /// counted), unless the worker already retired.
+    /// Stops being counted as one of the pool's workers (a dynamic pool's counts), unless the
+    /// worker already retired. The slot stays this worker's until [`leave`](Worker::leave).
     fn exit(&self) {
-        if self.retired.get() {
+        if self.retired.replace(true) {
             return;
         }
-        match &self.shared.dynamic {
-            Some(_) => {
-                self.shared.retire(self.index, Retire::Exit);
-            }
-            None => self.shared.workers[self.index].mark_exited(),
+        if self.shared.dynamic.is_some() {
+            self.shared.retire(self.index, Retire::Exit);
         }
+    }
+
+    /// The thread's last step, after its stop hook: gives the slot up. Until then the slot is
+    /// not reused (the stop hook may read it), and a shutdown report lists the thread as
+    /// still running; the runtime never joins a thread that has not finished, so a slow or
+    /// hung stop hook delays neither a bounded shutdown nor a new worker.
+    fn leave(&self) {
+        self.shared.workers[self.index].mark_exited();
     }
 
     /// Runs, expires or cancels one job that a worker took at `start` (pool clock). Returns
