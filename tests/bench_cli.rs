@@ -191,3 +191,25 @@ fn scenario_file_with_unknown_key_exits_2_naming_it() {
         "/nonexistent/scenario.toml",
     );
 }
+
+/// One duration syntax: the library's `h` unit (and every other it accepts) works in the CLI.
+#[test]
+fn durations_use_the_library_syntax_including_hours() {
+    let out = bench(&[
+        "--pool",
+        "api:threads=1,queue=16,max_wait=0.001h",
+        "--load",
+        "api:rate=50,work=spin:10us",
+        "--duration",
+        "0.0001h",
+        "--warmup",
+        "0h",
+        "--drain",
+        "0.0001h",
+        "--mode",
+        "isolated",
+        "--quiet",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+}

@@ -6,7 +6,7 @@
 //!
 //! | syntax        | example                                             |
 //! |---------------|-----------------------------------------------------|
-//! | duration      | `50us`, `1.5ms`, `10s`, `2m` (units ns, us/µs, ms, s, m) |
+//! | duration      | `50us`, `1.5ms`, `10s`, `2m`, `1h` (units ns, us/µs, ms, s, m, h; the library's syntax) |
 //! | rate          | `2000`, `2000/s`, `2.5k`, `max`                     |
 //! | work          | `spin:50us`, `sleep:2ms`, `hang`, `panic:0.3`, `9*spin:50us\|1*sleep:5ms` |
 //! | `--pool`      | `NAME:threads=1,queue=256,cpus=0,max_wait=100ms`, `codel=5ms/100ms`, `budget=2,stuck_after=100ms`, `elastic=1-8,keep_alive=2s` |
@@ -272,33 +272,11 @@ fn format_unit(v: f64, unit: &str) -> String {
     }
 }
 
-/// Parses a duration: a non-negative number followed by `ns`, `us` (or `µs`), `ms`, `s` or `m`.
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let bad = || {
-        format!(
-            "invalid duration {s:?}: expected a number followed by a unit (ns, us, ms, s, m), e.g. 50us or 10s"
-        )
-    };
-    let v: f64 = num.parse().map_err(|_| bad())?;
-    let scale = match unit.trim() {
-        "ns" => 1e-9,
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" | "min" => 60.0,
-        _ => return Err(bad()),
-    };
-    let secs = v * scale;
-    if !secs.is_finite() || secs > 365.0 * 24.0 * 3600.0 {
-        return Err(format!("duration {s:?} is too long"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
+/// Parses a duration: the library's syntax, so that a value that works in a configuration
+/// file works here too: a non-negative number and a unit, `ns`, `us` (or `µs`), `ms`, `s`,
+/// `m` or `h` (`50us`, `1.5ms`, `2m`, `1h`). The error names the value. Ranges are checked
+/// where the duration is used (a run is at most [`MAX_DURATION`]).
+pub(crate) use bulkhead::config::parse_duration;
 
 /// Parses a rate: tasks per second (`2000`, `2000/s`, `2.5k`), or `max`.
 pub(crate) fn parse_rate(s: &str) -> Result<Rate, String> {
@@ -357,9 +335,19 @@ fn parse_one_work(s: &str) -> Result<WorkSpec, String> {
     };
     let need =
         |what: &str| arg.ok_or_else(|| format!("work {t:?} needs an argument: {kind}:{what}"));
+    let task_time = |arg: &str| {
+        let d = parse_duration(arg)?;
+        if d > MAX_DURATION {
+            return Err(format!(
+                "invalid work {t:?}: a task may take at most {}",
+                fmt_duration(MAX_DURATION)
+            ));
+        }
+        Ok(d)
+    };
     match kind {
-        "spin" => Ok(WorkSpec::Spin(parse_duration(need("DURATION")?)?)),
-        "sleep" => Ok(WorkSpec::Sleep(parse_duration(need("DURATION")?)?)),
+        "spin" => Ok(WorkSpec::Spin(task_time(need("DURATION")?)?)),
+        "sleep" => Ok(WorkSpec::Sleep(task_time(need("DURATION")?)?)),
         "hang" if arg.is_none() => Ok(WorkSpec::Hang),
         "panic" => {
             let p: f64 = need("PROBABILITY")?.trim().parse().map_err(|_| {
@@ -745,20 +733,27 @@ mod tests {
         assert_eq!(parse_duration("7s"), Ok(Duration::from_secs(7)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        // The library's syntax: whatever a configuration file accepts, the bench accepts.
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1h"), bulkhead::config::parse_duration("1h"));
+    }
+
+    #[test]
+    fn durations_beyond_a_run_are_refused_where_used() {
+        let err = parse_work("spin:2h").unwrap_err();
+        assert!(
+            err.contains("\"spin:2h\"") && err.contains("3600s"),
+            "{err}"
+        );
+        let mut sc = presets::preset("cpu-runaway", &[0, 1]).unwrap();
+        sc.duration = parse_duration("99999999999s").unwrap();
+        let err = sc.validate(&[0, 1]).unwrap_err();
+        assert!(err.contains("at most 3600s"), "{err}");
     }
 
     #[test]
     fn malformed_durations_name_the_value() {
-        for bad in [
-            "10",
-            "10xs",
-            "ms",
-            "-1s",
-            "1..2s",
-            "",
-            "1e3s",
-            "99999999999s",
-        ] {
+        for bad in ["10", "10xs", "ms", "-1s", "1..2s", "", "1e3s"] {
             let err = parse_duration(bad).unwrap_err();
             assert!(err.contains(&format!("{bad:?}")), "{bad}: {err}");
         }
