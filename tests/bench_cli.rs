@@ -213,3 +213,69 @@ fn durations_use_the_library_syntax_including_hours() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
 }
+
+/// Writes `text` as a scenario file, runs the bench on it with `extra` arguments, removes it.
+fn bench_with_scenario(name: &str, text: &str, extra: &[&str]) -> Output {
+    let path = temp_path(name);
+    std::fs::write(&path, text).unwrap();
+    let mut args = vec!["--scenario", path.to_str().unwrap()];
+    args.extend(extra);
+    let out = bench(&args);
+    std::fs::remove_file(&path).ok();
+    out
+}
+
+fn assert_exit_2_naming(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stderr.contains(needle), "{needle}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // Rejected before any mode ran: no table, no live line.
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(!stderr.contains("run failed"), "{stderr}");
+}
+
+const SHORT: &[&str] = &[
+    "--duration",
+    "300ms",
+    "--warmup",
+    "0s",
+    "--drain",
+    "200ms",
+    "--quiet",
+];
+
+/// A scenario-file value is given whole to its own key: it cannot set another key.
+#[test]
+fn scenario_file_values_cannot_inject_keys() {
+    let injected = [
+        // Was: max_wait 5ms and, silently, threads=64.
+        (
+            "[[pool]]\nname = \"a\"\nmax_wait = \"5ms,threads=64\"\n[[load]]\npool = \"a\"\nrate = 50\n",
+            "5ms,threads=64",
+        ),
+        // Was: the pool field parsed as a load spec, setting rate=max.
+        (
+            "[[pool]]\nname = \"a\"\n[[load]]\npool = \"a:rate=max\"\n",
+            "a:rate=max",
+        ),
+        // Was: fixed arrivals, the rest silently dropped.
+        (
+            "[[pool]]\nname = \"a\"\n[[load]]\npool = \"a\"\nrate = 50\narrivals = \"fixed,rate=max\"\n",
+            "fixed,rate=max",
+        ),
+        (
+            "[[pool]]\nname = \"a\"\ncodel = \"5ms/100ms,budget=9\"\n[[load]]\npool = \"a\"\nrate = 50\n",
+            "budget=9",
+        ),
+    ];
+    for (i, (text, needle)) in injected.into_iter().enumerate() {
+        let out = bench_with_scenario(&format!("inject{i}.toml"), text, SHORT);
+        assert_exit_2_naming(&out, needle);
+    }
+}
