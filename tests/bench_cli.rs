@@ -279,3 +279,87 @@ fn scenario_file_values_cannot_inject_keys() {
         assert_exit_2_naming(&out, needle);
     }
 }
+
+/// A positive rate too small to pace (it used to panic a generator thread), or not finite,
+/// is refused by the parser with the accepted range.
+#[test]
+fn rates_out_of_range_exit_2_with_the_range() {
+    for rate in ["1e-20", "0.0001", "inf", "NaN", "2e6"] {
+        let load = format!("api:rate={rate}");
+        let mut args = vec!["--pool", "api", "--load", &load];
+        args.extend(SHORT);
+        let out = bench(&args);
+        assert_exit_2_naming(&out, &format!("{rate:?}"));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("from 0.001 to 1000000"),
+            "{rate}"
+        );
+    }
+}
+
+/// Pool names the library refuses fail before the first run, not in the isolated one.
+#[test]
+fn invalid_pool_names_exit_2_before_any_run() {
+    let long = "p".repeat(65);
+    for (name, needle) in [
+        (long.as_str(), "65 bytes long"),
+        ("b\u{1}x", "control character"),
+    ] {
+        let pool = format!("{name}:threads=1");
+        let load = format!("{name}:rate=50");
+        let mut args = vec![
+            "--pool",
+            "api:threads=1",
+            "--pool",
+            &pool,
+            "--load",
+            "api:rate=50",
+            "--load",
+            &load,
+            "--mode",
+            "isolated",
+        ];
+        args.extend(SHORT);
+        let out = bench(&args);
+        assert_exit_2_naming(&out, needle);
+        assert_exit_2_naming(&out, &format!("{name:?}"));
+    }
+    // The same from a scenario file.
+    let text = format!("[[pool]]\nname = \"{long}\"\n[[load]]\npool = \"{long}\"\nrate = 50\n");
+    let out = bench_with_scenario("long-name.toml", &text, SHORT);
+    assert_exit_2_naming(&out, "65 bytes long");
+}
+
+/// The shared run sums the pools' threads and queues; a sum over the library's limits is
+/// refused up front, naming the shared pool, the field and the sum, even when it is the
+/// last mode.
+#[test]
+fn shared_sums_over_the_limits_exit_2_before_any_run() {
+    for (pools, needle) in [
+        (
+            ["api:threads=1,queue=16777216", "b:threads=1,queue=16777216"],
+            "got 33554432",
+        ),
+        (
+            ["api:threads=1000,queue=1", "b:threads=100,queue=1"],
+            "got 1100",
+        ),
+    ] {
+        let mut args = vec![
+            "--pool",
+            pools[0],
+            "--pool",
+            pools[1],
+            "--load",
+            "api:rate=50",
+            "--load",
+            "b:rate=50",
+            "--mode",
+            "both",
+        ];
+        args.extend(SHORT);
+        let out = bench(&args);
+        assert_exit_2_naming(&out, needle);
+        assert_exit_2_naming(&out, "pool \"shared\"");
+    }
+}

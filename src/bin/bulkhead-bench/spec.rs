@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 pub(crate) const MAX_DURATION: Duration = Duration::from_secs(3600);
 /// The highest fixed rate one generator thread is asked to keep, per second.
 pub(crate) const MAX_RATE: f64 = 1_000_000.0;
+/// The lowest fixed rate, per second: one task every 1000 s, less than a longest run apart.
+pub(crate) const MIN_RATE: f64 = 0.001;
 /// The most threads one load may use as submitters or callers.
 pub(crate) const MAX_SUBMITTERS: usize = 256;
 
@@ -293,9 +295,10 @@ pub(crate) fn parse_rate(s: &str) -> Result<Rate, String> {
         format!("invalid rate {s:?}: expected tasks per second (e.g. 2000, 2000/s, 2.5k) or max")
     })?;
     let v = v * mult;
-    if !(v > 0.0 && v <= MAX_RATE) {
+    // Also refuses NaN and the infinities.
+    if !(MIN_RATE..=MAX_RATE).contains(&v) {
         return Err(format!(
-            "invalid rate {s:?}: must be greater than 0 and at most {MAX_RATE} per second"
+            "invalid rate {s:?}: must be from {MIN_RATE} to {MAX_RATE} tasks per second (or max)"
         ));
     }
     Ok(Rate::PerSec(v))
@@ -811,7 +814,10 @@ mod tests {
         assert_eq!(parse_rate("2000/s"), Ok(Rate::PerSec(2000.0)));
         assert_eq!(parse_rate("2.5k"), Ok(Rate::PerSec(2500.0)));
         assert_eq!(parse_rate("max"), Ok(Rate::Max));
-        for bad in ["0", "-5", "fast", "2000/min", "NaN", "1e9"] {
+        assert_eq!(parse_rate("0.001"), Ok(Rate::PerSec(MIN_RATE)));
+        for bad in [
+            "0", "-5", "fast", "2000/min", "NaN", "1e9", "1e-20", "0.0009", "inf", "-inf",
+        ] {
             let err = parse_rate(bad).unwrap_err();
             assert!(err.contains(&format!("{bad:?}")), "{bad}: {err}");
         }
