@@ -297,9 +297,10 @@ fn rates_out_of_range_exit_2_with_the_range() {
     }
 }
 
-/// Pool names the library refuses fail before the first run, not in the isolated one.
+/// Pool names the library refuses fail before the first run, not in the isolated one; load
+/// names follow the same rule.
 #[test]
-fn invalid_pool_names_exit_2_before_any_run() {
+fn invalid_pool_and_load_names_exit_2_before_any_run() {
     let long = "p".repeat(65);
     for (name, needle) in [
         (long.as_str(), "65 bytes long"),
@@ -324,6 +325,10 @@ fn invalid_pool_names_exit_2_before_any_run() {
         assert_exit_2_naming(&out, needle);
         assert_exit_2_naming(&out, &format!("{name:?}"));
     }
+    // Load names too: a NUL in one used to panic the generator thread's spawn.
+    let text = "[[pool]]\nname = \"a\"\n[[load]]\npool = \"a\"\nname = \"x\\u0000y\"\nrate = 50\n";
+    let out = bench_with_scenario("nul-load-name.toml", text, SHORT);
+    assert_exit_2_naming(&out, "load name \"x\\0y\"");
     // The same from a scenario file.
     let text = format!("[[pool]]\nname = \"{long}\"\n[[load]]\npool = \"{long}\"\nrate = 50\n");
     let out = bench_with_scenario("long-name.toml", &text, SHORT);

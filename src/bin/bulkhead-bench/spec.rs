@@ -205,6 +205,7 @@ impl Scenario {
         }
         let known: Vec<&str> = self.pools.iter().map(|p| p.name.as_str()).collect();
         for (i, l) in self.loads.iter().enumerate() {
+            check_load_name(&l.name)?;
             if !known.contains(&l.pool.as_str()) {
                 return Err(format!(
                     "load {:?} names the unknown pool {:?} (pools: {})",
@@ -235,6 +236,24 @@ impl Scenario {
         }
         Ok(())
     }
+}
+
+/// A load's name names its generator threads and its rows: the library's rule for pool
+/// names (1 to 64 bytes, no control characters; a NUL would panic the thread spawn).
+fn check_load_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > bulkhead::builder::MAX_NAME_LEN {
+        return Err(format!(
+            "load name {name:?} is {} bytes long: it must be 1 to {} bytes",
+            name.len(),
+            bulkhead::builder::MAX_NAME_LEN
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "load name {name:?} contains the control character {c:?}"
+        ));
+    }
+    Ok(())
 }
 
 /// Checks that every CPU in `cpus` is one this process may run on.
