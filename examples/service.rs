@@ -15,6 +15,16 @@
 //! `Retry-After: 1`. A flood of `/slow` therefore fills and overflows `downstream` only:
 //! `/fast` keeps answering 200.
 //!
+//! Slow clients cannot hold the `http` workers: a connection must deliver its whole request
+//! head within [`Sizes::request_deadline`], counted once from the moment an `http` worker
+//! takes it, not per read, so a client that trickles a byte now and then is answered
+//! `408 Request Timeout` and its worker freed at the deadline. The accept loop never waits
+//! on a connection it cannot place: it hands each one to `http` with a submission that never
+//! blocks, and a refused one goes, still unanswered, to a fourth bulkhead, `busy` (one
+//! thread, small queue), which answers `503` with `Retry-After: 1`; if `busy` is full as well
+//! the connection is simply closed. Writing an answer and draining the connection before
+//! closing it are bounded as a whole too (5 s and 100 ms).
+//!
 //! A request id, set by the `http` worker for each request, follows the request into `cpu`
 //! and `downstream` through their context hooks (`PoolBuilder::context`) and comes back in
 //! the `X-Request-Id` header.
@@ -33,10 +43,15 @@ use std::time::{Duration, Instant};
 
 use bulkhead::{Pool, Runtime};
 
-/// How long a connection may take to send its request or accept the response.
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long writing a response may take, as a whole.
+const WRITE_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a closed connection is drained, as a whole, so that closing it does not reset it
+/// before the client has read the answer.
+const LINGER: Duration = Duration::from_millis(100);
 /// The largest request head read.
 const MAX_HEAD: usize = 8 * 1024;
+/// Queue capacity of the `busy` pool, which answers 503 to connections `http` refused.
+const BUSY_QUEUE: usize = 16;
 
 thread_local! {
     /// The id of the request this thread works on (0: none).
@@ -46,6 +61,16 @@ thread_local! {
 /// The sizes and limits that matter for the demonstration.
 #[derive(Debug, Clone, Copy)]
 pub struct Sizes {
+    /// Threads of the `http` pool, which reads request heads (default 4).
+    pub http_threads: usize,
+    /// Queue capacity of the `http` pool: accepted connections waiting for an `http` worker
+    /// (default 16; 0: a connection is taken only if a worker is idle). Beyond it, a
+    /// connection is answered 503 by the `busy` pool.
+    pub http_queue: usize,
+    /// How long a connection may take to send its whole request head, counted from the
+    /// moment an `http` worker takes it, across all reads (default 5 s). Past it the client is
+    /// answered 408 and the worker is free again. Must be above zero.
+    pub request_deadline: Duration,
     /// Threads of the slow downstream's pool.
     pub downstream_threads: usize,
     /// Queue capacity of the slow downstream's pool.
@@ -59,6 +84,9 @@ pub struct Sizes {
 impl Default for Sizes {
     fn default() -> Self {
         Sizes {
+            http_threads: 4,
+            http_queue: 16,
+            request_deadline: Duration::from_secs(5),
             downstream_threads: 2,
             downstream_queue: 4,
             cpu_max_wait: Duration::from_millis(500),
@@ -78,11 +106,16 @@ fn with_request_id(p: bulkhead::PoolBuilder) -> bulkhead::PoolBuilder {
     )
 }
 
-/// The service's bulkheads: `http` (connections), `cpu` and `downstream`.
+/// The service's bulkheads: `http` (request heads), `busy` (503 to the connections `http`
+/// refused), `cpu` and `downstream`.
 pub fn build_runtime(sizes: Sizes) -> Result<Runtime, bulkhead::BuildError> {
     let cores = thread::available_parallelism().map_or(2, |n| n.get());
     Runtime::builder()
-        .pool("http", |p| p.threads(4).queue_capacity(64))
+        .pool("http", |p| {
+            p.threads(sizes.http_threads)
+                .queue_capacity(sizes.http_queue)
+        })
+        .pool("busy", |p| p.threads(1).queue_capacity(BUSY_QUEUE))
         .pool("cpu", |p| {
             with_request_id(p)
                 .threads(cores)
@@ -103,8 +136,11 @@ pub type Downstream = Arc<dyn Fn() -> String + Send + Sync>;
 
 #[derive(Clone)]
 struct Service {
-    /// Where connections are parsed.
+    /// Where request heads are read and requests dispatched.
     http: Pool,
+    /// Where refused connections are answered 503.
+    busy: Pool,
+    request_deadline: Duration,
     cpu: Pool,
     downstream: Pool,
     /// Weak, so that a task never holds the last reference to the runtime it runs on.
@@ -114,15 +150,18 @@ struct Service {
 }
 
 /// Serves on `listener` until `stop` is set; every connection is handled on `rt`'s pools.
-/// `rt` must have been built by [`build_runtime`].
+/// `rt` must have been built by [`build_runtime`] with the same `sizes`.
 pub fn serve(
     listener: TcpListener,
     rt: &Arc<Runtime>,
+    sizes: Sizes,
     call_downstream: Downstream,
     stop: &AtomicBool,
 ) -> io::Result<()> {
     let svc = Service {
         http: rt.pool("http").map_err(io::Error::other)?,
+        busy: rt.pool("busy").map_err(io::Error::other)?,
+        request_deadline: sizes.request_deadline,
         cpu: rt.pool("cpu").map_err(io::Error::other)?,
         downstream: rt.pool("downstream").map_err(io::Error::other)?,
         rt: Arc::downgrade(rt),
@@ -134,12 +173,14 @@ pub fn serve(
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, _)) => {
-                let svc2 = svc.clone();
-                let Ok(reply) = Reply::new(stream) else {
-                    continue;
+                let conn = Accepted {
+                    stream: Some(stream),
+                    busy: svc.busy.clone(),
                 };
-                // Refused: the closure comes back and is dropped here; its Reply answers 503.
-                let _ = svc.http.execute(move || handle(reply, &svc2));
+                let svc2 = svc.clone();
+                // Never blocks. Refused, the closure comes back and is dropped here, and the
+                // dropped `Accepted` passes the connection on to `busy`: no I/O on this thread.
+                let _ = svc.http.execute(move || handle(conn, &svc2));
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 thread::sleep(Duration::from_millis(2));
@@ -151,10 +192,46 @@ pub fn serve(
     Ok(())
 }
 
-/// Parses one request and hands it on; runs on the `http` pool.
-fn handle(mut reply: Reply, svc: &Service) {
-    let Some(target) = reply.read_request_target() else {
-        return reply.send("400 Bad Request", "text/plain", "bad request\n");
+/// An accepted connection on its way to an `http` worker. Dropped before a worker takes it
+/// (the `http` pool refused it, or cancelled it at shutdown), it is handed to the `busy`
+/// pool, which answers 503; if `busy` refuses it too, it is closed. The thread that drops it
+/// does no I/O on it, so a refused connection never makes the accept loop wait.
+struct Accepted {
+    stream: Option<TcpStream>,
+    busy: Pool,
+}
+
+impl Accepted {
+    fn take(mut self) -> Option<TcpStream> {
+        self.stream.take()
+    }
+}
+
+impl Drop for Accepted {
+    fn drop(&mut self) {
+        if let Some(stream) = self.stream.take() {
+            // Refused by `busy` too: the closure, and the stream in it, is dropped: closed.
+            let _ = self.busy.execute(move || {
+                if let Ok(reply) = Reply::new(stream) {
+                    // Dropped unsent, it answers 503 with Retry-After, bounded in time.
+                    drop(reply);
+                }
+            });
+        }
+    }
+}
+
+/// Reads one request head and hands the request on; runs on the `http` pool.
+fn handle(conn: Accepted, svc: &Service) {
+    let Some(Ok(mut reply)) = conn.take().map(Reply::new) else {
+        return;
+    };
+    let target = match reply.read_request_target(svc.request_deadline) {
+        Ok(target) => target,
+        Err(HeadError::TimedOut) => {
+            return reply.send("408 Request Timeout", "text/plain", "request timeout\n")
+        }
+        Err(HeadError::Bad) => return reply.send("400 Bad Request", "text/plain", "bad request\n"),
     };
     let id = svc.next_id.fetch_add(1, Ordering::Relaxed);
     REQUEST_ID.with(|r| r.set(id));
@@ -208,6 +285,15 @@ fn fib(n: u32) -> u64 {
     }
 }
 
+/// Why no request target could be read from a connection.
+#[derive(Debug)]
+enum HeadError {
+    /// The whole head did not arrive within the request deadline.
+    TimedOut,
+    /// Too large, not a GET, not HTTP, or the connection closed or failed first.
+    Bad,
+}
+
 /// One connection's answer. Dropped without [`send`](Reply::send), it answers
 /// `503 Service Unavailable` with `Retry-After: 1` (or 500 if dropped by a panic): that is how
 /// a refused, shed or cancelled request is answered without any code on those paths.
@@ -219,34 +305,56 @@ pub struct Reply {
 
 impl Reply {
     fn new(stream: TcpStream) -> io::Result<Reply> {
+        // Timeouts are set before each read and write, from a deadline for the whole.
         stream.set_nonblocking(false)?;
-        stream.set_read_timeout(Some(IO_TIMEOUT))?;
-        stream.set_write_timeout(Some(IO_TIMEOUT))?;
         Ok(Reply {
             stream: Some(stream),
             request_id: 0,
         })
     }
 
-    /// Reads the request head (bounded in size and time) and returns the target of a GET.
-    fn read_request_target(&mut self) -> Option<String> {
-        let stream = self.stream.as_mut()?;
+    /// Reads the request head, bounded in size and, as a whole, by `deadline` from now, and
+    /// returns the target of a GET.
+    fn read_request_target(&mut self, deadline: Duration) -> Result<String, HeadError> {
+        let stream = self.stream.as_mut().ok_or(HeadError::Bad)?;
+        let until = Instant::now() + deadline;
         let mut head = Vec::with_capacity(512);
         let mut buf = [0u8; 1024];
+        // Bounded: every turn checks the deadline first, and reads at most MAX_HEAD bytes.
         while !head.windows(4).any(|w| w == b"\r\n\r\n") {
             if head.len() > MAX_HEAD {
-                return None;
+                return Err(HeadError::Bad);
+            }
+            // Each read may take only what is left of the whole deadline, so a client that
+            // trickles a byte at a time cannot push it back.
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+                return Err(HeadError::TimedOut);
             }
             match stream.read(&mut buf) {
-                Ok(0) | Err(_) => return None,
+                Ok(0) => return Err(HeadError::Bad),
                 Ok(n) => head.extend_from_slice(&buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(HeadError::TimedOut)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Err(HeadError::Bad),
             }
         }
         let head = String::from_utf8_lossy(&head);
-        let mut parts = head.lines().next()?.split_whitespace();
+        let mut parts = head
+            .lines()
+            .next()
+            .ok_or(HeadError::Bad)?
+            .split_whitespace();
         match (parts.next(), parts.next()) {
-            (Some("GET"), Some(target)) => Some(target.to_owned()),
-            _ => None,
+            (Some("GET"), Some(target)) => Ok(target.to_owned()),
+            _ => Err(HeadError::Bad),
         }
     }
 
@@ -270,20 +378,47 @@ impl Reply {
             head.push_str("\r\n");
         }
         head.push_str("\r\n");
-        let _ = stream
-            .write_all(head.as_bytes())
-            .and_then(|()| stream.write_all(body.as_bytes()));
-        // Close our side, then read what the client may still send (bounded), so that the
-        // close does not reset the connection before the client read the answer.
+        head.push_str(body);
+        let _ = write_all_by(
+            &mut stream,
+            head.as_bytes(),
+            Instant::now() + WRITE_DEADLINE,
+        );
+        // Close our side, then read what the client may still send, for at most LINGER as a
+        // whole, so that the close does not reset the connection before the client read the
+        // answer.
         let _ = stream.shutdown(Shutdown::Write);
-        let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+        let until = Instant::now() + LINGER;
         let mut sink = [0u8; 1024];
-        for _ in 0..8 {
+        for _ in 0..64 {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+                break;
+            }
             if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
                 break;
             }
         }
     }
+}
+
+/// Writes all of `bytes` by `until`: each write may take only what is left, so a client that
+/// reads a byte at a time cannot stretch it.
+fn write_all_by(stream: &mut TcpStream, mut bytes: &[u8], until: Instant) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        stream.set_write_timeout(Some(left))?;
+        match stream.write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Reply {
@@ -349,7 +484,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             REQUEST_ID.with(Cell::get)
         )
     });
-    serve(listener, &rt, downstream, &stop)?;
+    serve(listener, &rt, sizes, downstream, &stop)?;
     let report = rt.shutdown_timeout(Duration::from_secs(5));
     println!("{report}");
     Ok(())

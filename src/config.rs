@@ -40,8 +40,9 @@
 //! Loading reports **every** problem at once, each with the pool, the key and the line:
 //! syntax errors, unknown keys (an error, never ignored), wrong types, and every value that
 //! `build()` would refuse. Environment overrides for the common knobs are applied by
-//! [`RuntimeBuilder::env_overrides`].
+//! [`RuntimeBuilder::env_overrides`]; pass it `std::env::vars_os()`.
 
+use std::ffi::OsStr;
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -639,23 +640,75 @@ impl RuntimeBuilder {
     /// `BULKHEAD_<POOL>_THREADS`, `BULKHEAD_<POOL>_QUEUE_CAPACITY`,
     /// `BULKHEAD_<POOL>_MAX_QUEUE_WAIT` (a duration) and `BULKHEAD_<POOL>_CPUS` (a cpulist),
     /// where `<POOL>` is the pool name in upper case with every character that is not a
-    /// letter or digit replaced by `_`. Pass `std::env::vars()`.
+    /// letter or digit replaced by `_`.
     ///
-    /// A variable naming an unknown pool or knob, or holding a bad value, is an error naming
-    /// the variable; none is ignored.
+    /// Pass `std::env::vars_os()`: it never panics, and variables that do not start with
+    /// `BULKHEAD_` are skipped whatever their name or value holds. (`std::env::vars()` also
+    /// works, but it panics if *any* variable of the process is not valid UTF-8.) Pairs of
+    /// `String`s or `&str`s work too, for tests.
+    ///
+    /// A variable naming an unknown pool or knob, holding a bad value, or whose name or value
+    /// is not valid UTF-8, is an error naming the variable; none is ignored.
+    ///
+    /// Two pools whose variables could be confused are an error naming both, whatever the
+    /// environment holds (so it shows on the first start, not when someone sets a variable):
+    /// `a-b` and `a_b` both read `BULKHEAD_A_B_*`, and `a` and `a_b` both could own
+    /// `BULKHEAD_A_B_THREADS`. Rename one of them. [`build`](RuntimeBuilder::build) alone
+    /// accepts such names; only the environment's naming makes them collide.
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] listing every bad variable.
-    pub fn env_overrides(
+    /// A [`ConfigError`] listing every colliding pair, or else every bad variable.
+    ///
+    /// ```
+    /// let rt = bulkhead::RuntimeBuilder::from_toml_str("inline", "[pools.api]\nthreads = 1\n")?
+    ///     .env_overrides(std::env::vars_os())?
+    ///     .build()?;
+    /// # drop(rt);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn env_overrides<K, V>(
         mut self,
-        vars: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<RuntimeBuilder, ConfigError> {
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<RuntimeBuilder, ConfigError>
+    where
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        let env_error = |issues| ConfigError {
+            source_name: "environment".to_owned(),
+            issues,
+        };
+        let collisions = env_collisions(&self.pools);
+        if !collisions.is_empty() {
+            return Err(env_error(collisions));
+        }
         let mut issues = Vec::new();
         for (var, value) in vars {
-            let Some(rest) = var.strip_prefix("BULKHEAD_") else {
+            let (var, value) = (var.as_ref(), value.as_ref());
+            if !var.as_encoded_bytes().starts_with(b"BULKHEAD_") {
+                continue;
+            }
+            let Some(var) = var.to_str() else {
+                issues.push(ConfigIssue {
+                    pool: None,
+                    key: Some(var.to_string_lossy().into_owned()),
+                    line: None,
+                    message: format!("the variable's name {var:?} is not valid UTF-8"),
+                });
                 continue;
             };
+            let Some(value) = value.to_str() else {
+                issues.push(ConfigIssue {
+                    pool: None,
+                    key: Some(var.to_owned()),
+                    line: None,
+                    message: format!("the value {value:?} is not valid UTF-8"),
+                });
+                continue;
+            };
+            let rest = &var["BULKHEAD_".len()..];
+            // At most one pool matches: env_collisions refused prefixes that overlap.
             let found = self.pools.iter_mut().find_map(|p| {
                 let prefix = env_name(&p.name);
                 rest.strip_prefix(&prefix)
@@ -665,7 +718,7 @@ impl RuntimeBuilder {
             let Some((p, knob)) = found else {
                 issues.push(ConfigIssue {
                     pool: None,
-                    key: Some(var.clone()),
+                    key: Some(var.to_owned()),
                     line: None,
                     message: "names no pool of this configuration".to_owned(),
                 });
@@ -681,7 +734,7 @@ impl RuntimeBuilder {
                     .parse()
                     .map(|n| p.queue_capacity = n)
                     .map_err(|_| format!("{value:?} is not a queue capacity")),
-                "MAX_QUEUE_WAIT" => parse_duration(&value).map(|d| p.max_queue_wait = Some(d)),
+                "MAX_QUEUE_WAIT" => parse_duration(value).map(|d| p.max_queue_wait = Some(d)),
                 "CPUS" => value
                     .parse::<CpuSet>()
                     .map(|set| *p = p.clone().cpus(set))
@@ -693,7 +746,7 @@ impl RuntimeBuilder {
             if let Err(message) = result {
                 issues.push(ConfigIssue {
                     pool: Some(pool_name),
-                    key: Some(var.clone()),
+                    key: Some(var.to_owned()),
                     line: None,
                     message,
                 });
@@ -702,12 +755,52 @@ impl RuntimeBuilder {
         if issues.is_empty() {
             Ok(self)
         } else {
-            Err(ConfigError {
-                source_name: "environment".to_owned(),
-                issues,
-            })
+            Err(env_error(issues))
         }
     }
+}
+
+/// Every pair of pools whose environment variables could be confused: the same `<POOL>`
+/// part (`a-b` and `a_b`), or one's followed by `_` starting the other's (`a` and `a_b`:
+/// `BULKHEAD_A_B_THREADS` could be either's). Pools with the very same name are left to
+/// `build()`, which reports the duplicate.
+fn env_collisions(pools: &[PoolBuilder]) -> Vec<ConfigIssue> {
+    let mut issues = Vec::new();
+    for (i, p) in pools.iter().enumerate() {
+        for q in &pools[..i] {
+            if q.name == p.name {
+                continue;
+            }
+            // The pool with the shorter <POOL> part first (the earlier one on a tie).
+            let (pe, qe) = (env_name(&p.name), env_name(&q.name));
+            let ((a, ae), (b, be)) = if qe.len() <= pe.len() {
+                ((q, qe), (p, pe))
+            } else {
+                ((p, pe), (q, qe))
+            };
+            let message = if ae == be {
+                format!(
+                    "pools {:?} and {:?} both read the variables BULKHEAD_{ae}_*; rename one of them",
+                    a.name, b.name
+                )
+            } else if be.strip_prefix(&ae).is_some_and(|r| r.starts_with('_')) {
+                format!(
+                    "the variables of pool {:?} (BULKHEAD_{ae}_*) include those of pool {:?} \
+                     (BULKHEAD_{be}_*): BULKHEAD_{be}_THREADS could be either's; rename one of them",
+                    a.name, b.name
+                )
+            } else {
+                continue;
+            };
+            issues.push(ConfigIssue {
+                pool: Some(p.name.clone()),
+                key: None,
+                line: None,
+                message,
+            });
+        }
+    }
+    issues
 }
 
 fn env_name(pool: &str) -> String {

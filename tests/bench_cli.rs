@@ -191,3 +191,180 @@ fn scenario_file_with_unknown_key_exits_2_naming_it() {
         "/nonexistent/scenario.toml",
     );
 }
+
+/// One duration syntax: the library's `h` unit (and every other it accepts) works in the CLI.
+#[test]
+fn durations_use_the_library_syntax_including_hours() {
+    let out = bench(&[
+        "--pool",
+        "api:threads=1,queue=16,max_wait=0.001h",
+        "--load",
+        "api:rate=50,work=spin:10us",
+        "--duration",
+        "0.0001h",
+        "--warmup",
+        "0h",
+        "--drain",
+        "0.0001h",
+        "--mode",
+        "isolated",
+        "--quiet",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+}
+
+/// Writes `text` as a scenario file, runs the bench on it with `extra` arguments, removes it.
+fn bench_with_scenario(name: &str, text: &str, extra: &[&str]) -> Output {
+    let path = temp_path(name);
+    std::fs::write(&path, text).unwrap();
+    let mut args = vec!["--scenario", path.to_str().unwrap()];
+    args.extend(extra);
+    let out = bench(&args);
+    std::fs::remove_file(&path).ok();
+    out
+}
+
+fn assert_exit_2_naming(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stderr.contains(needle), "{needle}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // Rejected before any mode ran: no table, no live line.
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(!stderr.contains("run failed"), "{stderr}");
+}
+
+const SHORT: &[&str] = &[
+    "--duration",
+    "300ms",
+    "--warmup",
+    "0s",
+    "--drain",
+    "200ms",
+    "--quiet",
+];
+
+/// A scenario-file value is given whole to its own key: it cannot set another key.
+#[test]
+fn scenario_file_values_cannot_inject_keys() {
+    let injected = [
+        // Was: max_wait 5ms and, silently, threads=64.
+        (
+            "[[pool]]\nname = \"a\"\nmax_wait = \"5ms,threads=64\"\n[[load]]\npool = \"a\"\nrate = 50\n",
+            "5ms,threads=64",
+        ),
+        // Was: the pool field parsed as a load spec, setting rate=max.
+        (
+            "[[pool]]\nname = \"a\"\n[[load]]\npool = \"a:rate=max\"\n",
+            "a:rate=max",
+        ),
+        // Was: fixed arrivals, the rest silently dropped.
+        (
+            "[[pool]]\nname = \"a\"\n[[load]]\npool = \"a\"\nrate = 50\narrivals = \"fixed,rate=max\"\n",
+            "fixed,rate=max",
+        ),
+        (
+            "[[pool]]\nname = \"a\"\ncodel = \"5ms/100ms,budget=9\"\n[[load]]\npool = \"a\"\nrate = 50\n",
+            "budget=9",
+        ),
+    ];
+    for (i, (text, needle)) in injected.into_iter().enumerate() {
+        let out = bench_with_scenario(&format!("inject{i}.toml"), text, SHORT);
+        assert_exit_2_naming(&out, needle);
+    }
+}
+
+/// A positive rate too small to pace (it used to panic a generator thread), or not finite,
+/// is refused by the parser with the accepted range.
+#[test]
+fn rates_out_of_range_exit_2_with_the_range() {
+    for rate in ["1e-20", "0.0001", "inf", "NaN", "2e6"] {
+        let load = format!("api:rate={rate}");
+        let mut args = vec!["--pool", "api", "--load", &load];
+        args.extend(SHORT);
+        let out = bench(&args);
+        assert_exit_2_naming(&out, &format!("{rate:?}"));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("from 0.001 to 1000000"),
+            "{rate}"
+        );
+    }
+}
+
+/// Pool names the library refuses fail before the first run, not in the isolated one; load
+/// names follow the same rule.
+#[test]
+fn invalid_pool_and_load_names_exit_2_before_any_run() {
+    let long = "p".repeat(65);
+    for (name, needle) in [
+        (long.as_str(), "65 bytes long"),
+        ("b\u{1}x", "control character"),
+    ] {
+        let pool = format!("{name}:threads=1");
+        let load = format!("{name}:rate=50");
+        let mut args = vec![
+            "--pool",
+            "api:threads=1",
+            "--pool",
+            &pool,
+            "--load",
+            "api:rate=50",
+            "--load",
+            &load,
+            "--mode",
+            "isolated",
+        ];
+        args.extend(SHORT);
+        let out = bench(&args);
+        assert_exit_2_naming(&out, needle);
+        assert_exit_2_naming(&out, &format!("{name:?}"));
+    }
+    // Load names too: a NUL in one used to panic the generator thread's spawn.
+    let text = "[[pool]]\nname = \"a\"\n[[load]]\npool = \"a\"\nname = \"x\\u0000y\"\nrate = 50\n";
+    let out = bench_with_scenario("nul-load-name.toml", text, SHORT);
+    assert_exit_2_naming(&out, "load name \"x\\0y\"");
+    // The same from a scenario file.
+    let text = format!("[[pool]]\nname = \"{long}\"\n[[load]]\npool = \"{long}\"\nrate = 50\n");
+    let out = bench_with_scenario("long-name.toml", &text, SHORT);
+    assert_exit_2_naming(&out, "65 bytes long");
+}
+
+/// The shared run sums the pools' threads and queues; a sum over the library's limits is
+/// refused up front, naming the shared pool, the field and the sum, even when it is the
+/// last mode.
+#[test]
+fn shared_sums_over_the_limits_exit_2_before_any_run() {
+    for (pools, needle) in [
+        (
+            ["api:threads=1,queue=16777216", "b:threads=1,queue=16777216"],
+            "got 33554432",
+        ),
+        (
+            ["api:threads=1000,queue=1", "b:threads=100,queue=1"],
+            "got 1100",
+        ),
+    ] {
+        let mut args = vec![
+            "--pool",
+            pools[0],
+            "--pool",
+            pools[1],
+            "--load",
+            "api:rate=50",
+            "--load",
+            "b:rate=50",
+            "--mode",
+            "both",
+        ];
+        args.extend(SHORT);
+        let out = bench(&args);
+        assert_exit_2_naming(&out, needle);
+        assert_exit_2_naming(&out, "pool \"shared\"");
+    }
+}

@@ -166,3 +166,123 @@ replacement_budget = -1
         assert!(text.contains(key), "{key}: {text}");
     }
 }
+
+/// `env_overrides` takes `vars_os()` pairs: unrelated variables whose name or value is not
+/// UTF-8 are skipped, and the BULKHEAD_ ones still apply.
+#[cfg(unix)]
+#[test]
+fn environment_overrides_skip_unrelated_non_utf8_variables() {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+
+    let b = RuntimeBuilder::from_toml_str("f", "[pools.api]\nthreads = 1\n").unwrap();
+    let vars = [
+        (
+            OsString::from_vec(b"LANG\xff".to_vec()),
+            OsString::from("C"),
+        ),
+        (
+            OsString::from("PS1"),
+            OsString::from_vec(b"\xfe$ ".to_vec()),
+        ),
+        (OsString::from("BULKHEAD_API_THREADS"), OsString::from("2")),
+    ];
+    let rt = b.env_overrides(vars).unwrap().build().unwrap();
+    assert_eq!(rt.pool("api").unwrap().threads(), 2);
+}
+
+/// A BULKHEAD_ variable whose name or value is not UTF-8 is an error naming it.
+#[cfg(unix)]
+#[test]
+fn non_utf8_bulkhead_variables_are_errors_naming_them() {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+
+    let b = RuntimeBuilder::from_toml_str("f", "[pools.api]\n").unwrap();
+    let err = b
+        .env_overrides([
+            (
+                OsString::from_vec(b"BULKHEAD_API\xff_THREADS".to_vec()),
+                OsString::from("2"),
+            ),
+            (
+                OsString::from("BULKHEAD_API_QUEUE_CAPACITY"),
+                OsString::from_vec(b"1\xff".to_vec()),
+            ),
+        ])
+        .unwrap_err();
+    assert_eq!(err.issues().len(), 2, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("BULKHEAD_API\\xFF_THREADS"), "{text}");
+    assert!(text.contains("BULKHEAD_API_QUEUE_CAPACITY"), "{text}");
+    assert!(text.contains("not valid UTF-8"), "{text}");
+}
+
+/// The README's way, `env_overrides(std::env::vars_os())`, in a process whose environment
+/// holds variables that are not UTF-8 (`std::env::vars()` panics there). Runs in a child
+/// process with a cleared environment, so this test binary's own is neither read nor changed.
+#[cfg(unix)]
+#[test]
+fn the_process_environment_is_read_safely() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    const CHILD: &str = "CONFIG_FILE_TEST_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        let rt = RuntimeBuilder::from_toml_str("f", "[pools.api]\n")
+            .unwrap()
+            .env_overrides(std::env::vars_os())
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(rt.pool("api").unwrap().threads(), 2);
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "the_process_environment_is_read_safely"])
+        .env_clear()
+        .env(CHILD, "1")
+        .env("BULKHEAD_API_THREADS", "2")
+        .env(OsStr::from_bytes(b"UNRELATED\xff"), "x")
+        .env("ALSO_UNRELATED", OsStr::from_bytes(b"\xff"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "{stdout}");
+}
+
+/// Pools whose variables could be confused are an error naming both, whatever the
+/// environment holds, in either registration order; never a silent first match.
+#[test]
+fn colliding_environment_names_are_an_error_naming_both_pools() {
+    let none: [(String, String); 0] = [];
+    for (a, b) in [
+        ("a-b", "a_b"),
+        ("a", "a_b"),
+        ("a_b", "a"),
+        ("api.v2", "api"),
+    ] {
+        let text = format!("[pools.\"{a}\"]\n[pools.\"{b}\"]\n");
+        let builder = RuntimeBuilder::from_toml_str("f", &text).unwrap();
+        let err = builder.clone().env_overrides(none.clone()).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("{a:?}")) && msg.contains(&format!("{b:?}")),
+            "{a} {b}: {msg}"
+        );
+        assert_eq!(err.issues().len(), 1, "{msg}");
+        // The variable that used to go to whichever pool came first is refused too.
+        let var = [("BULKHEAD_A_B_THREADS".to_owned(), "3".to_owned())];
+        assert!(builder.env_overrides(var).is_err());
+    }
+    // Names that only share a beginning do not collide.
+    let builder = RuntimeBuilder::from_toml_str("f", "[pools.a]\n[pools.ab]\n").unwrap();
+    let rt = builder
+        .env_overrides([("BULKHEAD_AB_THREADS", "2")])
+        .unwrap()
+        .build()
+        .unwrap();
+    assert_eq!(rt.pool("ab").unwrap().threads(), 2);
+}

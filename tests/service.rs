@@ -1,14 +1,17 @@
 //! The service example (examples/service.rs) over real HTTP on loopback: a flooded slow
 //! endpoint answers 503 with Retry-After while the fast endpoint still answers 200, and
-//! /metrics shows the refusals. Outcomes only, never speed; every wait is bounded.
+//! /metrics shows the refusals; slow clients trickling their request are cut off at the
+//! request deadline while the fast endpoint still answers 200; connections the `http` pool
+//! refuses are answered 503 by the `busy` pool. Outcomes only, never speed; every wait is
+//! bounded.
 
 #[path = "../examples/service.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod service;
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -105,6 +108,7 @@ fn a_flooded_slow_endpoint_answers_503_while_the_fast_one_answers_200() {
         downstream_queue: 2,
         cpu_max_wait: HANG_GUARD,
         downstream_max_wait: HANG_GUARD,
+        ..service::Sizes::default()
     };
     let rt = Arc::new(service::build_runtime(sizes).unwrap());
     let gate = Gate::default();
@@ -118,7 +122,7 @@ fn a_flooded_slow_endpoint_answers_503_while_the_fast_one_answers_200() {
     let stop = Arc::new(AtomicBool::new(false));
     let server = {
         let (rt, stop) = (rt.clone(), stop.clone());
-        thread::spawn(move || service::serve(listener, &rt, downstream, &stop))
+        thread::spawn(move || service::serve(listener, &rt, sizes, downstream, &stop))
     };
     let downstream_pool = rt.pool("downstream").unwrap();
 
@@ -198,7 +202,7 @@ fn the_request_id_follows_the_request_into_the_pools() {
     let stop = Arc::new(AtomicBool::new(false));
     let server = {
         let (rt, stop) = (rt.clone(), stop.clone());
-        thread::spawn(move || service::serve(listener, &rt, downstream, &stop))
+        thread::spawn(move || service::serve(listener, &rt, sizes, downstream, &stop))
     };
     for _ in 0..3 {
         let r = get(&addr, "/fast?n=3");
@@ -213,4 +217,181 @@ fn the_request_id_follows_the_request_into_the_pools() {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     server.join().unwrap().unwrap();
+}
+
+/// A server on an ephemeral loopback port, stopped by [`Server::stop`].
+struct Server {
+    rt: Arc<bulkhead::Runtime>,
+    addr: String,
+    stop: Arc<AtomicBool>,
+    thread: thread::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    fn start(sizes: service::Sizes) -> Server {
+        let rt = Arc::new(service::build_runtime(sizes).unwrap());
+        let downstream: service::Downstream = Arc::new(|| "ok\n".to_owned());
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (rt, stop) = (rt.clone(), stop.clone());
+            thread::spawn(move || service::serve(listener, &rt, sizes, downstream, &stop))
+        };
+        Server {
+            rt,
+            addr,
+            stop,
+            thread,
+        }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap().unwrap();
+        let rt = Arc::try_unwrap(self.rt).expect("the server kept no reference to the runtime");
+        let report = rt.shutdown_timeout(HANG_GUARD);
+        assert!(!report.timed_out, "{report}");
+    }
+}
+
+/// How often a slow client sends one more byte of its request head.
+const TRICKLE: Duration = Duration::from_millis(50);
+
+/// Opens a connection and sends the start of a request head, then one more byte every
+/// [`TRICKLE`] (never the blank line that ends the head) until the server ends the
+/// connection. Returns what the server sent, or `None` if it had not ended the connection
+/// within [`HANG_GUARD`].
+fn slow_request(addr: &str) -> Option<Vec<u8>> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    // The read timeout paces the trickle: no byte from the server in TRICKLE, send one more.
+    s.set_read_timeout(Some(TRICKLE)).unwrap();
+    s.write_all(b"GET /fast HTTP/1.1\r\nX-Slow: ").unwrap();
+    let give_up = Instant::now() + HANG_GUARD;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 256];
+    // Bounded in time (HANG_GUARD) and count (each turn reads a byte or waits TRICKLE).
+    for _ in 0..1_000_000 {
+        if Instant::now() >= give_up {
+            return None;
+        }
+        match s.read(&mut buf) {
+            Ok(0) => return Some(answer),
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                // Fails only once the server has closed; the next read then ends the loop.
+                let _ = s.write_all(b"a");
+            }
+            // Reset by the server: it ended the connection.
+            Err(_) => return Some(answer),
+        }
+    }
+    None
+}
+
+#[test]
+fn slow_clients_are_cut_off_at_the_request_deadline_while_fast_answers_200() {
+    let sizes = service::Sizes {
+        request_deadline: Duration::from_millis(300),
+        cpu_max_wait: HANG_GUARD,
+        ..service::Sizes::default()
+    };
+    let server = Server::start(sizes);
+    let http = server.rt.pool("http").unwrap();
+
+    // More slow clients than http workers, each reconnecting as soon as it is cut off, so
+    // that every worker is offered a slow client all the time until `done`.
+    let slow_clients = sizes.http_threads + 2;
+    let done = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..slow_clients)
+        .map(|_| {
+            let (addr, done) = (server.addr.clone(), done.clone());
+            thread::spawn(move || {
+                let started = Instant::now();
+                let mut answers = Vec::new();
+                // Bounded in count and time; the last connection runs until the server ends
+                // it, or the hang guard passes.
+                for _ in 0..10_000 {
+                    let answer = slow_request(&addr);
+                    let gave_up = answer.is_none();
+                    answers.push(answer);
+                    if gave_up || done.load(Ordering::Relaxed) || started.elapsed() > HANG_GUARD {
+                        break;
+                    }
+                }
+                answers
+            })
+        })
+        .collect();
+    wait_until("the slow clients to hold every http worker", || {
+        let s = http.stats();
+        s.submitted >= slow_clients as u64 && s.busy == sizes.http_threads
+    });
+
+    // Every request here queues behind slow clients, and is answered all the same.
+    for n in [5, 10, 15, 20, 25] {
+        let r = get(&server.addr, &format!("/fast?n={n}"));
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+
+    // Every slow connection was ended by the server, with a 408, before the hang guard.
+    done.store(true, Ordering::Relaxed);
+    for client in clients {
+        let answers = client.join().unwrap();
+        assert!(!answers.is_empty());
+        for answer in answers {
+            let answer = answer.expect("a slow client was not cut off within the hang guard");
+            assert!(
+                answer.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"),
+                "{:?}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
+    }
+    server.stop();
+}
+
+#[test]
+fn connections_the_http_pool_refuses_are_answered_503_by_the_busy_pool() {
+    // One http worker and no queue: a second connection at a time is refused. A request
+    // deadline far above the test, so that the worker stays held until the test lets go.
+    let sizes = service::Sizes {
+        http_threads: 1,
+        http_queue: 0,
+        request_deadline: HANG_GUARD,
+        cpu_max_wait: HANG_GUARD,
+        ..service::Sizes::default()
+    };
+    let server = Server::start(sizes);
+    let (http, busy) = (
+        server.rt.pool("http").unwrap(),
+        server.rt.pool("busy").unwrap(),
+    );
+
+    // Half a request head holds the only http worker.
+    let mut holder = TcpStream::connect(&server.addr).unwrap();
+    holder.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    holder.write_all(b"GET /fast?n=3 HTTP/1.1\r\n").unwrap();
+    wait_until("the slow client to hold the http worker", || {
+        http.stats().busy == 1
+    });
+
+    // Every further connection is refused by `http` and answered 503 by `busy`.
+    const REFUSED: u64 = 8;
+    for _ in 0..REFUSED {
+        let r = get(&server.addr, "/fast?n=3");
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert_eq!(r.header("Retry-After"), Some("1"));
+    }
+    assert_eq!(http.stats().refused_full, REFUSED);
+    assert_eq!(busy.stats().submitted, REFUSED);
+
+    // The held request completes and is answered; then the worker takes connections again.
+    holder.write_all(b"\r\n").unwrap();
+    let r = read_response(holder);
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_until("/fast to answer 200 again", || {
+        get(&server.addr, "/fast?n=3").status == 200
+    });
+    server.stop();
 }

@@ -217,6 +217,10 @@ fn open_loop(g: &GenSetup, rate: f64, res: &mut GenResult) {
     let mut rng = splitmix64(g.seed ^ 0x6A09_E667_F3BC_C908);
     let mut offset = 0.0f64;
     for seq in 0..max_arrivals {
+        // Past the end (also keeps a huge offset from overflowing the Duration or Instant).
+        if offset >= run {
+            break;
+        }
         let intended = g.start + Duration::from_secs_f64(offset);
         if intended >= g.end {
             break;

@@ -19,7 +19,9 @@
 //! | `svg`       | the plot                                                        |
 //!
 //! Exit status: 0 on success, 2 on bad input (with a message naming the value), 1 when the
-//! run itself fails (a thread cannot start, an output file cannot be written).
+//! run itself fails (a thread cannot start, an output file cannot be written). All input is
+//! checked before the first run, including each run's runtime configuration against the
+//! library's rules, so bad input is never found after a mode has run.
 
 mod generator;
 mod noise;
@@ -40,7 +42,7 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 
 use crate::report::Report;
-use crate::run::{RunKind, RunOpts};
+use crate::run::RunOpts;
 use crate::spec::{LoadSpec, Mode, PoolSpec, Scenario};
 use crate::work::{InjectedPanic, Spinner};
 
@@ -165,6 +167,12 @@ fn scenario_from(args: &Args, cpus: &[usize]) -> Scenario {
     if let Err(e) = sc.validate(cpus) {
         bad_input(ErrorKind::InvalidValue, e);
     }
+    // Every run's runtime is checked before the first starts: bad input is exit 2, up front.
+    for &kind in run::kinds(sc.mode) {
+        if let Err(e) = run::check(&sc, kind) {
+            bad_input(ErrorKind::InvalidValue, e);
+        }
+    }
     sc
 }
 
@@ -189,13 +197,8 @@ fn main() -> ExitCode {
     install_panic_filter();
 
     let spinner = Spinner::calibrate();
-    let kinds: &[RunKind] = match sc.mode {
-        Mode::Isolated => &[RunKind::Alone, RunKind::Isolated],
-        Mode::Shared => &[RunKind::Alone, RunKind::Shared],
-        Mode::Both => &[RunKind::Alone, RunKind::Isolated, RunKind::Shared],
-    };
     let mut runs = Vec::new();
-    for &kind in kinds {
+    for &kind in run::kinds(sc.mode) {
         match run::run(&sc, kind, &spinner, RunOpts { live: !args.quiet }) {
             Ok(r) => runs.push(r),
             Err(e) => {

@@ -20,12 +20,12 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bulkhead::{CpuSet, PoolBuilder, PoolStats, Runtime, ShedReason, ShedTask};
+use bulkhead::{CpuSet, PoolBuilder, PoolStats, Runtime, RuntimeBuilder, ShedReason, ShedTask};
 
 use crate::generator::{self, GenResult, GenSetup};
 use crate::noise::{self, Noise};
 use crate::record::{self, new_histogram, Point, Recorder, Totals};
-use crate::spec::{fmt_duration, CpuList, LoadSpec, PoolSpec, Scenario};
+use crate::spec::{fmt_duration, CpuList, LoadSpec, Mode, PoolSpec, Scenario};
 use crate::work::{Gate, Spinner, Work};
 
 /// Whether pools are really pinned to their `cpus` by this build (they are: through
@@ -195,7 +195,37 @@ fn layout(sc: &Scenario, kind: RunKind) -> (Vec<PoolSpec>, Vec<(LoadSpec, String
 /// stuck workers are found (and replaced) within 100 ms of the threshold.
 const STUCK_SUPERVISOR_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Every run a scenario makes in `mode`, in order: the reference run first.
+pub(crate) fn kinds(mode: Mode) -> &'static [RunKind] {
+    match mode {
+        Mode::Isolated => &[RunKind::Alone, RunKind::Isolated],
+        Mode::Shared => &[RunKind::Alone, RunKind::Shared],
+        Mode::Both => &[RunKind::Alone, RunKind::Isolated, RunKind::Shared],
+    }
+}
+
+/// Checks, without starting a thread, that the run of `kind` can build its runtime: the
+/// library's own rules (pool names, thread and queue limits, the summed shared pool), so
+/// that bad input is refused before the first run instead of failing a later one.
+pub(crate) fn check(sc: &Scenario, kind: RunKind) -> Result<(), String> {
+    let (pools, _) = layout(sc, kind);
+    match runtime_builder(&pools).problems().into_iter().next() {
+        None => Ok(()),
+        Some(e) if kind == RunKind::Shared => Err(format!(
+            "the shared run puts every load in one pool \"shared\" with the pools' summed \
+             threads, queue capacities and budgets, and that pool is invalid: {e} \
+             (use --mode isolated, or smaller pools)"
+        )),
+        Some(e) => Err(e.to_string()),
+    }
+}
+
 fn build_runtime(pools: &[PoolSpec]) -> Result<Runtime, String> {
+    runtime_builder(pools).build().map_err(|e| e.to_string())
+}
+
+/// The runtime of a run with `pools`, configured but not started.
+fn runtime_builder(pools: &[PoolSpec]) -> RuntimeBuilder {
     let mut b = Runtime::builder().drop_timeout(Duration::ZERO);
     if pools
         .iter()
@@ -235,7 +265,7 @@ fn build_runtime(pools: &[PoolSpec]) -> Result<Runtime, String> {
             place_pool(pb, p.cpus.as_ref())
         });
     }
-    b.build().map_err(|e| e.to_string())
+    b
 }
 
 /// Options that do not change what is measured.

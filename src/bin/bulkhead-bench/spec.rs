@@ -6,7 +6,7 @@
 //!
 //! | syntax        | example                                             |
 //! |---------------|-----------------------------------------------------|
-//! | duration      | `50us`, `1.5ms`, `10s`, `2m` (units ns, us/µs, ms, s, m) |
+//! | duration      | `50us`, `1.5ms`, `10s`, `2m`, `1h` (units ns, us/µs, ms, s, m, h; the library's syntax) |
 //! | rate          | `2000`, `2000/s`, `2.5k`, `max`                     |
 //! | work          | `spin:50us`, `sleep:2ms`, `hang`, `panic:0.3`, `9*spin:50us\|1*sleep:5ms` |
 //! | `--pool`      | `NAME:threads=1,queue=256,cpus=0,max_wait=100ms`, `codel=5ms/100ms`, `budget=2,stuck_after=100ms`, `elastic=1-8,keep_alive=2s` |
@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 pub(crate) const MAX_DURATION: Duration = Duration::from_secs(3600);
 /// The highest fixed rate one generator thread is asked to keep, per second.
 pub(crate) const MAX_RATE: f64 = 1_000_000.0;
+/// The lowest fixed rate, per second: one task every 1000 s, less than a longest run apart.
+pub(crate) const MIN_RATE: f64 = 0.001;
 /// The most threads one load may use as submitters or callers.
 pub(crate) const MAX_SUBMITTERS: usize = 256;
 
@@ -203,6 +205,7 @@ impl Scenario {
         }
         let known: Vec<&str> = self.pools.iter().map(|p| p.name.as_str()).collect();
         for (i, l) in self.loads.iter().enumerate() {
+            check_load_name(&l.name)?;
             if !known.contains(&l.pool.as_str()) {
                 return Err(format!(
                     "load {:?} names the unknown pool {:?} (pools: {})",
@@ -233,6 +236,24 @@ impl Scenario {
         }
         Ok(())
     }
+}
+
+/// A load's name names its generator threads and its rows: the library's rule for pool
+/// names (1 to 64 bytes, no control characters; a NUL would panic the thread spawn).
+fn check_load_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > bulkhead::builder::MAX_NAME_LEN {
+        return Err(format!(
+            "load name {name:?} is {} bytes long: it must be 1 to {} bytes",
+            name.len(),
+            bulkhead::builder::MAX_NAME_LEN
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "load name {name:?} contains the control character {c:?}"
+        ));
+    }
+    Ok(())
 }
 
 /// Checks that every CPU in `cpus` is one this process may run on.
@@ -272,33 +293,11 @@ fn format_unit(v: f64, unit: &str) -> String {
     }
 }
 
-/// Parses a duration: a non-negative number followed by `ns`, `us` (or `µs`), `ms`, `s` or `m`.
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let bad = || {
-        format!(
-            "invalid duration {s:?}: expected a number followed by a unit (ns, us, ms, s, m), e.g. 50us or 10s"
-        )
-    };
-    let v: f64 = num.parse().map_err(|_| bad())?;
-    let scale = match unit.trim() {
-        "ns" => 1e-9,
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" | "min" => 60.0,
-        _ => return Err(bad()),
-    };
-    let secs = v * scale;
-    if !secs.is_finite() || secs > 365.0 * 24.0 * 3600.0 {
-        return Err(format!("duration {s:?} is too long"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
+/// Parses a duration: the library's syntax, so that a value that works in a configuration
+/// file works here too: a non-negative number and a unit, `ns`, `us` (or `µs`), `ms`, `s`,
+/// `m` or `h` (`50us`, `1.5ms`, `2m`, `1h`). The error names the value. Ranges are checked
+/// where the duration is used (a run is at most [`MAX_DURATION`]).
+pub(crate) use bulkhead::config::parse_duration;
 
 /// Parses a rate: tasks per second (`2000`, `2000/s`, `2.5k`), or `max`.
 pub(crate) fn parse_rate(s: &str) -> Result<Rate, String> {
@@ -315,9 +314,10 @@ pub(crate) fn parse_rate(s: &str) -> Result<Rate, String> {
         format!("invalid rate {s:?}: expected tasks per second (e.g. 2000, 2000/s, 2.5k) or max")
     })?;
     let v = v * mult;
-    if !(v > 0.0 && v <= MAX_RATE) {
+    // Also refuses NaN and the infinities.
+    if !(MIN_RATE..=MAX_RATE).contains(&v) {
         return Err(format!(
-            "invalid rate {s:?}: must be greater than 0 and at most {MAX_RATE} per second"
+            "invalid rate {s:?}: must be from {MIN_RATE} to {MAX_RATE} tasks per second (or max)"
         ));
     }
     Ok(Rate::PerSec(v))
@@ -357,9 +357,19 @@ fn parse_one_work(s: &str) -> Result<WorkSpec, String> {
     };
     let need =
         |what: &str| arg.ok_or_else(|| format!("work {t:?} needs an argument: {kind}:{what}"));
+    let task_time = |arg: &str| {
+        let d = parse_duration(arg)?;
+        if d > MAX_DURATION {
+            return Err(format!(
+                "invalid work {t:?}: a task may take at most {}",
+                fmt_duration(MAX_DURATION)
+            ));
+        }
+        Ok(d)
+    };
     match kind {
-        "spin" => Ok(WorkSpec::Spin(parse_duration(need("DURATION")?)?)),
-        "sleep" => Ok(WorkSpec::Sleep(parse_duration(need("DURATION")?)?)),
+        "spin" => Ok(WorkSpec::Spin(task_time(need("DURATION")?)?)),
+        "sleep" => Ok(WorkSpec::Sleep(task_time(need("DURATION")?)?)),
         "hang" if arg.is_none() => Ok(WorkSpec::Hang),
         "panic" => {
             let p: f64 = need("PROBABILITY")?.trim().parse().map_err(|_| {
@@ -426,130 +436,174 @@ fn parse_count(v: &str, key: &str, min: usize, max: usize) -> Result<usize, Stri
     let n: usize = v
         .parse()
         .map_err(|_| format!("invalid {key}={v:?}: expected a whole number"))?;
+    check_count(n, key, min, max)
+}
+
+fn check_count(n: usize, key: &str, min: usize, max: usize) -> Result<usize, String> {
     if n < min || n > max {
-        return Err(format!("invalid {key}={v}: must be from {min} to {max}"));
+        return Err(format!("invalid {key}={n}: must be from {min} to {max}"));
     }
     Ok(n)
+}
+
+/// A duration for `key`, at least `min`; the error names the key and the value.
+fn parse_key_duration(v: &str, key: &str, min: Duration) -> Result<Duration, String> {
+    let d = parse_duration(v).map_err(|e| format!("invalid {key}: {e}"))?;
+    if d < min {
+        return Err(if min == Duration::from_nanos(1) {
+            format!("invalid {key}={v:?}: must be greater than 0")
+        } else {
+            format!(
+                "invalid {key}={v:?}: must be at least {}",
+                fmt_duration(min)
+            )
+        });
+    }
+    Ok(d)
+}
+
+/// The keys of a pool spec, in the order the help text gives them.
+const POOL_KEYS: &str =
+    "threads, queue, cpus, max_wait, codel, budget, stuck_after, elastic, keep_alive";
+/// The keys of a load spec.
+const LOAD_KEYS: &str = "rate, work, arrivals, submitters, inflight, callers, name, deadline";
+
+impl PoolSpec {
+    /// A pool with the bench's defaults: one thread, a queue of 128, nothing else set.
+    pub(crate) fn named(name: &str) -> PoolSpec {
+        PoolSpec {
+            name: name.to_owned(),
+            threads: 1,
+            queue: 128,
+            cpus: None,
+            max_wait: None,
+            codel: None,
+            budget: 0,
+            stuck_after: None,
+            max_threads: None,
+            keep_alive: None,
+        }
+    }
+
+    /// Sets one key from its value. The value is taken whole by that key's parser, so it can
+    /// never set another key (a `,` in it is an error, not a separator).
+    pub(crate) fn set(&mut self, k: &str, v: &str) -> Result<(), String> {
+        let one_ms = Duration::from_millis(1);
+        match k {
+            "threads" => self.threads = parse_count(v, k, 1, 1024)?,
+            "queue" => self.queue = parse_count(v, k, 0, 1 << 24)?,
+            "cpus" => self.cpus = Some(parse_cpus(v)?),
+            "max_wait" => self.max_wait = Some(parse_key_duration(v, k, Duration::from_nanos(1))?),
+            "codel" => {
+                let bad = || {
+                    format!("invalid codel={v:?}: expected TARGET/INTERVAL, e.g. 5ms/100ms, target < interval")
+                };
+                let (t, i) = v.split_once('/').ok_or_else(bad)?;
+                let (t, i) = (
+                    parse_key_duration(t, k, Duration::ZERO)?,
+                    parse_key_duration(i, k, Duration::ZERO)?,
+                );
+                if t.is_zero() || t >= i {
+                    return Err(bad());
+                }
+                self.codel = Some((t, i));
+            }
+            "budget" => self.budget = parse_count(v, k, 0, 1024)?,
+            "elastic" => {
+                let bad = || {
+                    format!("invalid elastic={v:?}: expected MIN-MAX with 1 <= MIN <= MAX <= 1024, e.g. 1-8")
+                };
+                let (min, max) = v.split_once('-').ok_or_else(bad)?;
+                let min = parse_count(min.trim(), "elastic", 1, 1024).map_err(|_| bad())?;
+                let max = parse_count(max.trim(), "elastic", 1, 1024).map_err(|_| bad())?;
+                if min > max {
+                    return Err(bad());
+                }
+                self.threads = min;
+                self.max_threads = Some(max);
+            }
+            "keep_alive" => self.keep_alive = Some(parse_key_duration(v, k, one_ms)?),
+            "stuck_after" => self.stuck_after = Some(parse_key_duration(v, k, one_ms)?),
+            _ => {
+                return Err(format!(
+                    "unknown key {k:?} in pool {:?} (keys: {POOL_KEYS})",
+                    self.name
+                ))
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Parses `--pool NAME:threads=N,queue=N,cpus=LIST,max_wait=DURATION,codel=TARGET/INTERVAL,budget=N,stuck_after=DURATION,elastic=MIN-MAX,keep_alive=DURATION`.
 pub(crate) fn parse_pool(s: &str) -> Result<PoolSpec, String> {
     let (name, kv) = split_spec(s, "pool")?;
-    let mut pool = PoolSpec {
-        name: name.to_owned(),
-        threads: 1,
-        queue: 128,
-        cpus: None,
-        max_wait: None,
-        codel: None,
-        budget: 0,
-        stuck_after: None,
-        max_threads: None,
-        keep_alive: None,
-    };
+    let mut pool = PoolSpec::named(name);
     for (k, v) in kv {
+        pool.set(k, v)?;
+    }
+    Ok(pool)
+}
+
+impl LoadSpec {
+    /// A load on `pool`, named after it, with the bench's defaults: 1000 tasks per second of
+    /// `spin:50us`, fixed arrivals, one submitter.
+    pub(crate) fn on(pool: &str) -> LoadSpec {
+        LoadSpec {
+            name: pool.to_owned(),
+            pool: pool.to_owned(),
+            rate: Rate::PerSec(1000.0),
+            work: WorkSpec::Spin(Duration::from_micros(50)),
+            arrivals: Arrivals::Fixed,
+            submitters: 1,
+            inflight: None,
+            callers: None,
+            deadline: None,
+        }
+    }
+
+    /// Sets one key from its value, taken whole by that key's parser (see [`PoolSpec::set`]).
+    pub(crate) fn set(&mut self, k: &str, v: &str) -> Result<(), String> {
         match k {
-            "threads" => pool.threads = parse_count(v, k, 1, 1024)?,
-            "queue" => pool.queue = parse_count(v, k, 0, 1 << 24)?,
-            "cpus" => pool.cpus = Some(parse_cpus(v)?),
-            "max_wait" => {
-                let d = parse_duration(v)?;
-                if d.is_zero() {
-                    return Err(format!("invalid max_wait={v:?}: must be greater than 0"));
+            "rate" => self.rate = parse_rate(v)?,
+            "work" => self.work = parse_work(v)?,
+            "arrivals" => {
+                self.arrivals = match v {
+                    "fixed" => Arrivals::Fixed,
+                    "poisson" => Arrivals::Poisson,
+                    _ => return Err(format!("invalid arrivals={v:?}: expected fixed or poisson")),
                 }
-                pool.max_wait = Some(d);
             }
-            "codel" => {
-                let bad = || format!("invalid codel={v:?}: expected TARGET/INTERVAL, e.g. 5ms/100ms, target < interval");
-                let (t, i) = v.split_once('/').ok_or_else(bad)?;
-                let (t, i) = (parse_duration(t)?, parse_duration(i)?);
-                if t.is_zero() || t >= i {
-                    return Err(bad());
+            "submitters" => self.submitters = parse_count(v, k, 1, MAX_SUBMITTERS)?,
+            "callers" => self.callers = Some(parse_count(v, k, 1, MAX_SUBMITTERS)?),
+            "inflight" => self.inflight = Some(parse_count(v, k, 1, 1 << 24)?),
+            "name" => {
+                if v.is_empty() {
+                    return Err(format!(
+                        "invalid name {v:?} for a load on pool {:?}: must not be empty",
+                        self.pool
+                    ));
                 }
-                pool.codel = Some((t, i));
+                self.name = v.to_owned();
             }
-            "budget" => pool.budget = parse_count(v, k, 0, 1024)?,
-            "elastic" => {
-                let bad = || format!("invalid elastic={v:?}: expected MIN-MAX with 1 <= MIN <= MAX <= 1024, e.g. 1-8");
-                let (min, max) = v.split_once('-').ok_or_else(bad)?;
-                let min = parse_count(min, "elastic", 1, 1024).map_err(|_| bad())?;
-                let max = parse_count(max, "elastic", 1, 1024).map_err(|_| bad())?;
-                if min > max {
-                    return Err(bad());
-                }
-                pool.threads = min;
-                pool.max_threads = Some(max);
-            }
-            "keep_alive" => {
-                let d = parse_duration(v)?;
-                if d < Duration::from_millis(1) {
-                    return Err(format!("invalid keep_alive={v:?}: must be at least 1ms"));
-                }
-                pool.keep_alive = Some(d);
-            }
-            "stuck_after" => {
-                let d = parse_duration(v)?;
-                if d < Duration::from_millis(1) {
-                    return Err(format!("invalid stuck_after={v:?}: must be at least 1ms"));
-                }
-                pool.stuck_after = Some(d);
-            }
+            "deadline" => self.deadline = Some(parse_key_duration(v, k, Duration::from_nanos(1))?),
             _ => {
                 return Err(format!(
-                    "unknown key {k:?} in pool {name:?} (keys: threads, queue, cpus, max_wait, codel, budget, stuck_after, elastic, keep_alive)"
+                    "unknown key {k:?} in the load on pool {:?} (keys: {LOAD_KEYS})",
+                    self.pool
                 ))
             }
         }
+        Ok(())
     }
-    Ok(pool)
 }
 
 /// Parses `--load POOL:rate=R,work=W,arrivals=fixed|poisson,submitters=N,inflight=N,callers=N,name=NAME`.
 pub(crate) fn parse_load(s: &str) -> Result<LoadSpec, String> {
     let (pool, kv) = split_spec(s, "load")?;
-    let mut load = LoadSpec {
-        name: pool.to_owned(),
-        pool: pool.to_owned(),
-        rate: Rate::PerSec(1000.0),
-        work: WorkSpec::Spin(Duration::from_micros(50)),
-        arrivals: Arrivals::Fixed,
-        submitters: 1,
-        inflight: None,
-        callers: None,
-        deadline: None,
-    };
+    let mut load = LoadSpec::on(pool);
     for (k, v) in kv {
-        match k {
-            "rate" => load.rate = parse_rate(v)?,
-            "work" => load.work = parse_work(v)?,
-            "arrivals" => {
-                load.arrivals = match v {
-                    "fixed" => Arrivals::Fixed,
-                    "poisson" => Arrivals::Poisson,
-                    _ => {
-                        return Err(format!(
-                            "invalid arrivals={v:?}: expected fixed or poisson"
-                        ))
-                    }
-                }
-            }
-            "submitters" => load.submitters = parse_count(v, k, 1, MAX_SUBMITTERS)?,
-            "callers" => load.callers = Some(parse_count(v, k, 1, MAX_SUBMITTERS)?),
-            "inflight" => load.inflight = Some(parse_count(v, k, 1, 1 << 24)?),
-            "name" if !v.is_empty() => load.name = v.to_owned(),
-            "deadline" => {
-                let d = parse_duration(v)?;
-                if d.is_zero() {
-                    return Err(format!("invalid deadline={v:?}: must be greater than 0"));
-                }
-                load.deadline = Some(d);
-            }
-            _ => {
-                return Err(format!(
-                    "unknown key {k:?} in load {s:?} (keys: rate, work, arrivals, submitters, inflight, callers, name, deadline)"
-                ))
-            }
-        }
+        load.set(k, v)?;
     }
     Ok(load)
 }
@@ -618,6 +672,78 @@ struct LoadEntry {
     deadline: Option<String>,
 }
 
+impl PoolEntry {
+    /// The pool this entry describes: each field goes to its own key's parser, whole, so a
+    /// value can never set another key (`max_wait = "5ms,threads=64"` is an invalid duration).
+    fn into_spec(self) -> Result<PoolSpec, String> {
+        let mut pool = PoolSpec::named(&self.name);
+        let in_pool = |e: String| format!("pool {:?}: {e}", self.name);
+        if let Some(t) = self.threads {
+            pool.threads = check_count(t, "threads", 1, 1024).map_err(in_pool)?;
+        }
+        if let Some(q) = self.queue {
+            pool.queue = check_count(q, "queue", 0, 1 << 24).map_err(in_pool)?;
+        }
+        if let Some(b) = self.budget {
+            pool.budget = check_count(b, "budget", 0, 1024).map_err(in_pool)?;
+        }
+        for (k, v) in [
+            ("cpus", &self.cpus),
+            ("max_wait", &self.max_wait),
+            ("codel", &self.codel),
+            ("stuck_after", &self.stuck_after),
+            ("elastic", &self.elastic),
+            ("keep_alive", &self.keep_alive),
+        ] {
+            if let Some(v) = v {
+                pool.set(k, v).map_err(in_pool)?;
+            }
+        }
+        Ok(pool)
+    }
+}
+
+impl LoadEntry {
+    /// The load this entry describes, built field by field like [`PoolEntry::into_spec`];
+    /// `pool` is only a name, never parsed as a spec.
+    fn into_spec(self) -> Result<LoadSpec, String> {
+        let mut load = LoadSpec::on(&self.pool);
+        let in_load = |e: String| format!("load on pool {:?}: {e}", self.pool);
+        if let Some(r) = &self.rate {
+            load.rate = match r {
+                toml::Value::Integer(i) => parse_rate(&i.to_string()),
+                toml::Value::Float(f) => parse_rate(&f.to_string()),
+                toml::Value::String(s) => parse_rate(s),
+                other => Err(format!(
+                    "invalid rate: expected a number or \"max\", got a {}",
+                    other.type_str()
+                )),
+            }
+            .map_err(in_load)?;
+        }
+        if let Some(s) = self.submitters {
+            load.submitters = check_count(s, "submitters", 1, MAX_SUBMITTERS).map_err(in_load)?;
+        }
+        if let Some(n) = self.inflight {
+            load.inflight = Some(check_count(n, "inflight", 1, 1 << 24).map_err(in_load)?);
+        }
+        if let Some(c) = self.callers {
+            load.callers = Some(check_count(c, "callers", 1, MAX_SUBMITTERS).map_err(in_load)?);
+        }
+        for (k, v) in [
+            ("name", &self.name),
+            ("work", &self.work),
+            ("arrivals", &self.arrivals),
+            ("deadline", &self.deadline),
+        ] {
+            if let Some(v) = v {
+                load.set(k, v).map_err(in_load)?;
+            }
+        }
+        Ok(load)
+    }
+}
+
 /// Parses a TOML scenario file's text into a scenario, on top of `base` (whose pools and
 /// loads it replaces if it defines any).
 pub(crate) fn parse_scenario_file(text: &str, base: Scenario) -> Result<Scenario, String> {
@@ -651,83 +777,13 @@ pub(crate) fn parse_scenario_file(text: &str, base: Scenario) -> Result<Scenario
         sc.pools = file
             .pool
             .into_iter()
-            .map(|p| {
-                let mut spec = format!("{}:", p.name);
-                let mut push = |k: &str, v: String| {
-                    spec.push_str(&format!("{k}={v},"));
-                };
-                if let Some(t) = p.threads {
-                    push("threads", t.to_string());
-                }
-                if let Some(q) = p.queue {
-                    push("queue", q.to_string());
-                }
-                if let Some(c) = p.cpus {
-                    push("cpus", c.replace(',', "+"));
-                }
-                if let Some(w) = p.max_wait {
-                    push("max_wait", w);
-                }
-                if let Some(c) = p.codel {
-                    push("codel", c);
-                }
-                if let Some(b) = p.budget {
-                    push("budget", b.to_string());
-                }
-                if let Some(s) = p.stuck_after {
-                    push("stuck_after", s);
-                }
-                if let Some(e) = p.elastic {
-                    push("elastic", e);
-                }
-                if let Some(k) = p.keep_alive {
-                    push("keep_alive", k);
-                }
-                parse_pool(&spec)
-            })
+            .map(PoolEntry::into_spec)
             .collect::<Result<_, _>>()?;
         sc.loads = file
             .load
             .into_iter()
-            .map(|l| {
-                let mut load = parse_load(&l.pool)?;
-                if let Some(n) = l.name {
-                    load.name = n;
-                }
-                if let Some(r) = l.rate {
-                    load.rate = match r {
-                        toml::Value::Integer(i) => parse_rate(&i.to_string())?,
-                        toml::Value::Float(f) => parse_rate(&f.to_string())?,
-                        toml::Value::String(s) => parse_rate(&s)?,
-                        other => {
-                            return Err(format!(
-                                "invalid rate: expected a number or \"max\", got a {}",
-                                other.type_str()
-                            ))
-                        }
-                    };
-                }
-                if let Some(w) = l.work {
-                    load.work = parse_work(&w)?;
-                }
-                if let Some(a) = l.arrivals {
-                    load.arrivals = parse_load(&format!("x:arrivals={a}"))?.arrivals;
-                }
-                if let Some(s) = l.submitters {
-                    load.submitters = parse_count(&s.to_string(), "submitters", 1, MAX_SUBMITTERS)?;
-                }
-                if let Some(n) = l.inflight {
-                    load.inflight = Some(parse_count(&n.to_string(), "inflight", 1, 1 << 24)?);
-                }
-                if let Some(c) = l.callers {
-                    load.callers = Some(parse_count(&c.to_string(), "callers", 1, MAX_SUBMITTERS)?);
-                }
-                if let Some(d) = l.deadline {
-                    load.deadline = parse_load(&format!("x:deadline={d}"))?.deadline;
-                }
-                Ok(load)
-            })
-            .collect::<Result<_, String>>()?;
+            .map(LoadEntry::into_spec)
+            .collect::<Result<_, _>>()?;
     }
     Ok(sc)
 }
@@ -745,20 +801,27 @@ mod tests {
         assert_eq!(parse_duration("7s"), Ok(Duration::from_secs(7)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        // The library's syntax: whatever a configuration file accepts, the bench accepts.
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1h"), bulkhead::config::parse_duration("1h"));
+    }
+
+    #[test]
+    fn durations_beyond_a_run_are_refused_where_used() {
+        let err = parse_work("spin:2h").unwrap_err();
+        assert!(
+            err.contains("\"spin:2h\"") && err.contains("3600s"),
+            "{err}"
+        );
+        let mut sc = presets::preset("cpu-runaway", &[0, 1]).unwrap();
+        sc.duration = parse_duration("99999999999s").unwrap();
+        let err = sc.validate(&[0, 1]).unwrap_err();
+        assert!(err.contains("at most 3600s"), "{err}");
     }
 
     #[test]
     fn malformed_durations_name_the_value() {
-        for bad in [
-            "10",
-            "10xs",
-            "ms",
-            "-1s",
-            "1..2s",
-            "",
-            "1e3s",
-            "99999999999s",
-        ] {
+        for bad in ["10", "10xs", "ms", "-1s", "1..2s", "", "1e3s"] {
             let err = parse_duration(bad).unwrap_err();
             assert!(err.contains(&format!("{bad:?}")), "{bad}: {err}");
         }
@@ -770,7 +833,10 @@ mod tests {
         assert_eq!(parse_rate("2000/s"), Ok(Rate::PerSec(2000.0)));
         assert_eq!(parse_rate("2.5k"), Ok(Rate::PerSec(2500.0)));
         assert_eq!(parse_rate("max"), Ok(Rate::Max));
-        for bad in ["0", "-5", "fast", "2000/min", "NaN", "1e9"] {
+        assert_eq!(parse_rate("0.001"), Ok(Rate::PerSec(MIN_RATE)));
+        for bad in [
+            "0", "-5", "fast", "2000/min", "NaN", "1e9", "1e-20", "0.0009", "inf", "-inf",
+        ] {
             let err = parse_rate(bad).unwrap_err();
             assert!(err.contains(&format!("{bad:?}")), "{bad}: {err}");
         }
@@ -927,6 +993,28 @@ mod tests {
         assert_eq!(sc.pools[0].cpus, Some(CpuList(vec![0, 1])));
         assert_eq!(sc.loads[0].rate, Rate::PerSec(500.0));
         assert_eq!(sc.loads[0].work, WorkSpec::Sleep(Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn scenario_file_values_are_taken_whole() {
+        let base = || presets::preset("cpu-runaway", &[0, 1]).unwrap();
+        for (text, needle) in [
+            ("max_wait = \"5ms,threads=64\"", "\"5ms,threads=64\""),
+            ("cpus = \"0,threads=64\"", "\"0,threads=64\""),
+            ("elastic = \"1-2,queue=0\"", "\"1-2,queue=0\""),
+        ] {
+            let file = format!("[[pool]]\nname = \"a\"\n{text}\n[[load]]\npool = \"a\"");
+            let err = parse_scenario_file(&file, base()).unwrap_err();
+            assert!(err.contains(needle) && err.contains("pool \"a\""), "{err}");
+        }
+        let file = "[[pool]]\nname = \"a,threads=9\"\n[[load]]\npool = \"a:rate=max\"";
+        let sc = parse_scenario_file(file, base()).unwrap();
+        assert_eq!(
+            (sc.pools[0].name.as_str(), sc.pools[0].threads),
+            ("a,threads=9", 1)
+        );
+        assert_eq!(sc.loads[0].pool, "a:rate=max");
+        assert_eq!(sc.loads[0].rate, Rate::PerSec(1000.0));
     }
 
     #[test]
