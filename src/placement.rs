@@ -91,6 +91,38 @@ pub(crate) struct CpuConfig {
     pub(crate) exclusive: bool,
     pub(crate) nice: Option<i32>,
     pub(crate) policy: Option<SchedPolicy>,
+    /// What the process had when the runtime was built (read on the thread calling
+    /// `build()`); each worker restores the parts its pool does not set, see [`Baseline`].
+    pub(crate) baseline: Baseline,
+}
+
+/// The placement the thread calling `build()` had: affinity, nice value and policy, each
+/// `None` where it could not be read (off Linux, under Miri).
+///
+/// A new thread inherits all three from the thread that spawns it. Workers started after
+/// build (elastic growth, replacements, resizing) are spawned by whichever thread made the
+/// pool grow, possibly a worker of another, pinned or niced, pool; so a worker restores this
+/// baseline for every setting its own pool leaves unset, and no pool's placement leaks into
+/// another's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Baseline {
+    cpus: Option<CpuSet>,
+    nice: Option<i32>,
+    policy: Option<SchedPolicy>,
+}
+
+impl Baseline {
+    /// Reads the calling thread's placement.
+    pub(crate) fn of_current_thread() -> Self {
+        if cfg!(miri) {
+            return Baseline::default();
+        }
+        Baseline {
+            cpus: sys::affinity(None).ok(),
+            nice: sys::nice(None).ok(),
+            policy: sys::sched_policy(None).ok().flatten(),
+        }
+    }
 }
 
 impl CpuConfig {
@@ -113,8 +145,11 @@ impl CpuConfig {
         }
     }
 
-    /// Applies the settings to the calling thread, worker `index` of its pool.
+    /// Applies the settings to the calling thread, worker `index` of its pool; restores the
+    /// runtime's [`Baseline`] for each setting the pool leaves unset, where the thread
+    /// inherited something else.
     pub(crate) fn apply(&self, index: usize) -> io::Result<()> {
+        self.restore_baseline(index)?;
         if let Some(cpus) = self.worker_cpus(index) {
             sys::set_current_affinity(&cpus).map_err(|e| {
                 SetupFailure::wrap(
@@ -149,6 +184,64 @@ impl CpuConfig {
                     e,
                 )
             })?;
+        }
+        Ok(())
+    }
+
+    /// Restores the unset parts of the placement to the runtime's baseline, each only if the
+    /// thread's current value differs (so a worker spawned by the thread that built the
+    /// runtime makes no call at all).
+    fn restore_baseline(&self, index: usize) -> io::Result<()> {
+        let b = &self.baseline;
+        if self.cpus.is_none() {
+            if let Some(cpus) = &b.cpus {
+                if sys::affinity(None).ok().as_ref() != Some(cpus) {
+                    sys::set_current_affinity(cpus).map_err(|e| {
+                        SetupFailure::wrap(
+                            "cpus",
+                            format!(
+                                "worker {index} could not restore the runtime's CPUs {:?} \
+                                 (it inherited others from the thread that started it)",
+                                cpus.to_string()
+                            ),
+                            e,
+                        )
+                    })?;
+                }
+            }
+        }
+        if self.policy.is_none() {
+            if let Some(policy) = b.policy {
+                if sys::sched_policy(None).ok().flatten() != Some(policy) {
+                    sys::set_current_sched_policy(policy).map_err(|e| {
+                        SetupFailure::wrap(
+                            "sched_policy",
+                            format!(
+                                "worker {index} could not restore the runtime's {policy} \
+                                 scheduling policy"
+                            ),
+                            e,
+                        )
+                    })?;
+                }
+            }
+        }
+        if self.nice.is_none() {
+            if let Some(nice) = b.nice {
+                if sys::nice(None).ok() != Some(nice) {
+                    sys::set_current_nice(nice).map_err(|e| {
+                        SetupFailure::wrap(
+                            "nice",
+                            format!(
+                                "worker {index} could not restore the runtime's nice value \
+                                 {nice} (it inherited another from the thread that started \
+                                 it; lowering it needs CAP_SYS_NICE or RLIMIT_NICE)"
+                            ),
+                            e,
+                        )
+                    })?;
+                }
+            }
         }
         Ok(())
     }
@@ -353,8 +446,10 @@ impl PoolBuilder {
     /// The CPUs this pool's workers may run on, placed by [`placement`](Self::placement)
     /// (by default [`Placement::Spread`]: every worker may run on any CPU of the set).
     ///
-    /// Default: unset, the workers keep the affinity of the thread that calls `build()`
-    /// (normally every CPU the process may use). Every CPU must be in
+    /// Default: unset, every worker runs with the affinity of the thread that called
+    /// `build()` (normally every CPU the process may use), including workers started later
+    /// by another pool's pinned thread: a worker restores that affinity if it inherited
+    /// another. Every CPU must be in
     /// [`CpuSet::available`] when `build()` runs, else it fails with
     /// [`BuildErrorKind::UnavailableCpu`] naming the CPU; an empty set is a build error.
     /// Off Linux, setting this fails the build with [`BuildErrorKind::Unsupported`].
@@ -390,7 +485,9 @@ impl PoolBuilder {
     /// this pool's workers: a pool at 10 gets about a tenth of the CPU time of a pool at 0
     /// when both compete for a CPU.
     ///
-    /// Default: unset, the workers keep the nice value of the thread that calls `build()`.
+    /// Default: unset, every worker runs with the nice value of the thread that called
+    /// `build()`, also when started later by a thread with another (see
+    /// [`cpus`](Self::cpus)).
     /// A value outside -20..=19 is a build error. Lowering it below the inherited value
     /// usually needs `CAP_SYS_NICE` or `RLIMIT_NICE`; if the OS refuses, `build()` fails
     /// with [`BuildErrorKind::Os`] (`EPERM`/`EACCES`). Off Linux: [`BuildErrorKind::Unsupported`].
@@ -401,7 +498,8 @@ impl PoolBuilder {
 
     /// The scheduling policy of every worker thread.
     ///
-    /// Default: unset, the workers keep the policy of the thread that calls `build()`
+    /// Default: unset, every worker runs with the policy of the thread that called `build()`,
+    /// also when started later by a thread with another
     /// (normally [`SchedPolicy::Normal`]). If the OS refuses (leaving `SCHED_IDLE` or a
     /// real-time policy needs privilege), `build()` fails with [`BuildErrorKind::Os`].
     /// Off Linux: [`BuildErrorKind::Unsupported`].

@@ -30,7 +30,7 @@ use crate::dynamic::Dynamic;
 use crate::error::{BuildError, BuildErrorKind, UnknownPool};
 use crate::metrics::{LatencyRecorder, RuntimeSnapshot};
 use crate::overload::Codel;
-use crate::placement::SetupFailure;
+use crate::placement::{Baseline, CpuConfig, SetupFailure};
 use crate::pool::{Pool, PoolConfig, PoolShared, RefusalCounters};
 use crate::stats::{PoolStats, WorkerSlot};
 use crate::supervisor::Supervisor;
@@ -64,9 +64,11 @@ impl Runtime {
             shut_down: AtomicBool::new(false),
             supervisor: None,
         };
+        // What every worker of an unplaced pool runs with, whoever spawns it later.
+        let baseline = Baseline::of_current_thread();
         for p in &config.pools {
             // On error `rt` is dropped here, which stops the pools already started.
-            rt.pools.push(start_pool(p, config.metrics)?);
+            rt.pools.push(start_pool(p, config.metrics, &baseline)?);
         }
         let supervisor = Supervisor::start(
             &rt.pools,
@@ -189,7 +191,7 @@ impl Runtime {
     }
 }
 
-fn start_pool(p: &PoolBuilder, metrics: bool) -> Result<Pool, BuildError> {
+fn start_pool(p: &PoolBuilder, metrics: bool, baseline: &Baseline) -> Result<Pool, BuildError> {
     // A resizable queue is allocated at its cap; its capacity is then an admission limit.
     let (tx, rx) = bounded(p.queue_capacity_limit.unwrap_or(p.queue_capacity));
     // Capacity 1, not 0: a zero-capacity channel allocates each time a worker parks on it.
@@ -208,7 +210,10 @@ fn start_pool(p: &PoolBuilder, metrics: bool) -> Result<Pool, BuildError> {
             queue_capacity: p.queue_capacity,
             max_queue_wait: p.max_queue_wait,
             stack_size: p.stack_size,
-            cpu: p.cpu.clone(),
+            cpu: CpuConfig {
+                baseline: baseline.clone(),
+                ..p.cpu.clone()
+            },
             stuck_after: p.stuck_after,
             codel: p.codel,
             hooks: p.hooks.clone(),
