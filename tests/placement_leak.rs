@@ -57,7 +57,11 @@ fn workers_started_from_a_pinned_niced_pool_get_the_runtime_placement() {
         })
         .unwrap();
     h.join_timeout(HANG_GUARD).unwrap().unwrap();
-    support::wait_until("elastic to grow", || elastic.threads() >= 2);
+    // Busy workers have finished their set-up (placement included).
+    support::wait_until("elastic to grow, every worker in a task", || {
+        let w = live(elastic.workers());
+        w.len() >= 2 && w.iter().all(|w| w.busy)
+    });
 
     for w in live(plain.workers())
         .into_iter()
