@@ -238,10 +238,16 @@ impl PoolBuilder {
     ///
     /// # Queue behaviour
     ///
-    /// A task is accepted only if there is room; otherwise the non-blocking submissions refuse
-    /// it at once and the `*_timeout` ones wait at most their timeout. The queue never grows.
-    /// **0 is allowed** and means a pure hand-off: a task is accepted only if a worker is
-    /// idle and waiting for it at that moment.
+    /// The pool holds up to `threads + queue_capacity` tasks at once: one running on each
+    /// thread (for an elastic pool, each thread up to its maximum) plus `queue_capacity`
+    /// waiting. Admission counts these slots, not which workers happen to be awake: a burst
+    /// of `threads + queue_capacity` submissions into an idle pool is accepted in full, and
+    /// the next one is refused, even before any worker has woken up. A slot is free again as
+    /// soon as its task ends (before its handle resolves). When every slot is taken, the
+    /// non-blocking submissions refuse at once and the `*_timeout` ones wait at most their
+    /// timeout for a slot. The queue never grows.
+    /// **0 is allowed** and means a pure hand-off: a task is accepted only if a thread is
+    /// free for it at that moment.
     pub fn queue_capacity(mut self, n: usize) -> Self {
         self.queue_capacity = n;
         self
@@ -284,8 +290,8 @@ impl PoolBuilder {
     /// stream of tasks closer together than `idle_spin` is served without it. The spin adapts:
     /// a worker that waited longer than `idle_spin` for its last task parks at once next time
     /// (after a few microseconds of back-off), so an idle pool burns no CPU; a busy one trades
-    /// CPU time between tasks for latency. Elastic pools, and pools with queue capacity 0
-    /// (whose hand-off needs a parked worker), always park at once.
+    /// CPU time between tasks for latency. Elastic pools always park at once (their growth
+    /// decision counts parked workers).
     ///
     /// Default: [`DEFAULT_IDLE_SPIN`] (100 µs). Zero disables it. At most
     /// [`MAX_IDLE_SPIN`] (10 ms); more is a build error.

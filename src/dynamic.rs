@@ -69,6 +69,8 @@ pub(crate) struct Dynamic {
     can_grow: CachePadded<AtomicBool>,
     /// `active > max`: read by workers after each task; the first to see it retires.
     pub(crate) shrink: AtomicBool,
+    /// `max + replaced`: the threads that count towards the pool's admission limit.
+    thread_cap: AtomicUsize,
     /// Mirrors of the counts, for `stats()`.
     live: AtomicUsize,
     replaced: AtomicUsize,
@@ -110,6 +112,7 @@ impl Dynamic {
             idle: CachePadded::new(AtomicUsize::new(0)),
             can_grow: CachePadded::new(AtomicBool::new(false)),
             shrink: AtomicBool::new(false),
+            thread_cap: AtomicUsize::new(max),
             live: AtomicUsize::new(0),
             replaced: AtomicUsize::new(0),
             min: AtomicUsize::new(min),
@@ -137,6 +140,7 @@ impl Dynamic {
         self.replaced.store(c.replaced, Ordering::Relaxed);
         self.min.store(c.min, Ordering::Relaxed);
         self.max.store(c.max, Ordering::Relaxed);
+        self.thread_cap.store(c.max + c.replaced, Ordering::Relaxed);
         self.can_grow.store(c.active() < c.max, Ordering::Relaxed);
         self.shrink.store(c.active() > c.max, Ordering::Relaxed);
     }
@@ -148,6 +152,12 @@ impl Dynamic {
     /// Live workers now (including replaced stuck ones).
     pub(crate) fn live(&self) -> usize {
         self.live.load(Ordering::Relaxed)
+    }
+
+    /// The threads that count towards the admission limit: the maximum, plus replaced stuck
+    /// workers (their tasks still hold slots).
+    pub(crate) fn thread_capacity(&self) -> usize {
+        self.thread_cap.load(Ordering::Relaxed)
     }
 
     /// The workers the pool counts on now: live ones that were not replaced.
@@ -284,6 +294,9 @@ impl PoolShared {
                 slot.set_replaced(false);
             }
             d.refresh(&c);
+            if replaced {
+                self.update_limit();
+            }
         }
         go
     }
@@ -319,6 +332,7 @@ impl PoolShared {
             d.replacements.fetch_add(1, Ordering::Relaxed);
         }
         d.refresh(&c);
+        self.update_limit();
         started
     }
 
@@ -347,6 +361,7 @@ impl PoolShared {
         }
         let excess = c.active().saturating_sub(c.max);
         d.refresh(&c);
+        self.update_limit();
         drop(c);
         drop(ready_tx);
         for _ in 0..excess {

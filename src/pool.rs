@@ -25,12 +25,30 @@
 //!    `ABANDONED` and drains itself (step 2). Either way the task is resolved.
 //!
 //! Workers never touch `state` while there is work: they read it only before they block.
+//!
+//! # Capacity: slots, not the race with the workers
+//!
+//! A pool of `T` threads and queue capacity `Q` holds up to `T` running plus `Q` waiting
+//! tasks, whatever the workers are doing at the instant of a submission (the rule of
+//! Java's `ThreadPoolExecutor`, Resilience4j and Polly). Admission counts *slots*:
+//! `occupied` is the number of tasks admitted and not yet ended (queued or running), and a
+//! submission reserves one slot with a compare-and-swap below `limit = T + Q` before it
+//! sends. The channel is allocated with room for the most slots the pool can ever have, so a
+//! reserved send never finds it full. Whoever ends a task (a worker, an expiry, a drain)
+//! releases its slot *before* the task's handle resolves, so a caller that joined a task
+//! finds its slot free. So a burst of `T + Q` submissions into an idle pool is always
+//! admitted, and the next one refused as full, even before any worker has woken up.
+//!
+//! The live values count: `T` is the maximum thread count of an elastic pool, and after a
+//! resize the new maximum (plus replaced stuck workers, whose tasks still hold slots); `Q`
+//! is the current queue capacity. A submitter with a deadline that finds no free slot waits
+//! on `room` until a slot is released, the limit grows, the pool closes, or the deadline.
 
 use std::fmt;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use crossbeam_utils::CachePadded;
 
 use crate::builder::check_thread_range;
@@ -42,16 +60,13 @@ use crate::metrics::LatencyRecorder;
 use crate::overload::{Codel, CodelConfig, ShedHandler, ShedReason};
 use crate::placement::CpuConfig;
 use crate::stats::{PoolStats, WorkerInfo, WorkerSlot};
-use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
 use crate::sys;
 use crate::task::{DetachedTask, Job, NotRun, Runnable, TaskCell, TaskHandle, Work};
 
 pub(crate) const CLOSED: usize = 1;
 pub(crate) const ABANDONED: usize = 2;
 pub(crate) const IN_FLIGHT: usize = 4;
-
-/// How often a `*_timeout` submission to a full resizable queue re-checks for room.
-const LIMIT_POLL: Duration = Duration::from_micros(500);
 
 /// Settings fixed when the pool is built.
 #[derive(Debug, Clone)]
@@ -113,9 +128,21 @@ pub(crate) struct PoolShared {
     pub(crate) on_shed: Option<ShedHandler>,
     /// Workers started after build (elastic, replacement, resizing), if the pool uses any.
     pub(crate) dynamic: Option<Dynamic>,
-    /// The admission limit of a pool whose queue capacity can be resized: the channel is
-    /// allocated at the build-time cap, and `send` refuses above this limit.
-    pub(crate) queue_limit: Option<CachePadded<AtomicUsize>>,
+    /// Tasks admitted and not yet ended (queued or running): the slots in use. See the
+    /// module docs ("Capacity").
+    pub(crate) occupied: CachePadded<AtomicUsize>,
+    /// The admission limit: the thread capacity plus the queue capacity, live values.
+    pub(crate) limit: CachePadded<AtomicUsize>,
+    /// The queue capacity now.
+    pub(crate) queue_cap: AtomicUsize,
+    /// The largest queue capacity a resize may set (`queue_capacity_limit`), if resizable.
+    pub(crate) queue_cap_limit: Option<usize>,
+    /// Serialises updates of `limit` (resizes; rare).
+    pub(crate) limit_lock: Mutex<()>,
+    /// Submitters with a deadline waiting for a free slot, and where they wait.
+    pub(crate) room_waiters: AtomicUsize,
+    pub(crate) room: Mutex<()>,
+    pub(crate) room_cv: Condvar,
     /// Workers blocked in `join`/`join_timeout` on an unfinished task of this pool (deadlock
     /// detection, see `task.rs`).
     pub(crate) blocked_joins: AtomicUsize,
@@ -150,29 +177,21 @@ impl PoolShared {
 
     /// Admits and enqueues one job. On refusal the job comes back with the reason.
     ///
-    /// `inline(always)`: with the resizable-queue branch, `#[inline]` alone no longer got
-    /// `send` inlined into `execute`: a fixed pool then cost 30 instructions more per task
-    /// than before the overload mechanisms, 14 once inlined (callgrind, docs/BENCHMARKS.md
-    /// "Overload control").
+    /// `inline(always)`: `#[inline]` alone did not get `send` inlined into `execute` once
+    /// it had a cold branch, which cost a fixed pool 30 instructions per task instead of 14
+    /// (callgrind, docs/BENCHMARKS.md "Overload control").
     #[inline(always)]
     fn send(&self, job: Job, deadline: Option<Instant>) -> Result<(), (Job, RefusalReason)> {
         self.submitted.fetch_add(1, Ordering::Relaxed);
         let prev = self.state.fetch_add(IN_FLIGHT, Ordering::Acquire);
         let result = if prev & CLOSED != 0 {
             Err((job, RefusalReason::ShuttingDown))
-        } else if let Some(limit) = &self.queue_limit {
-            self.send_limited(job, deadline, limit)
+        } else if self.try_reserve(Ordering::Relaxed) {
+            self.enqueue(job)
+        } else if let Some(d) = deadline {
+            self.reserve_until(job, d)
         } else {
-            match deadline {
-                None => self.tx.try_send(job).map_err(|e| match e {
-                    TrySendError::Full(j) => (j, RefusalReason::Full),
-                    TrySendError::Disconnected(j) => (j, RefusalReason::ShuttingDown),
-                }),
-                Some(d) => self.tx.send_deadline(job, d).map_err(|e| match e {
-                    SendTimeoutError::Timeout(j) => (j, RefusalReason::Timeout),
-                    SendTimeoutError::Disconnected(j) => (j, RefusalReason::ShuttingDown),
-                }),
-            }
+            Err((job, RefusalReason::Full))
         };
         let prev = self.state.fetch_sub(IN_FLIGHT, Ordering::AcqRel);
         if prev & ABANDONED != 0 {
@@ -184,37 +203,107 @@ impl PoolShared {
         result
     }
 
-    /// `send` for a pool with a resizable queue: the channel has room up to the build-time
-    /// cap, and the current capacity is an admission limit checked here. Concurrent
-    /// submitters may overshoot it by at most their number (each checks, then sends). A
-    /// submitter with a deadline polls for room every [`LIMIT_POLL`].
+    /// Takes one slot if one is free (see the module docs, "Capacity").
+    #[inline]
+    fn try_reserve(&self, order: Ordering) -> bool {
+        let limit = self.limit.load(Ordering::Relaxed);
+        let mut cur = self.occupied.load(order);
+        while cur < limit {
+            match self.occupied.compare_exchange_weak(
+                cur,
+                cur + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
+        false
+    }
+
+    /// Sends a job that holds a slot. The channel has room for every slot, so it is never
+    /// full; should it be, the slot is released and the task refused, never lost.
+    #[inline]
+    fn enqueue(&self, job: Job) -> Result<(), (Job, RefusalReason)> {
+        self.tx.try_send(job).map_err(|e| {
+            self.release_slot();
+            match e {
+                TrySendError::Full(j) => (j, RefusalReason::Full),
+                TrySendError::Disconnected(j) => (j, RefusalReason::ShuttingDown),
+            }
+        })
+    }
+
+    /// A submitter with a deadline found every slot taken: waits for one until the deadline
+    /// (refused as `Timeout`) or until the pool closes (refused as `ShuttingDown`).
+    ///
+    /// No lost wake-up: the waiter counts itself in `room_waiters`, then re-checks the slots
+    /// under `room`; a releaser frees its slot, then reads `room_waiters` (both SeqCst), so
+    /// either the waiter sees the free slot or the releaser sees the waiter and notifies
+    /// under the same lock.
     #[cold]
     #[inline(never)]
-    fn send_limited(
-        &self,
-        job: Job,
-        deadline: Option<Instant>,
-        limit: &AtomicUsize,
-    ) -> Result<(), (Job, RefusalReason)> {
-        let mut job = job;
-        loop {
-            if self.tx.len() < limit.load(Ordering::Relaxed) {
-                match self.tx.try_send(job) {
-                    Ok(()) => return Ok(()),
-                    Err(TrySendError::Disconnected(j)) => {
-                        return Err((j, RefusalReason::ShuttingDown))
-                    }
-                    Err(TrySendError::Full(j)) => job = j,
-                }
+    fn reserve_until(&self, job: Job, deadline: Instant) -> Result<(), (Job, RefusalReason)> {
+        let mut room = self.room.lock();
+        self.room_waiters.fetch_add(1, Ordering::SeqCst);
+        let outcome = loop {
+            if self.state.load(Ordering::Acquire) & CLOSED != 0 {
+                break Err(RefusalReason::ShuttingDown);
             }
-            let Some(d) = deadline else {
-                return Err((job, RefusalReason::Full));
-            };
-            let now = Instant::now();
-            if now >= d {
-                return Err((job, RefusalReason::Timeout));
+            if self.try_reserve(Ordering::SeqCst) {
+                break Ok(());
             }
-            std::thread::sleep(LIMIT_POLL.min(d - now));
+            if self.room_cv.wait_until(&mut room, deadline).timed_out() {
+                break if self.try_reserve(Ordering::SeqCst) {
+                    Ok(())
+                } else {
+                    Err(RefusalReason::Timeout)
+                };
+            }
+        };
+        self.room_waiters.fetch_sub(1, Ordering::SeqCst);
+        drop(room);
+        match outcome {
+            Ok(()) => self.enqueue(job),
+            Err(reason) => Err((job, reason)),
+        }
+    }
+
+    /// A task ended (or was taken out of the queue to be cancelled): frees its slot. Called
+    /// before the task's handle resolves.
+    #[inline]
+    pub(crate) fn release_slot(&self) {
+        self.occupied.fetch_sub(1, Ordering::SeqCst);
+        if self.room_waiters.load(Ordering::SeqCst) != 0 {
+            self.wake_room_waiters();
+        }
+    }
+
+    /// Wakes submitters waiting for a slot (a slot was freed, the limit grew, or shutdown).
+    #[cold]
+    pub(crate) fn wake_room_waiters(&self) {
+        let _room = self.room.lock();
+        self.room_cv.notify_all();
+    }
+
+    /// The threads that count towards the admission limit now: the fixed size, or a dynamic
+    /// pool's maximum plus its replaced stuck workers.
+    fn thread_capacity(&self) -> usize {
+        match &self.dynamic {
+            None => self.config.threads,
+            Some(d) => d.thread_capacity(),
+        }
+    }
+
+    /// Recomputes the admission limit after a resize (thread bounds, replacements, queue
+    /// capacity), and wakes waiting submitters if it grew.
+    pub(crate) fn update_limit(&self) {
+        let _guard = self.limit_lock.lock();
+        let limit = self.thread_capacity() + self.queue_cap.load(Ordering::Relaxed);
+        let old = self.limit.swap(limit, Ordering::SeqCst);
+        if limit > old && self.room_waiters.load(Ordering::SeqCst) != 0 {
+            self.wake_room_waiters();
         }
     }
 
@@ -235,12 +324,9 @@ impl PoolShared {
         }
     }
 
-    /// The current queue capacity (the admission limit of a resizable queue).
+    /// The current queue capacity.
     pub(crate) fn queue_capacity(&self) -> usize {
-        match &self.queue_limit {
-            Some(l) => l.load(Ordering::Relaxed),
-            None => self.config.queue_capacity,
-        }
+        self.queue_cap.load(Ordering::Relaxed)
     }
 
     #[cold]
@@ -256,6 +342,8 @@ impl PoolShared {
     /// Stops intake and wakes idle workers so they drain the queue and exit.
     pub(crate) fn begin_shutdown(&self) {
         self.state.fetch_or(CLOSED, Ordering::AcqRel);
+        // Submitters waiting for a slot leave, refused as shutting down.
+        self.wake_room_waiters();
         if let Some(d) = &self.dynamic {
             d.close();
         }
@@ -275,6 +363,7 @@ impl PoolShared {
         while let Ok(job) = self.rx.try_recv() {
             let unrun = job.not_run(NotRun::Cancelled, &mut |_| {
                 self.drained.fetch_add(1, Ordering::Relaxed);
+                self.release_slot();
             });
             self.dispose(unrun, NotRun::Cancelled);
         }
@@ -635,7 +724,7 @@ impl Pool {
     /// [`BuildErrorKind::OutOfRange`] (field `queue_capacity`) unless `1 <= n <= ` that limit.
     pub fn set_queue_capacity(&self, n: usize) -> Result<(), BuildError> {
         let name = Some(&*self.shared.name);
-        let Some(limit) = &self.shared.queue_limit else {
+        let Some(cap) = self.shared.queue_cap_limit else {
             return Err(BuildError::new(
                 name,
                 "queue_capacity_limit",
@@ -643,7 +732,6 @@ impl Pool {
                 "the queue capacity is fixed; set queue_capacity_limit at build to resize it",
             ));
         };
-        let cap = self.shared.tx.capacity().unwrap_or(0);
         if n == 0 || n > cap {
             return Err(BuildError::new(
                 name,
@@ -652,7 +740,8 @@ impl Pool {
                 format!("must be between 1 and queue_capacity_limit ({cap}), got {n}"),
             ));
         }
-        limit.store(n, Ordering::Relaxed);
+        self.shared.queue_cap.store(n, Ordering::Relaxed);
+        self.shared.update_limit();
         Ok(())
     }
 

@@ -34,7 +34,7 @@ use crate::placement::{Baseline, CpuConfig, SetupFailure};
 use crate::pool::{Pool, PoolConfig, PoolShared, RefusalCounters};
 use crate::stats::{PoolStats, WorkerSlot};
 use crate::supervisor::Supervisor;
-use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
 use crate::sys;
 use crate::worker;
 
@@ -192,14 +192,16 @@ impl Runtime {
 }
 
 fn start_pool(p: &PoolBuilder, metrics: bool, baseline: &Baseline) -> Result<Pool, BuildError> {
-    // A resizable queue is allocated at its cap; its capacity is then an admission limit.
-    let (tx, rx) = bounded(p.queue_capacity_limit.unwrap_or(p.queue_capacity));
+    // One slot per thread the pool can ever have at once (see `dynamic`).
+    let slots = p.slots();
+    // Admission counts slots (threads + queue capacity, see `pool`): the channel has room
+    // for the most the pool can ever admit, so a send that holds a slot never finds it full.
+    let queue_cap_limit = p.queue_capacity_limit.unwrap_or(p.queue_capacity);
+    let (tx, rx) = bounded(slots + queue_cap_limit);
     // Capacity 1, not 0: a zero-capacity channel allocates each time a worker parks on it.
     let (shutdown_tx, shutdown_rx) = bounded(1);
     let (exit_tx, exit_rx) = unbounded::<()>();
     let prefix = p.thread_prefix();
-    // One slot per thread the pool can ever have at once (see `dynamic`).
-    let slots = p.slots();
     let workers = (0..slots)
         .map(|i| CachePadded::new(WorkerSlot::new(format!("{prefix}-{i}"))))
         .collect();
@@ -253,11 +255,18 @@ fn start_pool(p: &PoolBuilder, metrics: bool, baseline: &Baseline) -> Result<Poo
                 exit_tx.clone(),
             )
         }),
-        queue_limit: p
-            .queue_capacity_limit
-            .map(|_| CachePadded::new(AtomicUsize::new(p.queue_capacity))),
+        occupied: CachePadded::new(AtomicUsize::new(0)),
+        // Set by `update_limit` below, once the dynamic state exists.
+        limit: CachePadded::new(AtomicUsize::new(0)),
+        queue_cap: AtomicUsize::new(p.queue_capacity),
+        queue_cap_limit: p.queue_capacity_limit,
+        limit_lock: Mutex::new(()),
+        room_waiters: AtomicUsize::new(0),
+        room: Mutex::new(()),
+        room_cv: Condvar::new(),
         blocked_joins: AtomicUsize::new(0),
     });
+    shared.update_limit();
     let pool = Pool { shared };
     let (ready_tx, ready_rx) = unbounded();
     let mut failure = None;

@@ -205,6 +205,7 @@ impl Worker {
             }
             slot.set_idle();
             slot.count(outcome);
+            shared.release_slot();
         });
         end
     }
@@ -214,7 +215,10 @@ impl Worker {
     #[cold]
     fn not_run(&self, job: Job, why: NotRun) {
         let slot = &self.shared.workers[self.index];
-        let unrun = job.not_run(why, &mut |outcome| slot.count(outcome));
+        let unrun = job.not_run(why, &mut |outcome| {
+            slot.count(outcome);
+            self.shared.release_slot();
+        });
         self.shared.dispose(unrun, why);
     }
 
@@ -259,11 +263,8 @@ impl Worker {
                 }
                 // Fixed pool. Spin and yield briefly first, as crossbeam's own `recv`
                 // does, so a steady stream rarely pays a park and a futex wake per task.
-                // Not with queue capacity 0: a hand-off needs a worker parked in `recv`,
-                // and a spinning one would make submissions fail.
-                let hand_off = shared.config.queue_capacity == 0;
                 let backoff = Backoff::new();
-                while !hand_off && !backoff.is_completed() {
+                while !backoff.is_completed() {
                     if let Ok(job) = shared.rx.try_recv() {
                         return Some(job);
                     }
@@ -272,7 +273,7 @@ impl Worker {
                 // Then, if tasks have been arriving closer together than `idle_spin`, keep
                 // looking (yielding the CPU between tries) for up to that long.
                 let waiting_since = shared.now_nanos();
-                if !hand_off && self.spin_next.get() && shared.idle_spin_nanos > 0 {
+                if self.spin_next.get() && shared.idle_spin_nanos > 0 {
                     loop {
                         if let Ok(job) = shared.rx.try_recv() {
                             return Some(job);
