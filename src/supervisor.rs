@@ -6,7 +6,9 @@
 //!    it into the pool's cumulative histograms and the open interval (see
 //!    [`metrics`](crate::metrics));
 //! 2. reads each live worker's CPU time and last CPU from `/proc/self/task/<tid>/stat`,
-//!    keeping the last value of workers that have exited;
+//!    and each slot's retired total: the exact CPU time that exited workers added as their
+//!    thread's last act, which replaces their last `/proc` reading (the rules that keep a
+//!    worker from being counted twice are on `Track::collect_cpu`);
 //! 3. closes the interval: the open histograms become the "last interval" view;
 //! 4. compares counters and worker states with the previous tick and derives the
 //!    [`Event`]s: refusals per reason, panics, expiries, tasks newly past `stuck_after`,
@@ -130,13 +132,8 @@ struct Track {
     shared: Arc<PoolShared>,
     /// `None` with metrics off: no histogram memory is allocated then.
     latency: Option<TrackLatency>,
-    /// Last CPU time read per worker (kept after the worker exits).
-    cpu: Vec<Duration>,
-    /// The thread id each `cpu` entry was read from: a slot reused by a new worker (elastic
-    /// growth, replacement, resizing) starts a new reading.
-    cpu_tid: Vec<i32>,
-    /// CPU time of earlier workers of reused slots.
-    cpu_retired: Duration,
+    /// Per worker slot: the CPU time of its workers (see `collect_cpu`).
+    cpu: Vec<SlotCpu>,
     cpus_seen: BTreeSet<usize>,
     /// Counters at the previous tick, for event deltas.
     prev: PoolStats,
@@ -144,6 +141,80 @@ struct Track {
     /// run when last seen.
     flagged: Vec<Option<(u64, Duration)>>,
     health: Health,
+}
+
+/// The CPU time of one worker slot's workers, as the supervisor last saw it.
+#[derive(Clone, Copy, Default)]
+struct SlotCpu {
+    /// The slot's retired total ([`WorkerSlot::retired_cpu_nanos`]) as last read: the exact
+    /// CPU time of the workers that have left the slot and added their own clock.
+    ///
+    /// [`WorkerSlot::retired_cpu_nanos`]: crate::stats::WorkerSlot::retired_cpu_nanos
+    settled: u64,
+    /// The thread id `sampled` was read from (0: none).
+    tid: i32,
+    /// The last `/proc` reading of worker `tid`, which has not added its own time yet.
+    sampled: Duration,
+}
+
+impl SlotCpu {
+    fn total(&self) -> Duration {
+        Duration::from_nanos(self.settled) + self.sampled
+    }
+}
+
+impl Track {
+    /// Step 2: the CPU time of the pool's workers, per slot, without losing what a worker
+    /// burnt after its last `/proc` reading and without counting any worker twice.
+    ///
+    /// A slot's CPU time is `settled` (the exact time of the workers that have left it, each
+    /// added by the worker itself as its thread's last act, after it marked the slot exited)
+    /// plus `sampled` (the last `/proc` reading of worker `tid`, which has not left yet). The
+    /// rules, per slot, in this order:
+    ///
+    /// 1. Read the retired total first (acquire, paired with the worker's release add). If it
+    ///    moved, a worker left and its exact time is now in `settled`: drop `sampled`, whose
+    ///    worker is that one (or one that left even later, whose own exact time will move the
+    ///    total again; if it is still live it is read again in step 3).
+    /// 2. If the slot is not live now, stop: an exited worker's thread id may already name
+    ///    another thread. Its last reading stands in for it (a lower bound) until its exact
+    ///    time moves the total, a moment later.
+    /// 3. If the slot's thread id is not `tid`, the worker read before has left (a new one
+    ///    starts in a slot only after the previous thread was joined): drop its reading, its
+    ///    exact time arrives in the total. Then read the live worker.
+    ///
+    /// Because the total is read before the slot's state, a total that includes a worker's
+    /// exact time comes with that worker's slot seen exited (or reused), so the worker is
+    /// never read from `/proc` again: no double count. A worker is missing from the sum only
+    /// between a rule that dropped its reading and the moment its own time arrives (rule 3,
+    /// or rule 1 for a worker that exited right after being read): never after its thread
+    /// has returned, which is when shutdown, resizing and retirement consider it gone.
+    fn collect_cpu(&mut self) {
+        for (w, c) in self.shared.workers.iter().zip(self.cpu.iter_mut()) {
+            // Slots no worker has used yet cost one load.
+            if !w.was_used() {
+                continue;
+            }
+            let settled = w.retired_cpu_nanos();
+            if settled != c.settled {
+                c.settled = settled;
+                c.sampled = Duration::ZERO;
+                c.tid = 0;
+            }
+            if w.has_exited() {
+                continue;
+            }
+            let Some(tid) = w.tid() else { continue };
+            if tid != c.tid {
+                c.sampled = Duration::ZERO;
+                c.tid = tid;
+            }
+            if let Some(stat) = sys::thread_stat(tid) {
+                c.sampled = stat.cpu_time;
+                self.cpus_seen.insert(stat.last_cpu);
+            }
+        }
+    }
 }
 
 /// The supervisor's state, shared with `Runtime::snapshot`.
@@ -177,9 +248,7 @@ impl State {
                             last_interval: Latencies::new(),
                             last_interval_length: Duration::ZERO,
                         }),
-                        cpu: vec![Duration::ZERO; n],
-                        cpu_tid: vec![0; n],
-                        cpu_retired: Duration::ZERO,
+                        cpu: vec![SlotCpu::default(); n],
                         cpus_seen: BTreeSet::new(),
                         prev: shared.stats(),
                         flagged: vec![None; n],
@@ -204,21 +273,7 @@ impl State {
                     spare.reset();
                 }
             }
-            for (i, w) in t.shared.workers.iter().enumerate() {
-                // An exited worker's tid may already belong to another thread.
-                if w.has_exited() {
-                    continue;
-                }
-                let Some(tid) = w.tid() else { continue };
-                if tid != t.cpu_tid[i] {
-                    t.cpu_retired += std::mem::take(&mut t.cpu[i]);
-                    t.cpu_tid[i] = tid;
-                }
-                if let Some(stat) = sys::thread_stat(tid) {
-                    t.cpu[i] = stat.cpu_time;
-                    t.cpus_seen.insert(stat.last_cpu);
-                }
-            }
+            t.collect_cpu();
         }
     }
 
@@ -365,7 +420,7 @@ impl State {
                     health: health_of(&t.shared, &stats, &t.prev, now_nanos),
                     stuck_after,
                     stuck,
-                    cpu_time: t.cpu_retired + t.cpu.iter().sum::<Duration>(),
+                    cpu_time: t.cpu.iter().map(SlotCpu::total).sum(),
                     cpus_seen: t.cpus_seen.iter().copied().collect(),
                     latency: t.latency.as_ref().map(|l| PoolLatency {
                         cumulative: l.cumulative.view(),
