@@ -66,7 +66,8 @@ fn measure(label: &str, rt: &Runtime, idle: Duration) {
     let started = Instant::now();
     std::thread::sleep(idle);
     let used = supervisor_cpu().expect("the supervisor thread in /proc") - before;
-    let share = used.as_secs_f64() / started.elapsed().as_secs_f64();
+    let elapsed = started.elapsed();
+    let share = used.as_secs_f64() / elapsed.as_secs_f64();
     let mut times: Vec<Duration> = (0..20)
         .map(|_| {
             let t = Instant::now();
@@ -79,7 +80,7 @@ fn measure(label: &str, rt: &Runtime, idle: Duration) {
         "{label:<20} supervisor CPU {:>8.3} ms over {:.1} s = {:>7.3} % of a core; \
          snapshot median {:>10.1?}, worst {:>10.1?}",
         used.as_secs_f64() * 1e3,
-        started.elapsed().as_secs_f64(),
+        elapsed.as_secs_f64(),
         share * 100.0,
         times[times.len() / 2],
         times[times.len() - 1],
