@@ -182,9 +182,9 @@ impl Track {
     /// rules, per slot, in this order:
     ///
     /// 1. Read the retired total first (acquire, paired with the worker's release add). If it
-    ///    moved, a worker left and its exact time is now in `settled`: drop `sampled`, whose
-    ///    worker is that one (or one that left even later, whose own exact time will move the
-    ///    total again; if it is still live it is read again in step 3).
+    ///    moved, a worker left and its exact time is now in `settled`: drop `sampled`. Its
+    ///    worker is that one, or a later worker of the same slot, which is read again in
+    ///    step 3 if still live, or else moves the total again with its own time.
     /// 2. If the slot is not live now, stop: an exited worker's thread id may already name
     ///    another thread. Its last reading stands in for it (a lower bound) until its exact
     ///    time moves the total, a moment later.
@@ -196,8 +196,8 @@ impl Track {
     /// exact time comes with that worker's slot seen exited (or reused), so the worker is
     /// never read from `/proc` again: no double count. A worker is missing from the sum only
     /// between a rule that dropped its reading and the moment its own time arrives (rule 3,
-    /// or rule 1 for a worker that exited right after being read): never after its thread
-    /// has returned, which is when shutdown, resizing and retirement consider it gone.
+    /// or rule 1 for a later worker that exited right after being read): never once its
+    /// thread has returned, which `shutdown()` waits for.
     fn collect_cpu(&mut self) {
         for (w, c) in self.shared.workers.iter().zip(self.cpu.iter_mut()) {
             // Slots no worker has used yet cost one load.
