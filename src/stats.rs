@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use crate::cpuset::CpuSet;
 use crate::placement::{self, SchedPolicy};
-use crate::pool::PoolConfig;
-use crate::sync::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
+use crate::pool::{PoolConfig, PoolShared};
+use crate::sync::{Arc, AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
+use crate::sys;
 use crate::task::Outcome;
 
 /// One worker's published state.
@@ -34,6 +35,11 @@ pub(crate) struct WorkerSlot {
     /// Set by the supervisor when it started a replacement for this worker's stuck task: the
     /// worker retires when its task returns.
     replaced: AtomicBool,
+    /// CPU time, in nanoseconds, of every worker that has left this slot: each adds its own
+    /// thread CPU clock as the last thing its thread does (after it marked the slot exited).
+    /// One word carries both the time and the fact that it is in, so the supervisor can stop
+    /// counting that worker's `/proc` reading exactly when this moves (see `supervisor`).
+    retired_cpu_nanos: AtomicU64,
 }
 
 /// A slot no worker has used yet (room for elastic growth, replacements, resizing).
@@ -56,6 +62,7 @@ impl WorkerSlot {
             busy_since: AtomicU64::new(0),
             state: AtomicU8::new(VACANT),
             replaced: AtomicBool::new(false),
+            retired_cpu_nanos: AtomicU64::new(0),
         }
     }
 
@@ -142,12 +149,46 @@ impl WorkerSlot {
         self.replaced.load(Ordering::Acquire)
     }
 
+    /// Adds the CPU time of the calling worker thread, which is leaving the slot for good
+    /// (and has already marked it exited), to the slot's retired total.
+    pub(crate) fn retire_cpu_time(&self) {
+        if let Some(nanos) = sys::thread_cpu_nanos() {
+            // Release: whoever sees this total also sees the slot marked exited.
+            self.retired_cpu_nanos.fetch_add(nanos, Ordering::Release);
+        }
+    }
+
+    /// The CPU time of the workers that have left this slot, in nanoseconds.
+    pub(crate) fn retired_cpu_nanos(&self) -> u64 {
+        self.retired_cpu_nanos.load(Ordering::Acquire)
+    }
+
     pub(crate) fn add_to(&self, s: &mut PoolStats) {
         s.completed += self.completed.load(Ordering::Relaxed);
         s.panicked += self.panicked.load(Ordering::Relaxed);
         s.expired += self.expired.load(Ordering::Relaxed);
         s.cancelled += self.cancelled.load(Ordering::Relaxed);
         s.shed += self.shed.load(Ordering::Relaxed);
+    }
+}
+
+/// Held by a worker thread for its whole life, declared right after its exit token so that it
+/// is dropped last but for that token, also on unwind: its drop is the thread's last act,
+/// which adds the thread's own CPU time to its slot ([`WorkerSlot::retire_cpu_time`]).
+pub(crate) struct RetireCpuTime {
+    shared: Arc<PoolShared>,
+    index: usize,
+}
+
+impl RetireCpuTime {
+    pub(crate) fn new(shared: Arc<PoolShared>, index: usize) -> Self {
+        RetireCpuTime { shared, index }
+    }
+}
+
+impl Drop for RetireCpuTime {
+    fn drop(&mut self) {
+        self.shared.workers[self.index].retire_cpu_time();
     }
 }
 

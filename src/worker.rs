@@ -53,6 +53,9 @@ pub(crate) fn spawn(
     }
     builder.spawn(move || {
         let _exit_token = exit_token;
+        // Dropped last but for the token, also on unwind: the thread's CPU time goes into its
+        // slot's retired total as its very last act (issue 12; see `stats::RetireCpuTime`).
+        let _cpu_time = crate::stats::RetireCpuTime::new(shared.clone(), index);
         let worker = Worker {
             shared,
             index,

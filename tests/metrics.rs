@@ -261,6 +261,62 @@ fn cpu_time_and_cpus_seen_are_reported() {
     assert!(p.cpus_seen.iter().all(|&c| c < cpus.max(1024)));
 }
 
+/// Issue 12: the supervisor skips slots never used and recorders with nothing new. In a pool
+/// that reserves 1024 slots, every task is still counted exactly once, while snapshots and
+/// 10 ms ticks take from the recorders as the tasks are recorded, and after workers retired.
+#[test]
+fn histograms_count_every_task_of_a_1024_slot_pool() {
+    let rt = Runtime::builder()
+        .supervisor_interval(TICK)
+        .pool("wide", |p| {
+            p.threads(1).max_threads_limit(1024).queue_capacity(1024)
+        })
+        .build()
+        .unwrap();
+    let pool = rt.pool("wide").unwrap();
+    pool.set_threads(16).unwrap();
+    const PER_SUBMITTER: u64 = 2_000;
+    let submitters: Vec<_> = (0..4)
+        .map(|_| {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                for _ in 0..PER_SUBMITTER {
+                    let mut task = || {
+                        std::hint::black_box(1u64);
+                    };
+                    while let Err(e) = pool.execute(task) {
+                        task = e.into_inner();
+                        std::thread::yield_now();
+                    }
+                }
+            })
+        })
+        .collect();
+    let n = 4 * PER_SUBMITTER;
+    let counted = |rt: &Runtime| {
+        let snap = rt.snapshot();
+        let l = snap.pool("wide").unwrap().latency.clone().unwrap();
+        let c = &l.cumulative;
+        (c.queue_wait.count, c.run.count, c.end_to_end.count)
+    };
+    // Snapshots race with the recording on purpose.
+    while !submitters.iter().all(|s| s.is_finished()) {
+        let (q, r, e) = counted(&rt);
+        assert!(q <= n && r <= n && e <= n);
+    }
+    for s in submitters {
+        s.join().unwrap();
+    }
+    wait_until("all tasks counted", || pool.stats().completed == n);
+    assert_eq!(counted(&rt), (n, n, n));
+    pool.set_threads(1).unwrap();
+    wait_until("shrunk", || pool.stats().threads == 1);
+    for _ in 0..100 {
+        pool.try_submit(|| ()).unwrap().join().unwrap();
+    }
+    assert_eq!(counted(&rt), (n + 100, n + 100, n + 100));
+}
+
 #[test]
 fn metrics_off_records_no_latency_but_keeps_counters() {
     let rt = Runtime::builder()

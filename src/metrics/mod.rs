@@ -5,9 +5,13 @@
 //! Each worker owns a `LatencyRecorder`: three histograms (queue wait, run time, end to
 //! end) with HdrHistogram's bucket layout, whose counts are atomics that only that worker
 //! writes. Recording a value computes its bucket and bumps the count with a relaxed load and
-//! store: no lock, no read-modify-write, no fence, no allocation. The supervisor reads the
+//! store: no lock, no read-modify-write, no fence, no allocation; after the three, the worker
+//! bumps its recorder's count of tasks recorded (a release store). The supervisor reads the
 //! counts once per interval (and on `snapshot()`), keeps what it saw, and adds the difference
-//! into real HdrHistograms: the pool's cumulative one and the open interval's. A worker
+//! into real HdrHistograms: the pool's cumulative one and the open interval's. It reads the
+//! buckets only of recorders whose task count moved since it last took from them, and none of
+//! worker slots never used, so its cost follows the workers that record, not the slots a
+//! resizable pool reserves. A worker
 //! records a task before resolving its handle, so whoever joined a task and then asks for a
 //! snapshot sees it counted. (An earlier version kept HdrHistograms behind a per-worker
 //! mutex; the lock and unlock per task cost more than the recording itself.)
@@ -22,7 +26,7 @@
 //! Values are recorded in nanoseconds, 3 significant digits, from 1 ns up to
 //! [`HIGHEST_TRACKABLE`] (one hour); longer values are recorded as one hour. Each histogram
 //! takes about 270 KB of (lazily touched) memory; a worker has three, and the supervisor
-//! keeps nine per pool (cumulative, open interval, last interval) plus three spare.
+//! keeps nine per pool (cumulative, open interval, last interval).
 
 mod snapshot;
 
@@ -70,14 +74,6 @@ impl Latencies {
         }
     }
 
-    /// Adds `other` into `self`. All histograms share one configuration, so adding cannot
-    /// fail; should it ever, the sample is dropped rather than the supervisor stopped.
-    pub(crate) fn add(&mut self, other: &Latencies) {
-        let _ = self.queue_wait.add(&other.queue_wait);
-        let _ = self.run.add(&other.run);
-        let _ = self.end_to_end.add(&other.end_to_end);
-    }
-
     pub(crate) fn reset(&mut self) {
         if !self.queue_wait.is_empty() {
             self.queue_wait.reset();
@@ -105,6 +101,13 @@ pub(crate) struct LatencyRecorder {
     queue_wait: AtomicCounts,
     run: AtomicCounts,
     end_to_end: AtomicCounts,
+    /// Tasks recorded so far. The worker stores it (release) after the three counts, so a
+    /// reader that sees a value also sees the counts of that many tasks.
+    recorded: AtomicU64,
+    /// `recorded` as of the last [`take_into`](LatencyRecorder::take_into): a recorder whose
+    /// count has not moved since is skipped without reading its buckets. Only the supervisor
+    /// touches it (under its own lock).
+    taken: AtomicU64,
 }
 
 impl LatencyRecorder {
@@ -113,6 +116,8 @@ impl LatencyRecorder {
             queue_wait: AtomicCounts::new(),
             run: AtomicCounts::new(),
             end_to_end: AtomicCounts::new(),
+            recorded: AtomicU64::new(0),
+            taken: AtomicU64::new(0),
         }
     }
 
@@ -126,14 +131,29 @@ impl LatencyRecorder {
         self.run.record(run);
         // enqueued <= start <= end, so end - enqueued is exactly the sum.
         self.end_to_end.record(wait.saturating_add(run));
+        // Single writer; release: the counts above are visible to whoever sees this value.
+        let n = self.recorded.load(Ordering::Relaxed) + 1;
+        self.recorded.store(n, Ordering::Release);
     }
 
-    /// Adds into `out` what the worker recorded since the previous call. Only the supervisor
-    /// calls this (under its own lock).
-    pub(crate) fn take_into(&self, out: &mut Latencies) {
-        self.queue_wait.take_into(&mut out.queue_wait);
-        self.run.take_into(&mut out.run);
-        self.end_to_end.take_into(&mut out.end_to_end);
+    /// Adds into both `a` and `b` what the worker recorded since the previous call; returns
+    /// false, having read one word, if it recorded nothing since. Only the supervisor calls
+    /// this (under its own lock).
+    ///
+    /// Nothing is lost to a task recorded while the buckets are read: its counts are handed
+    /// on now or, if not yet seen, at the next call, because its count is then above `taken`.
+    pub(crate) fn take_into(&self, a: &mut Latencies, b: &mut Latencies) -> bool {
+        let recorded = self.recorded.load(Ordering::Acquire);
+        if recorded == self.taken.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.taken.store(recorded, Ordering::Relaxed);
+        self.queue_wait
+            .take_into(&mut a.queue_wait, &mut b.queue_wait);
+        self.run.take_into(&mut a.run, &mut b.run);
+        self.end_to_end
+            .take_into(&mut a.end_to_end, &mut b.end_to_end);
+        true
     }
 }
 
@@ -195,14 +215,17 @@ impl AtomicCounts {
         c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
 
-    fn take_into(&self, out: &mut Histogram<u64>) {
+    /// Records into both `a` and `b` the counts added since the previous call.
+    fn take_into(&self, a: &mut Histogram<u64>, b: &mut Histogram<u64>) {
         let mut seen = self.seen.lock();
         for (i, (c, s)) in self.counts.iter().zip(seen.iter_mut()).enumerate() {
             let now = c.load(Ordering::Relaxed);
             if now != *s {
                 // Same layout, so this lands in the matching bucket; it cannot fail for a
                 // value within the histogram's range.
-                let _ = out.record_n(value_at_index(i), now.wrapping_sub(*s));
+                let (value, n) = (value_at_index(i), now.wrapping_sub(*s));
+                let _ = a.record_n(value, n);
+                let _ = b.record_n(value, n);
                 *s = now;
             }
         }
@@ -258,12 +281,31 @@ mod layout_tests {
         for v in [1, 10, 1000, 123_456, 7_000_000_000] {
             c.record(v);
         }
-        c.take_into(&mut h);
+        let mut h_too = new_histogram();
+        c.take_into(&mut h, &mut h_too);
         assert_eq!(h.len(), 5);
+        assert_eq!(h_too.len(), 5);
         c.record(10);
         let mut h2 = new_histogram();
-        c.take_into(&mut h2);
+        c.take_into(&mut h2, &mut h_too);
         assert_eq!(h2.len(), 1);
         assert!(h2.equivalent(h2.max(), 10));
+        assert_eq!(h_too.len(), 6);
+    }
+
+    #[test]
+    fn a_recorder_with_nothing_new_is_skipped() {
+        let r = LatencyRecorder::new();
+        let (mut a, mut b) = (Latencies::new(), Latencies::new());
+        assert!(!r.take_into(&mut a, &mut b));
+        r.record(10, 20, 50);
+        r.record(10, 20, 50);
+        assert!(r.take_into(&mut a, &mut b));
+        assert!(!r.take_into(&mut a, &mut b));
+        for h in [&a, &b] {
+            assert_eq!(h.queue_wait.len(), 2);
+            assert_eq!(h.run.len(), 2);
+            assert_eq!(h.end_to_end.len(), 2);
+        }
     }
 }

@@ -46,8 +46,10 @@ pub struct PoolSnapshot {
     pub stuck_after: Duration,
     /// Tasks running longer than `stuck_after` now, one per worker.
     pub stuck: Vec<StuckTask>,
-    /// CPU time (user + system) consumed by the pool's worker threads since they started,
-    /// as of the last supervisor sample. Resolution: one clock tick (10 ms on Linux).
+    /// CPU time (user + system) consumed by every worker thread the pool has had: the exact
+    /// time of workers that have exited (each adds its own thread CPU clock as it leaves),
+    /// plus the live workers' time as of the last `/proc` read (resolution: one clock tick,
+    /// 10 ms on Linux). See docs/METRICS.md.
     pub cpu_time: Duration,
     /// The CPUs on which the supervisor has seen the pool's workers, sorted. Sampled: it is
     /// the CPU each worker last ran on at each supervisor tick, so a CPU used only briefly

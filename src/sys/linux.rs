@@ -1,5 +1,6 @@
-//! Linux: `gettid`, `sched_getcpu`, `sched_{get,set}affinity`, `{get,set}priority` and
-//! `sched_{get,set}scheduler`, all on one thread.
+//! Linux: `gettid`, the monotonic and thread CPU clocks, `sched_getcpu`,
+//! `sched_{get,set}affinity`, `{get,set}priority` and `sched_{get,set}scheduler`, all on one
+//! thread.
 //!
 //! Affinity masks are passed as arrays of `c_ulong` sized to the CPUs involved rather than
 //! as a fixed `cpu_set_t` (1024 CPUs), so machines with more CPUs work; the kernel reads and
@@ -50,6 +51,27 @@ pub(crate) fn monotonic_nanos() -> u64 {
     (ts.tv_sec as u64)
         .wrapping_mul(1_000_000_000)
         .wrapping_add(ts.tv_nsec as u64)
+}
+
+/// The calling thread's own CPU time (user + system) in nanoseconds, from
+/// `CLOCK_THREAD_CPUTIME_ID`: exact, unlike the clock ticks of `/proc/<tid>/stat`.
+pub(crate) fn thread_cpu_nanos() -> Option<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec that the kernel fills during the call and
+    // keeps no pointer to; CLOCK_THREAD_CPUTIME_ID names the calling thread's clock. A
+    // failure returns -1 and leaves `ts` untouched, reported as `None`.
+    let ret = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if ret != 0 {
+        return None;
+    }
+    Some(
+        (ts.tv_sec as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(ts.tv_nsec as u64),
+    )
 }
 
 pub(crate) fn current_cpu() -> Option<usize> {

@@ -23,6 +23,11 @@ pub(crate) fn monotonic_nanos() -> u64 {
     u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// The calling thread's CPU time: unknown here.
+pub(crate) fn thread_cpu_nanos() -> Option<u64> {
+    None
+}
+
 pub(crate) fn current_cpu() -> Option<usize> {
     None
 }
