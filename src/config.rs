@@ -710,7 +710,7 @@ impl RuntimeBuilder {
             let rest = &var["BULKHEAD_".len()..];
             // At most one pool matches: env_collisions refused prefixes that overlap.
             let found = self.pools.iter_mut().find_map(|p| {
-                let prefix = env_name(&p.name);
+                let prefix = env_name(&p.0.name);
                 rest.strip_prefix(&prefix)
                     .and_then(|r| r.strip_prefix('_'))
                     .map(|knob| (p, knob.to_owned()))
@@ -724,17 +724,17 @@ impl RuntimeBuilder {
                 });
                 continue;
             };
-            let pool_name = p.name.clone();
+            let pool_name = p.0.name.clone();
             let result = match knob.as_str() {
                 "THREADS" => value
                     .parse()
-                    .map(|n| p.threads = n)
+                    .map(|n| p.0.threads = n)
                     .map_err(|_| format!("{value:?} is not a thread count")),
                 "QUEUE_CAPACITY" => value
                     .parse()
-                    .map(|n| p.queue_capacity = n)
+                    .map(|n| p.0.queue_capacity = n)
                     .map_err(|_| format!("{value:?} is not a queue capacity")),
-                "MAX_QUEUE_WAIT" => parse_duration(value).map(|d| p.max_queue_wait = Some(d)),
+                "MAX_QUEUE_WAIT" => parse_duration(value).map(|d| p.0.max_queue_wait = Some(d)),
                 "CPUS" => value
                     .parse::<CpuSet>()
                     .map(|set| *p = p.clone().cpus(set))
@@ -768,11 +768,11 @@ fn env_collisions(pools: &[PoolBuilder]) -> Vec<ConfigIssue> {
     let mut issues = Vec::new();
     for (i, p) in pools.iter().enumerate() {
         for q in &pools[..i] {
-            if q.name == p.name {
+            if q.0.name == p.0.name {
                 continue;
             }
             // The pool with the shorter <POOL> part first (the earlier one on a tie).
-            let (pe, qe) = (env_name(&p.name), env_name(&q.name));
+            let (pe, qe) = (env_name(&p.0.name), env_name(&q.0.name));
             let ((a, ae), (b, be)) = if qe.len() <= pe.len() {
                 ((q, qe), (p, pe))
             } else {
@@ -781,19 +781,19 @@ fn env_collisions(pools: &[PoolBuilder]) -> Vec<ConfigIssue> {
             let message = if ae == be {
                 format!(
                     "pools {:?} and {:?} both read the variables BULKHEAD_{ae}_*; rename one of them",
-                    a.name, b.name
+                    a.0.name, b.0.name
                 )
             } else if be.strip_prefix(&ae).is_some_and(|r| r.starts_with('_')) {
                 format!(
                     "the variables of pool {:?} (BULKHEAD_{ae}_*) include those of pool {:?} \
                      (BULKHEAD_{be}_*): BULKHEAD_{be}_THREADS could be either's; rename one of them",
-                    a.name, b.name
+                    a.0.name, b.0.name
                 )
             } else {
                 continue;
             };
             issues.push(ConfigIssue {
-                pool: Some(p.name.clone()),
+                pool: Some(p.0.name.clone()),
                 key: None,
                 line: None,
                 message,

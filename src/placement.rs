@@ -17,9 +17,7 @@
 use std::fmt;
 use std::io;
 
-use crate::builder::PoolBuilder;
 use crate::cpuset::CpuSet;
-use crate::error::{BuildError, BuildErrorKind};
 use crate::sys;
 
 /// The lowest nice value (highest priority) a pool may ask for.
@@ -43,7 +41,7 @@ pub fn current_cpu() -> Option<usize> {
     sys::current_cpu()
 }
 
-/// How a pool's workers are placed on its [`cpus`](PoolBuilder::cpus).
+/// How a pool's workers are placed on its [`cpus`](crate::PoolBuilder::cpus).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Placement {
@@ -126,7 +124,7 @@ impl Baseline {
 }
 
 impl CpuConfig {
-    fn is_set(&self) -> bool {
+    pub(crate) fn is_set(&self) -> bool {
         self.cpus.is_some()
             || self.placement.is_some()
             || self.exclusive
@@ -245,135 +243,6 @@ impl CpuConfig {
         }
         Ok(())
     }
-
-    /// The checks that concern this pool alone.
-    fn validate(&self, pool: &str) -> Result<(), BuildError> {
-        let err = |field, kind, msg: String| Err(BuildError::new(Some(pool), field, kind, msg));
-        if !cfg!(target_os = "linux") && self.is_set() {
-            let field = if self.cpus.is_some() || self.placement.is_some() || self.exclusive {
-                "cpus"
-            } else if self.nice.is_some() {
-                "nice"
-            } else {
-                "sched_policy"
-            };
-            return err(
-                field,
-                BuildErrorKind::Unsupported,
-                "CPU placement and scheduling priority are only supported on Linux; \
-                 leave cpus, placement, exclusive, nice and sched_policy unset on this target"
-                    .into(),
-            );
-        }
-        if let Some(nice) = self.nice {
-            if !(MIN_NICE..=MAX_NICE).contains(&nice) {
-                return err(
-                    "nice",
-                    BuildErrorKind::OutOfRange,
-                    format!("must be between {MIN_NICE} and {MAX_NICE}, got {nice}"),
-                );
-            }
-        }
-        match &self.cpus {
-            Some(cpus) if cpus.is_empty() => err(
-                "cpus",
-                BuildErrorKind::InvalidCpus,
-                "the CPU set is empty; give at least one CPU, or leave cpus unset to run \
-                 anywhere"
-                    .into(),
-            ),
-            None if self.placement.is_some() => err(
-                "placement",
-                BuildErrorKind::InvalidCpus,
-                "a placement needs a CPU set; set cpus(..) too, for example \
-                 cpus(CpuSet::available()?)"
-                    .into(),
-            ),
-            None if self.exclusive => err(
-                "exclusive",
-                BuildErrorKind::InvalidCpus,
-                "an exclusive claim needs a CPU set; set cpus(..) to the CPUs to claim".into(),
-            ),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// Checks every pool's CPU settings and those that concern several pools: every CPU is
-/// available to the calling thread, and no pool overlaps an exclusive one. Runs before any
-/// thread starts.
-pub(crate) fn validate(pools: &[PoolBuilder]) -> Result<(), BuildError> {
-    for p in pools {
-        p.cpu.validate(&p.name)?;
-    }
-    if pools.iter().all(|p| p.cpu.cpus.is_none()) {
-        return Ok(());
-    }
-    let available = CpuSet::available().map_err(|e| {
-        let msg = format!("could not read the CPUs this thread may use (sched_getaffinity): {e}");
-        let pool = pools
-            .iter()
-            .find(|p| p.cpu.cpus.is_some())
-            .map(|p| p.name.as_str());
-        BuildError::new(pool, "cpus", BuildErrorKind::Os(e), msg)
-    })?;
-    for p in pools {
-        let Some(cpus) = &p.cpu.cpus else { continue };
-        if let Some(cpu) = cpus.iter().find(|c| !available.contains(*c)) {
-            return Err(BuildError::new(
-                Some(&p.name),
-                "cpus",
-                BuildErrorKind::UnavailableCpu {
-                    cpu,
-                    available: available.clone(),
-                },
-                format!(
-                    "CPU {cpu} is not available to this process; the CPUs it may use are \
-                     {:?} (see taskset, container cpusets and /sys/devices/system/cpu/online)",
-                    available.to_string()
-                ),
-            ));
-        }
-    }
-    for (i, p) in pools.iter().enumerate() {
-        if !p.cpu.exclusive {
-            continue;
-        }
-        let Some(claimed) = &p.cpu.cpus else { continue };
-        for (j, q) in pools.iter().enumerate() {
-            if i == j {
-                continue;
-            }
-            // A pool without a set may run on every available CPU.
-            let theirs = q.cpu.cpus.as_ref().unwrap_or(&available);
-            let shared = claimed.intersection(theirs);
-            if shared.is_empty() {
-                continue;
-            }
-            let how = if q.cpu.cpus.is_some() {
-                format!("whose CPUs are {:?}", theirs.to_string())
-            } else {
-                "which has no CPU set and so may run on any available CPU".to_owned()
-            };
-            return Err(BuildError::new(
-                Some(&p.name),
-                "exclusive",
-                BuildErrorKind::OverlappingExclusive {
-                    other: q.name.clone(),
-                    shared: shared.clone(),
-                },
-                format!(
-                    "claims CPUs {:?} exclusively, but pool {:?}, {how}, shares CPUs {:?}; give \
-                     pool {:?} a disjoint CPU set (CpuSet::partition can split them)",
-                    claimed.to_string(),
-                    q.name,
-                    shared.to_string(),
-                    q.name,
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// An OS refusal during a worker's set-up, carried through the worker's `io::Error` ready
@@ -438,73 +307,4 @@ pub(crate) fn read_back(tid: i32) -> (Option<CpuSet>, Option<i32>, Option<SchedP
         sys::nice(Some(tid)).ok(),
         sys::sched_policy(Some(tid)).ok().flatten(),
     )
-}
-
-/// The CPU and priority setters of [`PoolBuilder`]; see [`CpuSet`] and `docs/CPU_SETS.md`
-/// for choosing sets.
-impl PoolBuilder {
-    /// The CPUs this pool's workers may run on, placed by [`placement`](Self::placement)
-    /// (by default [`Placement::Spread`]: every worker may run on any CPU of the set).
-    ///
-    /// Default: unset, every worker runs with the affinity of the thread that called
-    /// `build()` (normally every CPU the process may use), including workers started later
-    /// by another pool's pinned thread: a worker restores that affinity if it inherited
-    /// another. Every CPU must be in
-    /// [`CpuSet::available`] when `build()` runs, else it fails with
-    /// [`BuildErrorKind::UnavailableCpu`] naming the CPU; an empty set is a build error.
-    /// Off Linux, setting this fails the build with [`BuildErrorKind::Unsupported`].
-    pub fn cpus(mut self, cpus: CpuSet) -> Self {
-        self.cpu.cpus = Some(cpus);
-        self
-    }
-
-    /// How workers are placed on the [`cpus`](Self::cpus): all on the whole set
-    /// ([`Placement::Spread`]) or each pinned to one CPU in turn ([`Placement::PinEach`]).
-    ///
-    /// Default: unset, which means [`Placement::Spread`]. Setting a placement without a CPU
-    /// set is a build error.
-    pub fn placement(mut self, placement: Placement) -> Self {
-        self.cpu.placement = Some(placement);
-        self
-    }
-
-    /// Claims the pool's [`cpus`](Self::cpus) for it alone: `build()` fails with
-    /// [`BuildErrorKind::OverlappingExclusive`] if any other pool of the runtime may run on
-    /// one of them, including a pool with no CPU set (which may run anywhere).
-    ///
-    /// Default: `false`. Needs a CPU set. The claim binds this runtime's pools only: other
-    /// threads of the process (the submitters, an async runtime) and other processes can
-    /// still run on those CPUs; see `docs/CPU_SETS.md`.
-    pub fn exclusive(mut self, exclusive: bool) -> Self {
-        self.cpu.exclusive = exclusive;
-        self
-    }
-
-    /// The nice value of every worker thread, from [`MIN_NICE`] (-20, most CPU) to
-    /// [`MAX_NICE`] (19, least). On Linux the nice value is per thread, so this affects only
-    /// this pool's workers: a pool at 10 gets about a tenth of the CPU time of a pool at 0
-    /// when both compete for a CPU.
-    ///
-    /// Default: unset, every worker runs with the nice value of the thread that called
-    /// `build()`, also when started later by a thread with another (see
-    /// [`cpus`](Self::cpus)).
-    /// A value outside -20..=19 is a build error. Lowering it below the inherited value
-    /// usually needs `CAP_SYS_NICE` or `RLIMIT_NICE`; if the OS refuses, `build()` fails
-    /// with [`BuildErrorKind::Os`] (`EPERM`/`EACCES`). Off Linux: [`BuildErrorKind::Unsupported`].
-    pub fn nice(mut self, nice: i32) -> Self {
-        self.cpu.nice = Some(nice);
-        self
-    }
-
-    /// The scheduling policy of every worker thread.
-    ///
-    /// Default: unset, every worker runs with the policy of the thread that called `build()`,
-    /// also when started later by a thread with another
-    /// (normally [`SchedPolicy::Normal`]). If the OS refuses (leaving `SCHED_IDLE` or a
-    /// real-time policy needs privilege), `build()` fails with [`BuildErrorKind::Os`].
-    /// Off Linux: [`BuildErrorKind::Unsupported`].
-    pub fn sched_policy(mut self, policy: SchedPolicy) -> Self {
-        self.cpu.policy = Some(policy);
-        self
-    }
 }

@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use crossbeam_utils::CachePadded;
 
-use crate::builder::check_thread_range;
+use crate::builder::pool::check_thread_range;
 use crate::cpuset::CpuSet;
 use crate::dynamic::Dynamic;
 use crate::error::{BuildError, BuildErrorKind, RefusalReason, SubmitError};

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, unbounded};
 use crossbeam_utils::CachePadded;
 
-use crate::builder::{PoolBuilder, RuntimeBuilder};
+use crate::builder::pool::{PoolSettings, RuntimeSettings};
 use crate::dynamic::Dynamic;
 use crate::error::{BuildError, BuildErrorKind, UnknownPool};
 use crate::metrics::{LatencyRecorder, RuntimeSnapshot};
@@ -52,12 +52,7 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Starts configuring a runtime.
-    pub fn builder() -> RuntimeBuilder {
-        RuntimeBuilder::new()
-    }
-
-    pub(crate) fn start(config: RuntimeBuilder) -> Result<Runtime, BuildError> {
+    pub(crate) fn start(config: RuntimeSettings) -> Result<Runtime, BuildError> {
         let mut rt = Runtime {
             pools: Vec::with_capacity(config.pools.len()),
             drop_timeout: config.drop_timeout,
@@ -191,7 +186,7 @@ impl Runtime {
     }
 }
 
-fn start_pool(p: &PoolBuilder, metrics: bool, baseline: &Baseline) -> Result<Pool, BuildError> {
+fn start_pool(p: &PoolSettings, metrics: bool, baseline: &Baseline) -> Result<Pool, BuildError> {
     // One slot per thread the pool can ever have at once (see `dynamic`).
     let slots = p.slots();
     // Admission counts slots (threads + queue capacity, see `pool`): the channel has room

@@ -1,112 +1,32 @@
-//! The builders: [`RuntimeBuilder`] registers pools by name, [`PoolBuilder`] holds one pool's
-//! settings, and [`RuntimeBuilder::build`] validates the whole configuration before it starts
-//! a single thread.
+//! [`PoolBuilder`]: every per-pool setter, each with its default and what 0 or unset means;
+//! and the plain values `build()` turns the builders into ([`PoolSettings`],
+//! [`RuntimeSettings`]), with each pool setting's own validation rule.
 //!
-//! # Validation rules
-//!
-//! | setting            | rule                                                          |
-//! |--------------------|---------------------------------------------------------------|
-//! | pools              | at least one                                                  |
-//! | pool name          | 1 to 64 bytes, no control characters, unique in the runtime   |
-//! | `threads`          | 1 to [`MAX_THREADS`]                                          |
-//! | `queue_capacity`   | 0 to [`MAX_QUEUE_CAPACITY`]                                   |
-//! | `stack_size`       | [`MIN_STACK_SIZE`] to [`MAX_STACK_SIZE`] bytes, if set        |
-//! | `max_queue_wait`   | greater than zero, if set                                     |
-//! | `thread_name`      | 1 to 64 bytes, no control characters, if set                  |
-//! | `cpus`             | not empty, every CPU in [`CpuSet::available`], if set; Linux  |
-//! | `placement`        | only with `cpus`                                              |
-//! | `exclusive`        | only with `cpus`; no other pool may run on those CPUs         |
-//! | `nice`             | [`MIN_NICE`] to [`MAX_NICE`], if set; Linux                   |
-//! | `sched_policy`     | Linux                                                         |
-//! | `stuck_after`      | [`MIN_STUCK_AFTER`] or more                                   |
-//! | `threads`, `elastic` | `1 <= min <= max <= ` [`MAX_THREADS`]                       |
-//! | `keep_alive`       | [`MIN_KEEP_ALIVE`] to [`MAX_KEEP_ALIVE`]                      |
-//! | `replacement_budget` | 0 to [`MAX_THREADS`]                                        |
-//! | `max_threads_limit` | the maximum thread count to [`MAX_THREADS`], if set          |
-//! | `queue_capacity_limit` | `queue_capacity` (at least 1) to [`MAX_QUEUE_CAPACITY`], if set |
-//! | `codel`            | target and interval in (0, [`MAX_CODEL_DURATION`]], target < interval, if set |
-//! | `supervisor_interval` | [`MIN_SUPERVISOR_INTERVAL`] to [`MAX_SUPERVISOR_INTERVAL`] |
-//!
-//! A value outside its range is an error naming the pool and the setting; nothing is
-//! clamped or rounded silently.
+//! A new pool setting is a field of [`PoolSettings`] with its default and rule, its setter
+//! here, and its line in the settings table (`table.rs`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::{BuildError, BuildErrorKind, UnknownPool};
-use crate::events::{EventListener, Listeners};
-use crate::hooks::Hooks;
+use super::limits::*;
+use crate::cpuset::CpuSet;
+use crate::error::{BuildError, BuildErrorKind};
+use crate::events::Listeners;
+use crate::hooks::{ContextPair, Hooks, PanicPolicy, WorkerThread};
 use crate::overload::{CodelConfig, ShedHandler, ShedTask};
-use crate::placement::{self, CpuConfig};
-use crate::runtime::Runtime;
-#[cfg(doc)]
-use crate::{
-    placement::{MAX_NICE, MIN_NICE},
-    CpuSet,
-};
+use crate::placement::{CpuConfig, Placement, SchedPolicy, MAX_NICE, MIN_NICE};
 
-/// The largest number of worker threads one pool may have.
-pub const MAX_THREADS: usize = 1024;
-/// The largest queue capacity one pool may have (the queue's slots are allocated up front).
-pub const MAX_QUEUE_CAPACITY: usize = 1 << 24;
-/// The smallest stack size a worker may be given, in bytes.
-pub const MIN_STACK_SIZE: usize = 64 * 1024;
-/// The largest stack size a worker may be given, in bytes (1 GiB).
-pub const MAX_STACK_SIZE: usize = 1 << 30;
-/// The longest pool name or thread-name prefix, in bytes.
-pub const MAX_NAME_LEN: usize = 64;
-
-/// Default number of worker threads of a pool.
-pub const DEFAULT_THREADS: usize = 1;
-/// Default queue capacity of a pool.
-pub const DEFAULT_QUEUE_CAPACITY: usize = 128;
-/// Default grace period that dropping a [`Runtime`] gives running and queued tasks.
-pub const DEFAULT_DROP_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default threshold past which a running task counts as stuck.
-pub const DEFAULT_STUCK_AFTER: Duration = Duration::from_secs(30);
-/// Default [`PoolBuilder::idle_spin`]: 100 µs (0 when the crate is interpreted by Miri, in
-/// our own test runs, where spinning only slows the interpreter).
-pub const DEFAULT_IDLE_SPIN: Duration = if cfg!(miri) {
-    Duration::ZERO
-} else {
-    Duration::from_micros(100)
-};
-/// The longest [`PoolBuilder::idle_spin`].
-pub const MAX_IDLE_SPIN: Duration = Duration::from_millis(10);
-/// The smallest `stuck_after` threshold.
-pub const MIN_STUCK_AFTER: Duration = Duration::from_millis(1);
-/// The queue-delay target that "Fail at Scale" suggests for CoDel (5 ms); see
-/// [`PoolBuilder::codel`].
-pub const SUGGESTED_CODEL_TARGET: Duration = Duration::from_millis(5);
-/// The CoDel interval that "Fail at Scale" suggests (100 ms); see [`PoolBuilder::codel`].
-pub const SUGGESTED_CODEL_INTERVAL: Duration = Duration::from_millis(100);
-/// The longest CoDel target or interval (one hour).
-pub const MAX_CODEL_DURATION: Duration = Duration::from_secs(3600);
-/// Default time an elastic pool's worker above its minimum stays idle before it exits.
-pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(10);
-/// The shortest keep-alive.
-pub const MIN_KEEP_ALIVE: Duration = Duration::from_millis(1);
-/// The longest keep-alive (one hour).
-pub const MAX_KEEP_ALIVE: Duration = Duration::from_secs(3600);
-/// Default interval at which the supervisor samples every pool.
-pub const DEFAULT_SUPERVISOR_INTERVAL: Duration = Duration::from_secs(1);
-/// The shortest supervisor interval.
-pub const MIN_SUPERVISOR_INTERVAL: Duration = Duration::from_millis(10);
-/// The longest supervisor interval (one hour).
-pub const MAX_SUPERVISOR_INTERVAL: Duration = Duration::from_secs(3600);
-
-/// Configures one pool. Obtained inside [`RuntimeBuilder::pool`].
-///
-/// Every setter consumes and returns the builder, so settings chain:
-/// `|p| p.threads(2).queue_capacity(256)`.
+/// One pool's settings as `build()` hands them to the engine: plain data, validated
+/// ([`PoolSettings::problems`]) before any thread starts.
 #[derive(Debug, Clone)]
-pub struct PoolBuilder {
+pub(crate) struct PoolSettings {
     pub(crate) name: String,
     pub(crate) threads: usize,
     pub(crate) queue_capacity: usize,
     pub(crate) max_queue_wait: Option<Duration>,
     pub(crate) stack_size: Option<usize>,
     pub(crate) thread_name: Option<String>,
-    /// CPU set, placement, exclusivity and priority; setters in `placement.rs`.
+    /// CPU set, placement, exclusivity and priority, applied by `placement.rs`.
     pub(crate) cpu: CpuConfig,
     pub(crate) stuck_after: Duration,
     pub(crate) idle_spin: Duration,
@@ -118,13 +38,31 @@ pub struct PoolBuilder {
     pub(crate) replacement_budget: usize,
     pub(crate) max_threads_limit: Option<usize>,
     pub(crate) queue_capacity_limit: Option<usize>,
-    /// Context, lifecycle and panic hooks; setters in `hooks.rs`.
+    /// Context, lifecycle and panic hooks.
     pub(crate) hooks: Hooks,
 }
 
-impl PoolBuilder {
+/// The whole runtime's settings as `build()` hands them to the engine.
+#[derive(Debug, Clone)]
+pub(crate) struct RuntimeSettings {
+    pub(crate) pools: Vec<PoolSettings>,
+    pub(crate) drop_timeout: Duration,
+    pub(crate) metrics: bool,
+    pub(crate) supervisor_interval: Duration,
+    pub(crate) listeners: Listeners,
+}
+
+/// Configures one pool. Obtained inside [`RuntimeBuilder::pool`](super::RuntimeBuilder::pool).
+///
+/// Every setter consumes and returns the builder, so settings chain:
+/// `|p| p.threads(2).queue_capacity(256)`.
+#[derive(Debug, Clone)]
+pub struct PoolBuilder(pub(crate) PoolSettings);
+
+impl PoolSettings {
+    /// The defaults of a pool named `name`.
     pub(crate) fn new(name: String) -> Self {
-        PoolBuilder {
+        PoolSettings {
             name,
             threads: DEFAULT_THREADS,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
@@ -144,6 +82,12 @@ impl PoolBuilder {
             hooks: Hooks::default(),
         }
     }
+}
+
+impl PoolBuilder {
+    pub(crate) fn new(name: String) -> Self {
+        PoolBuilder(PoolSettings::new(name))
+    }
 
     /// The number of worker threads: a fixed size (replaces an earlier
     /// [`elastic`](PoolBuilder::elastic)).
@@ -153,8 +97,8 @@ impl PoolBuilder {
     /// [`max_threads_limit`](PoolBuilder::max_threads_limit) allows
     /// [resizing](crate::Pool::set_threads).
     pub fn threads(mut self, n: usize) -> Self {
-        self.threads = n;
-        self.max_threads = None;
+        self.0.threads = n;
+        self.0.max_threads = None;
         self
     }
 
@@ -175,8 +119,8 @@ impl PoolBuilder {
     /// With a queue capacity of 0, a task submitted while no worker is idle is refused even
     /// as a thread starts for the next one: give elastic pools a queue of at least 1.
     pub fn elastic(mut self, min: usize, max: usize) -> Self {
-        self.threads = min;
-        self.max_threads = Some(max);
+        self.0.threads = min;
+        self.0.max_threads = Some(max);
         self
     }
 
@@ -187,7 +131,7 @@ impl PoolBuilder {
     /// [`MAX_KEEP_ALIVE`] (1 h). Applies to every pool that may start threads after build
     /// (elastic, with a replacement budget, or resizable).
     pub fn keep_alive(mut self, idle: Duration) -> Self {
-        self.keep_alive = idle;
+        self.0.keep_alive = idle;
         self
     }
 
@@ -201,10 +145,10 @@ impl PoolBuilder {
     ///
     /// Default: 0 (stuck workers are reported, never replaced). At most [`MAX_THREADS`].
     /// Replacement happens at supervisor samples: between `stuck_after` and `stuck_after`
-    /// plus one [`supervisor_interval`](RuntimeBuilder::supervisor_interval) after the task
+    /// plus one [`supervisor_interval`](crate::RuntimeBuilder::supervisor_interval) after the task
     /// started.
     pub fn replacement_budget(mut self, budget: usize) -> Self {
-        self.replacement_budget = budget;
+        self.0.replacement_budget = budget;
         self
     }
 
@@ -216,7 +160,7 @@ impl PoolBuilder {
     /// Default: unset: the pool keeps its build-time size (an elastic pool keeps its range).
     /// At least the pool's maximum thread count, at most [`MAX_THREADS`].
     pub fn max_threads_limit(mut self, limit: usize) -> Self {
-        self.max_threads_limit = Some(limit);
+        self.0.max_threads_limit = Some(limit);
         self
     }
 
@@ -228,7 +172,7 @@ impl PoolBuilder {
     /// Default: unset: the capacity is fixed. At least [`queue_capacity`](PoolBuilder::queue_capacity),
     /// which must then be at least 1, and at most [`MAX_QUEUE_CAPACITY`].
     pub fn queue_capacity_limit(mut self, limit: usize) -> Self {
-        self.queue_capacity_limit = Some(limit);
+        self.0.queue_capacity_limit = Some(limit);
         self
     }
 
@@ -249,7 +193,7 @@ impl PoolBuilder {
     /// **0 is allowed** and means a pure hand-off: a task is accepted only if a thread is
     /// free for it at that moment.
     pub fn queue_capacity(mut self, n: usize) -> Self {
-        self.queue_capacity = n;
+        self.0.queue_capacity = n;
         self
     }
 
@@ -259,7 +203,7 @@ impl PoolBuilder {
     ///
     /// Default: unset, no limit. Zero is a build error (every task would expire).
     pub fn max_queue_wait(mut self, wait: Duration) -> Self {
-        self.max_queue_wait = Some(wait);
+        self.0.max_queue_wait = Some(wait);
         self
     }
 
@@ -269,7 +213,7 @@ impl PoolBuilder {
     /// says otherwise). Must be between [`MIN_STACK_SIZE`] and [`MAX_STACK_SIZE`]; 0 is a
     /// build error.
     pub fn stack_size(mut self, bytes: usize) -> Self {
-        self.stack_size = Some(bytes);
+        self.0.stack_size = Some(bytes);
         self
     }
 
@@ -278,7 +222,7 @@ impl PoolBuilder {
     /// Default: the pool name. On Linux the kernel keeps only the first 15 bytes of a
     /// thread name, which is what `ps -L` and `top -H` show; keep prefixes short.
     pub fn thread_name(mut self, prefix: impl Into<String>) -> Self {
-        self.thread_name = Some(prefix.into());
+        self.0.thread_name = Some(prefix.into());
         self
     }
 
@@ -296,7 +240,7 @@ impl PoolBuilder {
     /// Default: [`DEFAULT_IDLE_SPIN`] (100 µs). Zero disables it. At most
     /// [`MAX_IDLE_SPIN`] (10 ms); more is a build error.
     pub fn idle_spin(mut self, spin: Duration) -> Self {
-        self.idle_spin = spin;
+        self.0.idle_spin = spin;
         self
     }
 
@@ -309,7 +253,7 @@ impl PoolBuilder {
     /// build error. Detection happens at supervisor samples, so a task is flagged between
     /// `stuck_after` and `stuck_after` plus one supervisor interval after it started.
     pub fn stuck_after(mut self, threshold: Duration) -> Self {
-        self.stuck_after = threshold;
+        self.0.stuck_after = threshold;
         self
     }
 
@@ -330,7 +274,7 @@ impl PoolBuilder {
     /// Cost: one branch per task when off; when on, one read of a shared word per task and a
     /// write only when a task's wait crosses the target.
     pub fn codel(mut self, target: Duration, interval: Duration) -> Self {
-        self.codel = Some(CodelConfig { target, interval });
+        self.0.codel = Some(CodelConfig { target, interval });
         self
     }
 
@@ -363,15 +307,17 @@ impl PoolBuilder {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn on_shed(mut self, handler: impl Fn(ShedTask) + Send + Sync + 'static) -> Self {
-        self.on_shed = Some(ShedHandler(std::sync::Arc::new(handler)));
+        self.0.on_shed = Some(ShedHandler(std::sync::Arc::new(handler)));
         self
     }
 
     /// The pool's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.0.name
     }
+}
 
+impl PoolSettings {
     pub(crate) fn thread_prefix(&self) -> &str {
         self.thread_name.as_deref().unwrap_or(&self.name)
     }
@@ -403,7 +349,7 @@ impl PoolBuilder {
     }
 
     /// Every problem with this pool's own settings (not the cross-pool checks).
-    fn problems(&self) -> Vec<BuildError> {
+    pub(crate) fn problems(&self) -> Vec<BuildError> {
         let pool = Some(self.name.as_str());
         let mut out = Vec::new();
         let mut range = |field, message: String| {
@@ -577,7 +523,7 @@ pub(crate) fn check_thread_range(min: usize, max: usize, limit: usize) -> Result
     Ok(())
 }
 
-fn check_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("must not be empty".to_owned());
     }
@@ -593,224 +539,300 @@ fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Registers pools by name and builds a [`Runtime`]. Obtained from [`Runtime::builder`].
-///
-/// ```
-/// use std::time::Duration;
-/// let rt = bulkhead::Runtime::builder()
-///     .pool("api", |p| p.threads(2).queue_capacity(256))
-///     .pool("thumbnails", |p| {
-///         p.threads(1).queue_capacity(32).max_queue_wait(Duration::from_millis(200))
-///     })
-///     .build()?;
-/// assert_eq!(rt.pool("api")?.threads(), 2);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct RuntimeBuilder {
-    pub(crate) pools: Vec<PoolBuilder>,
-    pub(crate) drop_timeout: Duration,
-    pub(crate) metrics: bool,
-    pub(crate) supervisor_interval: Duration,
-    pub(crate) listeners: Listeners,
+/// The CPU and priority setters of [`PoolBuilder`]; see [`CpuSet`] and `docs/CPU_SETS.md`
+/// for choosing sets.
+impl PoolBuilder {
+    /// The CPUs this pool's workers may run on, placed by [`placement`](Self::placement)
+    /// (by default [`Placement::Spread`]: every worker may run on any CPU of the set).
+    ///
+    /// Default: unset, every worker runs with the affinity of the thread that called
+    /// `build()` (normally every CPU the process may use), including workers started later
+    /// by another pool's pinned thread: a worker restores that affinity if it inherited
+    /// another. Every CPU must be in
+    /// [`CpuSet::available`] when `build()` runs, else it fails with
+    /// [`BuildErrorKind::UnavailableCpu`] naming the CPU; an empty set is a build error.
+    /// Off Linux, setting this fails the build with [`BuildErrorKind::Unsupported`].
+    pub fn cpus(mut self, cpus: CpuSet) -> Self {
+        self.0.cpu.cpus = Some(cpus);
+        self
+    }
+
+    /// How workers are placed on the [`cpus`](Self::cpus): all on the whole set
+    /// ([`Placement::Spread`]) or each pinned to one CPU in turn ([`Placement::PinEach`]).
+    ///
+    /// Default: unset, which means [`Placement::Spread`]. Setting a placement without a CPU
+    /// set is a build error.
+    pub fn placement(mut self, placement: Placement) -> Self {
+        self.0.cpu.placement = Some(placement);
+        self
+    }
+
+    /// Claims the pool's [`cpus`](Self::cpus) for it alone: `build()` fails with
+    /// [`BuildErrorKind::OverlappingExclusive`] if any other pool of the runtime may run on
+    /// one of them, including a pool with no CPU set (which may run anywhere).
+    ///
+    /// Default: `false`. Needs a CPU set. The claim binds this runtime's pools only: other
+    /// threads of the process (the submitters, an async runtime) and other processes can
+    /// still run on those CPUs; see `docs/CPU_SETS.md`.
+    pub fn exclusive(mut self, exclusive: bool) -> Self {
+        self.0.cpu.exclusive = exclusive;
+        self
+    }
+
+    /// The nice value of every worker thread, from [`MIN_NICE`] (-20, most CPU) to
+    /// [`MAX_NICE`] (19, least). On Linux the nice value is per thread, so this affects only
+    /// this pool's workers: a pool at 10 gets about a tenth of the CPU time of a pool at 0
+    /// when both compete for a CPU.
+    ///
+    /// Default: unset, every worker runs with the nice value of the thread that called
+    /// `build()`, also when started later by a thread with another (see
+    /// [`cpus`](Self::cpus)).
+    /// A value outside -20..=19 is a build error. Lowering it below the inherited value
+    /// usually needs `CAP_SYS_NICE` or `RLIMIT_NICE`; if the OS refuses, `build()` fails
+    /// with [`BuildErrorKind::Os`] (`EPERM`/`EACCES`). Off Linux: [`BuildErrorKind::Unsupported`].
+    pub fn nice(mut self, nice: i32) -> Self {
+        self.0.cpu.nice = Some(nice);
+        self
+    }
+
+    /// The scheduling policy of every worker thread.
+    ///
+    /// Default: unset, every worker runs with the policy of the thread that called `build()`,
+    /// also when started later by a thread with another
+    /// (normally [`SchedPolicy::Normal`]). If the OS refuses (leaving `SCHED_IDLE` or a
+    /// real-time policy needs privilege), `build()` fails with [`BuildErrorKind::Os`].
+    /// Off Linux: [`BuildErrorKind::Unsupported`].
+    pub fn sched_policy(mut self, policy: SchedPolicy) -> Self {
+        self.0.cpu.policy = Some(policy);
+        self
+    }
 }
 
-impl Default for RuntimeBuilder {
-    fn default() -> Self {
-        RuntimeBuilder {
-            pools: Vec::new(),
-            drop_timeout: DEFAULT_DROP_TIMEOUT,
-            // Under Miri (our own test runs only) the histograms' memory dominates the
-            // interpretation time, so they are off unless a test turns them on.
-            metrics: !cfg!(miri),
-            supervisor_interval: DEFAULT_SUPERVISOR_INTERVAL,
-            listeners: Listeners::default(),
-        }
-    }
-}
-
-impl RuntimeBuilder {
-    /// A builder with no pools.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Registers a pool named `name`, configured by `configure`.
+/// The hook and policy setters of [`PoolBuilder`].
+impl PoolBuilder {
+    /// Carries context (a tracing span, a request id, a locale) from the submitting thread
+    /// into the pool: `capture` runs on the submitting thread and its value travels with the
+    /// task; on the worker, `install` receives it just before the task and returns a guard
+    /// whose `Drop` clears it just after. Install and clear run exactly once per accepted task
+    /// on every path (run, panic, expiry, cancellation); the [module docs](crate::hooks) say
+    /// on which thread for each.
     ///
-    /// Names are checked by [`build`](RuntimeBuilder::build), not here: an empty or duplicate
-    /// name is reported there with every other configuration error.
-    pub fn pool(
-        mut self,
-        name: impl Into<String>,
-        configure: impl FnOnce(PoolBuilder) -> PoolBuilder,
-    ) -> Self {
-        self.pools.push(configure(PoolBuilder::new(name.into())));
-        self
-    }
-
-    /// Changes the pool already registered as `name`: for example one loaded from a
-    /// configuration file, to add what only code can set (hooks, a panic handler).
-    ///
-    /// # Errors
-    ///
-    /// [`UnknownPool`] if no pool of that name was registered.
+    /// Default: unset, and then no per-task cost. Set, each submission costs one call of
+    /// `capture` and one allocation for the captured value. Setting it again replaces it.
     ///
     /// ```
-    /// use bulkhead::{PanicPolicy, Runtime};
-    /// let rt = Runtime::builder()
-    ///     .pool("api", |p| p.threads(2)) // or RuntimeBuilder::from_toml_file(..)?
-    ///     .configure_pool("api", |p| {
-    ///         p.panic_policy(PanicPolicy::handler(|pool, _| eprintln!("panic in {pool}")))
-    ///     })?
-    ///     .build()?;
-    /// assert_eq!(rt.pool("api")?.threads(), 2);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn configure_pool(
-        mut self,
-        name: &str,
-        configure: impl FnOnce(PoolBuilder) -> PoolBuilder,
-    ) -> Result<Self, UnknownPool> {
-        match self.pools.iter().position(|p| p.name == name) {
-            Some(i) => {
-                let p = self.pools.remove(i);
-                self.pools.insert(i, configure(p));
-                Ok(self)
-            }
-            None => Err(UnknownPool {
-                name: name.to_owned(),
-                known: self.pools.iter().map(|p| p.name.clone()).collect(),
-            }),
-        }
-    }
-
-    /// How long dropping the [`Runtime`] waits for queued and running tasks, as if by
-    /// [`Runtime::shutdown_timeout`].
+    /// use std::cell::Cell;
+    /// thread_local!(static REQUEST_ID: Cell<u64> = const { Cell::new(0) });
     ///
-    /// Default: [`DEFAULT_DROP_TIMEOUT`] (5 s). Dropping a runtime never waits longer than
-    /// this (plus scheduling noise): tasks still queued then are cancelled, and workers still
-    /// inside a task are detached. `Duration::ZERO` cancels queued work at once.
-    pub fn drop_timeout(mut self, timeout: Duration) -> Self {
-        self.drop_timeout = timeout;
-        self
-    }
-
-    /// Whether workers record latency histograms (queue wait, run time, end to end).
-    ///
-    /// Default: `true` (`false` only when the crate is interpreted by Miri, in our own test
-    /// runs). With `false`, submissions skip the enqueue clock read (unless the pool has a
-    /// [`max_queue_wait`](PoolBuilder::max_queue_wait) or CoDel), workers skip the recording, and
-    /// [`PoolSnapshot::latency`](crate::PoolSnapshot::latency) is `None`. The outcome
-    /// counters of [`PoolStats`](crate::PoolStats), the supervisor, stuck-task detection,
-    /// CPU time and events stay on: they cost nothing per task beyond the accounting the
-    /// runtime always does. docs/BENCHMARKS.md gives the measured cost of `true`.
-    pub fn metrics(mut self, enabled: bool) -> Self {
-        self.metrics = enabled;
-        self
-    }
-
-    /// How often the supervisor thread samples every pool: queue depth, CPU time, latency
-    /// intervals, stuck tasks, health, and the events it derives.
-    ///
-    /// Default: [`DEFAULT_SUPERVISOR_INTERVAL`] (1 s). From [`MIN_SUPERVISOR_INTERVAL`]
-    /// (10 ms) to [`MAX_SUPERVISOR_INTERVAL`] (1 h); outside that is a build error.
-    pub fn supervisor_interval(mut self, interval: Duration) -> Self {
-        self.supervisor_interval = interval;
-        self
-    }
-
-    /// Registers a listener told of every [`Event`](crate::Event) (refusals, panics,
-    /// expiries, stuck tasks, recoveries, health changes), on the supervisor thread, once per
-    /// sampling interval. Never called on a submitting or worker thread.
-    ///
-    /// Default: no listener. Listeners are called in registration order.
-    ///
-    /// ```
-    /// use std::sync::mpsc;
-    /// let (tx, events) = mpsc::channel();
-    /// let tx = std::sync::Mutex::new(tx);
     /// let rt = bulkhead::Runtime::builder()
-    ///     .pool("p", |p| p)
-    ///     .on_event(move |e: &bulkhead::Event| { let _ = tx.lock().unwrap().send(e.to_string()); })
+    ///     .pool("api", |p| {
+    ///         p.context(
+    ///             || REQUEST_ID.with(Cell::get),
+    ///             |id| {
+    ///                 REQUEST_ID.with(|r| r.set(id));
+    ///                 bulkhead::hooks::on_drop(|| REQUEST_ID.with(|r| r.set(0)))
+    ///             },
+    ///         )
+    ///     })
     ///     .build()?;
-    /// # drop((rt, events));
+    ///
+    /// REQUEST_ID.with(|r| r.set(42));
+    /// let seen = rt.pool("api")?.try_submit(|| REQUEST_ID.with(Cell::get))?.join()?;
+    /// assert_eq!(seen, 42);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn on_event(mut self, listener: impl EventListener) -> Self {
-        self.listeners.0.push(std::sync::Arc::new(listener));
+    pub fn context<C, G>(
+        mut self,
+        capture: impl Fn() -> C + Send + Sync + 'static,
+        install: impl Fn(C) -> G + Send + Sync + 'static,
+    ) -> Self
+    where
+        C: Send + 'static,
+        G: 'static,
+    {
+        self.0.hooks.context = Some(Arc::new(ContextPair::new(capture, install)));
         self
     }
 
-    /// Validates the whole configuration, then starts every pool's threads.
+    /// Runs `hook` on every new worker thread of the pool before it takes its first task,
+    /// after its CPU placement and priority were applied (so [`WorkerThread::info`] shows the
+    /// final placement). `build()` returns only after every start hook returned; a panic in
+    /// the hook fails `build()` with the panic message.
     ///
-    /// # Errors
+    /// Default: unset. Like rayon's `start_handler` and tokio's `on_thread_start`.
     ///
-    /// A [`BuildError`] naming the pool and the setting at fault (see the module's rules), or
-    /// the OS error if a thread could not be started; in that case the threads already started
-    /// are stopped before this returns.
-    pub fn build(self) -> Result<Runtime, BuildError> {
-        self.validate()?;
-        Runtime::start(self)
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// let started = Arc::new(Mutex::new(Vec::new()));
+    /// let log = started.clone();
+    /// let rt = bulkhead::Runtime::builder()
+    ///     .pool("io", move |p| {
+    ///         p.threads(2).on_thread_start(move |w| log.lock().unwrap().push(w.thread_name().to_owned()))
+    ///     })
+    ///     .build()?;
+    /// let mut names = started.lock().unwrap().clone();
+    /// names.sort();
+    /// assert_eq!(names, ["io-0", "io-1"]);
+    /// # drop(rt);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn on_thread_start(
+        mut self,
+        hook: impl Fn(&WorkerThread<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.0.hooks.on_start = Some(Arc::new(hook));
+        self
     }
 
-    fn validate(&self) -> Result<(), BuildError> {
-        match self.problems().into_iter().next() {
-            Some(first) => Err(first),
-            None => Ok(()),
+    /// Runs `hook` on each worker thread as it exits its loop at shutdown, after its last
+    /// task. A graceful shutdown returns after every stop hook returned; a worker detached by
+    /// a timed-out shutdown runs its hook when its task finally returns. A panic in the hook
+    /// is caught and dropped. Not called for a worker whose start hook did not succeed.
+    ///
+    /// Default: unset.
+    pub fn on_thread_stop(
+        mut self,
+        hook: impl Fn(&WorkerThread<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.0.hooks.on_stop = Some(Arc::new(hook));
+        self
+    }
+
+    /// What to do when a task without a handle panics (see [`PanicPolicy`]).
+    ///
+    /// Default: [`PanicPolicy::Count`]. Tasks with a handle always hand the payload to the
+    /// handle.
+    pub fn panic_policy(mut self, policy: PanicPolicy) -> Self {
+        self.0.hooks.panic = policy;
+        self
+    }
+}
+
+/// The CPU checks that concern one pool alone.
+fn validate_cpu(cfg: &CpuConfig, pool: &str) -> Result<(), BuildError> {
+    let err = |field, kind, msg: String| Err(BuildError::new(Some(pool), field, kind, msg));
+    if !cfg!(target_os = "linux") && cfg.is_set() {
+        let field = if cfg.cpus.is_some() || cfg.placement.is_some() || cfg.exclusive {
+            "cpus"
+        } else if cfg.nice.is_some() {
+            "nice"
+        } else {
+            "sched_policy"
+        };
+        return err(
+            field,
+            BuildErrorKind::Unsupported,
+            "CPU placement and scheduling priority are only supported on Linux; \
+             leave cpus, placement, exclusive, nice and sched_policy unset on this target"
+                .into(),
+        );
+    }
+    if let Some(nice) = cfg.nice {
+        if !(MIN_NICE..=MAX_NICE).contains(&nice) {
+            return err(
+                "nice",
+                BuildErrorKind::OutOfRange,
+                format!("must be between {MIN_NICE} and {MAX_NICE}, got {nice}"),
+            );
         }
     }
+    match &cfg.cpus {
+        Some(cpus) if cpus.is_empty() => err(
+            "cpus",
+            BuildErrorKind::InvalidCpus,
+            "the CPU set is empty; give at least one CPU, or leave cpus unset to run \
+             anywhere"
+                .into(),
+        ),
+        None if cfg.placement.is_some() => err(
+            "placement",
+            BuildErrorKind::InvalidCpus,
+            "a placement needs a CPU set; set cpus(..) too, for example \
+             cpus(CpuSet::available()?)"
+                .into(),
+        ),
+        None if cfg.exclusive => err(
+            "exclusive",
+            BuildErrorKind::InvalidCpus,
+            "an exclusive claim needs a CPU set; set cpus(..) to the CPUs to claim".into(),
+        ),
+        _ => Ok(()),
+    }
+}
 
-    /// Every configuration error `build()` would find, in pool order, without starting a
-    /// thread: each pool's own settings are all checked; the cross-pool checks (CPU
-    /// availability, exclusive overlaps) report their first problem. `build()` returns the
-    /// first of these; the configuration file loader reports them all.
-    pub fn problems(&self) -> Vec<BuildError> {
-        let mut out = Vec::new();
-        if !(MIN_SUPERVISOR_INTERVAL..=MAX_SUPERVISOR_INTERVAL).contains(&self.supervisor_interval)
-        {
-            out.push(BuildError::new(
-                None,
-                "supervisor_interval",
-                BuildErrorKind::OutOfRange,
+/// Checks every pool's CPU settings and those that concern several pools: every CPU is
+/// available to the calling thread, and no pool overlaps an exclusive one. Runs before any
+/// thread starts.
+pub(crate) fn validate_cpus(pools: &[&PoolSettings]) -> Result<(), BuildError> {
+    for p in pools {
+        validate_cpu(&p.cpu, &p.name)?;
+    }
+    if pools.iter().all(|p| p.cpu.cpus.is_none()) {
+        return Ok(());
+    }
+    let available = CpuSet::available().map_err(|e| {
+        let msg = format!("could not read the CPUs this thread may use (sched_getaffinity): {e}");
+        let pool = pools
+            .iter()
+            .find(|p| p.cpu.cpus.is_some())
+            .map(|p| p.name.as_str());
+        BuildError::new(pool, "cpus", BuildErrorKind::Os(e), msg)
+    })?;
+    for p in pools {
+        let Some(cpus) = &p.cpu.cpus else { continue };
+        if let Some(cpu) = cpus.iter().find(|c| !available.contains(*c)) {
+            return Err(BuildError::new(
+                Some(&p.name),
+                "cpus",
+                BuildErrorKind::UnavailableCpu {
+                    cpu,
+                    available: available.clone(),
+                },
                 format!(
-                    "must be between {MIN_SUPERVISOR_INTERVAL:?} and {MAX_SUPERVISOR_INTERVAL:?}, got {:?}",
-                    self.supervisor_interval
+                    "CPU {cpu} is not available to this process; the CPUs it may use are \
+                     {:?} (see taskset, container cpusets and /sys/devices/system/cpu/online)",
+                    available.to_string()
                 ),
             ));
         }
-        if self.pools.is_empty() {
-            out.push(BuildError::new(
-                None,
-                "pools",
-                BuildErrorKind::NoPools,
-                "no pool was registered; add one with RuntimeBuilder::pool",
-            ));
-            return out;
-        }
-        for (i, p) in self.pools.iter().enumerate() {
-            if let Err(why) = check_name(&p.name) {
-                out.push(BuildError::new(
-                    Some(&p.name),
-                    "name",
-                    BuildErrorKind::InvalidName,
-                    format!("pool #{i} name {why}"),
-                ));
-            }
-            if self.pools[..i].iter().any(|q| q.name == p.name) {
-                out.push(BuildError::new(
-                    Some(&p.name),
-                    "name",
-                    BuildErrorKind::DuplicateName,
-                    "registered twice; pool names must be unique",
-                ));
-            }
-            out.extend(p.problems());
-        }
-        if out.is_empty() {
-            if let Err(e) = placement::validate(&self.pools) {
-                out.push(e);
-            }
-        }
-        out
     }
+    for (i, p) in pools.iter().enumerate() {
+        if !p.cpu.exclusive {
+            continue;
+        }
+        let Some(claimed) = &p.cpu.cpus else { continue };
+        for (j, q) in pools.iter().enumerate() {
+            if i == j {
+                continue;
+            }
+            // A pool without a set may run on every available CPU.
+            let theirs = q.cpu.cpus.as_ref().unwrap_or(&available);
+            let shared = claimed.intersection(theirs);
+            if shared.is_empty() {
+                continue;
+            }
+            let how = if q.cpu.cpus.is_some() {
+                format!("whose CPUs are {:?}", theirs.to_string())
+            } else {
+                "which has no CPU set and so may run on any available CPU".to_owned()
+            };
+            return Err(BuildError::new(
+                Some(&p.name),
+                "exclusive",
+                BuildErrorKind::OverlappingExclusive {
+                    other: q.name.clone(),
+                    shared: shared.clone(),
+                },
+                format!(
+                    "claims CPUs {:?} exclusively, but pool {:?}, {how}, shares CPUs {:?}; give \
+                     pool {:?} a disjoint CPU set (CpuSet::partition can split them)",
+                    claimed.to_string(),
+                    q.name,
+                    shared.to_string(),
+                    q.name,
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,57 @@
+//! Defaults and limits of every setting: the numbers the builder's rules and setter docs
+//! refer to.
+
+use std::time::Duration;
+
+#[cfg(doc)]
+use crate::{PoolBuilder, Runtime};
+
+/// The largest number of worker threads one pool may have.
+pub const MAX_THREADS: usize = 1024;
+/// The largest queue capacity one pool may have (the queue's slots are allocated up front).
+pub const MAX_QUEUE_CAPACITY: usize = 1 << 24;
+/// The smallest stack size a worker may be given, in bytes.
+pub const MIN_STACK_SIZE: usize = 64 * 1024;
+/// The largest stack size a worker may be given, in bytes (1 GiB).
+pub const MAX_STACK_SIZE: usize = 1 << 30;
+/// The longest pool name or thread-name prefix, in bytes.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Default number of worker threads of a pool.
+pub const DEFAULT_THREADS: usize = 1;
+/// Default queue capacity of a pool.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 128;
+/// Default grace period that dropping a [`Runtime`] gives running and queued tasks.
+pub const DEFAULT_DROP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default threshold past which a running task counts as stuck.
+pub const DEFAULT_STUCK_AFTER: Duration = Duration::from_secs(30);
+/// Default [`PoolBuilder::idle_spin`]: 100 µs (0 when the crate is interpreted by Miri, in
+/// our own test runs, where spinning only slows the interpreter).
+pub const DEFAULT_IDLE_SPIN: Duration = if cfg!(miri) {
+    Duration::ZERO
+} else {
+    Duration::from_micros(100)
+};
+/// The longest [`PoolBuilder::idle_spin`].
+pub const MAX_IDLE_SPIN: Duration = Duration::from_millis(10);
+/// The smallest `stuck_after` threshold.
+pub const MIN_STUCK_AFTER: Duration = Duration::from_millis(1);
+/// The queue-delay target that "Fail at Scale" suggests for CoDel (5 ms); see
+/// [`PoolBuilder::codel`].
+pub const SUGGESTED_CODEL_TARGET: Duration = Duration::from_millis(5);
+/// The CoDel interval that "Fail at Scale" suggests (100 ms); see [`PoolBuilder::codel`].
+pub const SUGGESTED_CODEL_INTERVAL: Duration = Duration::from_millis(100);
+/// The longest CoDel target or interval (one hour).
+pub const MAX_CODEL_DURATION: Duration = Duration::from_secs(3600);
+/// Default time an elastic pool's worker above its minimum stays idle before it exits.
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// The shortest keep-alive.
+pub const MIN_KEEP_ALIVE: Duration = Duration::from_millis(1);
+/// The longest keep-alive (one hour).
+pub const MAX_KEEP_ALIVE: Duration = Duration::from_secs(3600);
+/// Default interval at which the supervisor samples every pool.
+pub const DEFAULT_SUPERVISOR_INTERVAL: Duration = Duration::from_secs(1);
+/// The shortest supervisor interval.
+pub const MIN_SUPERVISOR_INTERVAL: Duration = Duration::from_millis(10);
+/// The longest supervisor interval (one hour).
+pub const MAX_SUPERVISOR_INTERVAL: Duration = Duration::from_secs(3600);
