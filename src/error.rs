@@ -10,6 +10,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::unwind::payload_str;
+
 /// Why a pool refused a task at submission.
 ///
 /// Every refusal is counted per pool under its reason (see
@@ -323,12 +325,6 @@ impl TaskError {
             _ => None,
         }
     }
-}
-
-pub(crate) fn payload_str(p: &(dyn Any + Send)) -> Option<&str> {
-    p.downcast_ref::<&'static str>()
-        .copied()
-        .or_else(|| p.downcast_ref::<String>().map(String::as_str))
 }
 
 impl fmt::Debug for TaskError {

@@ -183,7 +183,7 @@ impl Listeners {
         for l in &self.0 {
             let call = std::panic::AssertUnwindSafe(|| l.on_event(event));
             if let Err(payload) = std::panic::catch_unwind(call) {
-                crate::task::drop_quietly(payload);
+                crate::unwind::drop_quietly(payload);
             }
         }
     }

@@ -42,11 +42,11 @@ use std::io;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
 
-use crate::error::payload_str;
 use crate::pool::PoolShared;
 use crate::stats::{WorkerInfo, WorkerSlot};
 use crate::sync::Arc;
-use crate::task::drop_quietly;
+use crate::unwind::drop_quietly;
+use crate::unwind::payload_str;
 
 #[cfg(doc)]
 use crate::PoolBuilder;
@@ -81,6 +81,27 @@ pub enum PanicPolicy {
 }
 
 impl PanicPolicy {
+    /// Applies the policy to the panic payload of a fire-and-forget task of `pool`, on the
+    /// worker thread that caught it.
+    #[cold]
+    pub(crate) fn handle(&self, pool: &str, payload: Box<dyn Any + Send>) {
+        match self {
+            PanicPolicy::Count => drop_quietly(payload),
+            PanicPolicy::Handler(handler) => {
+                if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| handler(pool, payload))) {
+                    std::mem::forget(p);
+                }
+            }
+            PanicPolicy::Abort => {
+                eprintln!(
+                    "bulkhead: a task of pool {pool:?} panicked and the pool's panic policy is \
+                     Abort; aborting the process"
+                );
+                std::process::abort();
+            }
+        }
+    }
+
     /// A [`Handler`](PanicPolicy::Handler) policy calling `f(pool_name, payload)`.
     ///
     /// ```
@@ -349,7 +370,7 @@ pub(crate) struct InContext<F> {
     pub(crate) ctx: Captured,
 }
 
-impl<F: FnOnce() + Send + 'static> crate::task::DetachedTask for InContext<F> {
+impl<F: FnOnce() + Send + 'static> crate::job::DetachedTask for InContext<F> {
     fn run(self: Box<Self>) {
         let InContext { f, ctx } = *self;
         let mut f = Some(f);
@@ -374,7 +395,7 @@ impl<F: FnOnce() + Send + 'static> crate::task::DetachedTask for InContext<F> {
     #[cold]
     fn into_fn(self: Box<Self>) -> Box<dyn FnOnce() + Send> {
         // For the shed handler: whoever runs it later runs it in the captured context.
-        Box::new(move || crate::task::DetachedTask::run(self))
+        Box::new(move || crate::job::DetachedTask::run(self))
     }
 }
 
@@ -456,34 +477,4 @@ pub fn current_worker() -> Option<(String, usize)> {
         })
         .ok()
         .flatten()
-}
-
-/// Applies the pool's [`PanicPolicy`] to the payload of a task without a handle. Runs on the
-/// worker thread that caught the panic.
-#[cold]
-pub(crate) fn detached_panic(payload: Box<dyn Any + Send>) {
-    let policy = CURRENT
-        .try_with(|c| {
-            c.borrow()
-                .as_ref()
-                .map(|w| (w.shared.config.hooks.panic.clone(), w.shared.name.clone()))
-        })
-        .ok()
-        .flatten();
-    match policy {
-        None | Some((PanicPolicy::Count, _)) => drop_quietly(payload),
-        Some((PanicPolicy::Handler(handler), pool)) => {
-            if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| handler(&pool, payload))) {
-                std::mem::forget(p);
-            }
-        }
-        Some((PanicPolicy::Abort, pool)) => {
-            eprintln!(
-                "bulkhead: a task of pool {:?} panicked and the pool's panic policy is Abort; \
-                 aborting the process",
-                &*pool
-            );
-            std::process::abort();
-        }
-    }
 }

@@ -318,6 +318,7 @@ mod error;
 mod events;
 mod export;
 pub mod hooks;
+mod job;
 pub mod metrics;
 mod overload;
 mod placement;
@@ -329,6 +330,7 @@ mod sync;
 mod sys;
 mod task;
 mod trampoline;
+mod unwind;
 mod worker;
 
 pub use builder::{PoolBuilder, RuntimeBuilder};

@@ -48,8 +48,9 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::job::DetachedTask;
 use crate::sync::{AtomicU64, Ordering};
-use crate::task::{drop_quietly, DetachedTask};
+use crate::unwind::drop_quietly;
 
 const IDLE: u64 = 0;
 const DROPPING: u64 = u64::MAX;

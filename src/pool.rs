@@ -56,13 +56,14 @@ use crate::cpuset::CpuSet;
 use crate::dynamic::Dynamic;
 use crate::error::{BuildError, BuildErrorKind, RefusalReason, SubmitError};
 use crate::hooks::{Hooks, InContext};
+use crate::job::{DetachedTask, Job, NotRun, Runnable, Work};
 use crate::metrics::LatencyRecorder;
 use crate::overload::{Codel, CodelConfig, ShedHandler, ShedReason};
 use crate::placement::CpuConfig;
 use crate::stats::{PoolStats, WorkerInfo, WorkerSlot};
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
 use crate::sys;
-use crate::task::{DetachedTask, Job, NotRun, Runnable, TaskCell, TaskHandle, Work};
+use crate::task::{TaskCell, TaskHandle};
 
 pub(crate) const CLOSED: usize = 1;
 pub(crate) const ABANDONED: usize = 2;

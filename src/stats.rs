@@ -8,11 +8,11 @@
 use std::time::Duration;
 
 use crate::cpuset::CpuSet;
+use crate::job::Outcome;
 use crate::placement::{self, SchedPolicy};
 use crate::pool::{PoolConfig, PoolShared};
 use crate::sync::{Arc, AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
 use crate::sys;
-use crate::task::Outcome;
 
 /// One worker's published state.
 pub(crate) struct WorkerSlot {

@@ -39,7 +39,6 @@
 //! only this pool can run: the worker that would complete the count gets
 //! [`TaskError::WouldDeadlock`] instead of blocking.
 
-use std::any::Any;
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
@@ -48,177 +47,12 @@ use std::time::{Duration, Instant};
 
 use crate::error::{RefusalReason, RefusedContinuation, TaskError};
 use crate::hooks::{self, Captured};
+use crate::job::{Account, Body, Outcome, Runnable};
 use crate::pool::{Pool, PoolShared};
 use crate::sync::{Arc, AtomicBool, Condvar, Mutex, MutexGuard, Ordering};
 use crate::trampoline;
+use crate::unwind::drop_quietly;
 use crossbeam_utils::Backoff;
-
-/// What a worker (or a shutdown drain) learnt from handling one job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    Completed,
-    Panicked,
-    Expired,
-    Cancelled,
-    /// Not run: shed by the pool's queue-delay controller (CoDel).
-    Shed,
-}
-
-/// Why a worker (or a shutdown drain) resolves a job without running it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum NotRun {
-    /// A shutdown gave up on queued work.
-    Cancelled,
-    /// It waited longer than the pool's maximum queue wait.
-    Expired(Duration),
-    /// The queue-delay controller shed it.
-    Shed(Duration),
-}
-
-/// Told a job's outcome *before* its handle is resolved, so that whoever joins the handle
-/// already sees the outcome counted (and the worker idle) in the pool's stats.
-pub(crate) type Account<'a> = &'a mut dyn FnMut(Outcome);
-
-/// The type-erased job side of a task with a handle.
-pub(crate) trait Runnable: Send + Sync {
-    /// Claims the closure and runs it under `catch_unwind`. If the task was cancelled while
-    /// queued, accounts `Cancelled` without running anything.
-    fn run(&self, account: Account<'_>);
-    /// Resolves the task as expired (or accounts that it was already cancelled).
-    fn expire(&self, waited: Duration, account: Account<'_>);
-    /// Resolves the task as cancelled (shutdown gave up on it).
-    fn cancel_queued(&self, account: Account<'_>);
-    /// Resolves the task as shed by the queue-delay controller (or accounts that it was
-    /// already cancelled).
-    fn shed(&self, waited: Duration, account: Account<'_>);
-}
-
-/// The type-erased job side of a fire-and-forget task.
-pub(crate) trait DetachedTask: Send {
-    /// Runs the closure. The caller catches panics.
-    fn run(self: Box<Self>);
-    /// Drops the closure of a task that will not run (expired or cancelled); panics in user
-    /// code are caught.
-    fn discard(self: Box<Self>) {
-        drop_quietly(self);
-    }
-    /// Gives the closure back as `Box<dyn Any>` (for refusals, which hand the closure back).
-    fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
-    /// Gives the task back as a callable box (for the pool's shed handler), without a second
-    /// allocation where the task is a plain closure.
-    fn into_fn(self: Box<Self>) -> Box<dyn FnOnce() + Send>;
-}
-
-impl<F: FnOnce() + Send + 'static> DetachedTask for F {
-    #[inline]
-    fn run(self: Box<Self>) {
-        (*self)()
-    }
-
-    #[cold]
-    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
-        self
-    }
-
-    #[cold]
-    fn into_fn(self: Box<Self>) -> Box<dyn FnOnce() + Send> {
-        self
-    }
-}
-
-/// What a task cell runs: a submitted closure, or a continuation bound to its input.
-pub(crate) trait Body<T>: Send + 'static {
-    fn call(self) -> T;
-}
-
-impl<T, F: FnOnce() -> T + Send + 'static> Body<T> for F {
-    #[inline]
-    fn call(self) -> T {
-        self()
-    }
-}
-
-/// One queued task. The enqueue time travels with it in the channel slot (no allocation),
-/// so the worker can measure queue wait and apply the pool's maximum queue wait.
-pub(crate) struct Job {
-    /// Nanoseconds since the pool's epoch at submission; 0 for a pool that reads it for
-    /// nothing (metrics off, no maximum queue wait, no CoDel), which then skips the clock read.
-    pub(crate) enqueued: u64,
-    pub(crate) work: Work,
-}
-
-pub(crate) enum Work {
-    Detached(Box<dyn DetachedTask>),
-    Handle(Arc<dyn Runnable>),
-}
-
-impl Job {
-    /// Resolves a job that will not run, and accounts its outcome. A task with a handle is
-    /// resolved through its cell (the handle reports why, and a captured context sees its
-    /// install and clean-up); a fire-and-forget task is handed back, still unrun, for the
-    /// pool's shed handler, or to be discarded (`DetachedTask::discard`).
-    pub(crate) fn not_run(
-        self,
-        why: NotRun,
-        account: Account<'_>,
-    ) -> Option<Box<dyn DetachedTask>> {
-        match self.work {
-            Work::Detached(task) => {
-                account(match why {
-                    NotRun::Cancelled => Outcome::Cancelled,
-                    NotRun::Expired(_) => Outcome::Expired,
-                    NotRun::Shed(_) => Outcome::Shed,
-                });
-                Some(task)
-            }
-            Work::Handle(cell) => {
-                match why {
-                    NotRun::Cancelled => cell.cancel_queued(account),
-                    NotRun::Expired(waited) => cell.expire(waited, account),
-                    NotRun::Shed(waited) => cell.shed(waited, account),
-                }
-                release(cell);
-                None
-            }
-        }
-    }
-
-    /// Runs the job on the current thread; panics are caught.
-    #[inline]
-    pub(crate) fn run(self, account: Account<'_>) {
-        match self.work {
-            Work::Detached(task) => match panic::catch_unwind(AssertUnwindSafe(|| task.run())) {
-                Ok(()) => account(Outcome::Completed),
-                Err(payload) => {
-                    // The pool's panic policy: count (drop), call a handler, or abort.
-                    hooks::detached_panic(payload);
-                    account(Outcome::Panicked);
-                }
-            },
-            Work::Handle(cell) => {
-                cell.run(account);
-                release(cell);
-            }
-        }
-    }
-}
-
-/// Drops the job's reference to a task cell. If the handle was already dropped, this is the
-/// last reference and drops the task's result (or panic payload): user code, so a panic in it
-/// must not unwind into the worker.
-#[inline]
-fn release(cell: Arc<dyn Runnable>) {
-    drop_quietly(cell);
-}
-
-/// Drops a value whose `Drop` is user code (a closure's captures, a panic payload) without
-/// letting a panic in that `Drop` unwind into the worker loop. A value whose drop panics is
-/// leaked rather than retried.
-pub(crate) fn drop_quietly<T>(value: T) {
-    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(value))) {
-        std::mem::forget(payload);
-    }
-}
 
 enum Stage<B, T> {
     Pending(B),

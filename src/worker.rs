@@ -25,10 +25,10 @@ use crossbeam_utils::Backoff;
 
 use crate::dynamic::Retire;
 use crate::hooks;
+use crate::job::{Job, NotRun, Outcome};
 use crate::pool::{PoolShared, CLOSED, IN_FLIGHT};
 use crate::sync::{Arc, Ordering};
 use crate::sys;
-use crate::task::{Job, NotRun, Outcome};
 
 /// How often a worker re-checks the admission word while shutdown waits for a submitter
 /// still blocked in a `*_timeout` call (the only time a worker polls).
@@ -198,18 +198,21 @@ impl Worker {
         }
         slot.set_busy(start);
         let mut end = None;
-        job.run(&mut |outcome| {
-            if let (Some(recorders), Outcome::Completed | Outcome::Panicked) =
-                (&shared.recorders, outcome)
-            {
-                let now = shared.now_nanos();
-                recorders[self.index].record(enqueued, start, now);
-                end = Some(now);
-            }
-            slot.set_idle();
-            slot.count(outcome);
-            shared.release_slot();
-        });
+        job.run(
+            &mut |outcome| {
+                if let (Some(recorders), Outcome::Completed | Outcome::Panicked) =
+                    (&shared.recorders, outcome)
+                {
+                    let now = shared.now_nanos();
+                    recorders[self.index].record(enqueued, start, now);
+                    end = Some(now);
+                }
+                slot.set_idle();
+                slot.count(outcome);
+                shared.release_slot();
+            },
+            &|payload| shared.config.hooks.panic.handle(&shared.name, payload),
+        );
         end
     }
 
