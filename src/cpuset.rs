@@ -109,7 +109,7 @@ impl CpuSet {
     /// The OS error; on targets other than Linux, an error of kind
     /// [`Unsupported`](io::ErrorKind::Unsupported).
     pub fn available() -> io::Result<CpuSet> {
-        sys::affinity(None)
+        sys::affinity(None).map(CpuSet::new)
     }
 
     /// Splits `available` into one set per pool, sized by weight, each pool getting at

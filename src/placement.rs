@@ -71,6 +71,46 @@ pub enum SchedPolicy {
     Idle,
 }
 
+impl SchedPolicy {
+    /// The kernel's policy number (`sys::SCHED_*`).
+    fn raw(self) -> i32 {
+        match self {
+            SchedPolicy::Normal => sys::SCHED_NORMAL,
+            SchedPolicy::Batch => sys::SCHED_BATCH,
+            SchedPolicy::Idle => sys::SCHED_IDLE,
+        }
+    }
+
+    /// The policy for a kernel policy number, or `None` for one this crate does not set
+    /// (the real-time policies).
+    fn from_raw(raw: i32) -> Option<SchedPolicy> {
+        match raw {
+            sys::SCHED_NORMAL => Some(SchedPolicy::Normal),
+            sys::SCHED_BATCH => Some(SchedPolicy::Batch),
+            sys::SCHED_IDLE => Some(SchedPolicy::Idle),
+            _ => None,
+        }
+    }
+}
+
+/// Thread `tid`'s affinity (`None`: the calling thread).
+fn affinity(tid: Option<i32>) -> io::Result<CpuSet> {
+    sys::affinity(tid).map(CpuSet::new)
+}
+
+fn set_current_affinity(cpus: &CpuSet) -> io::Result<()> {
+    sys::set_current_affinity(&cpus.iter().collect::<Vec<_>>())
+}
+
+/// Thread `tid`'s policy; `Ok(None)` for a real-time one.
+fn sched_policy(tid: Option<i32>) -> io::Result<Option<SchedPolicy>> {
+    sys::sched_policy(tid).map(SchedPolicy::from_raw)
+}
+
+fn set_current_sched_policy(policy: SchedPolicy) -> io::Result<()> {
+    sys::set_current_sched_policy(policy.raw())
+}
+
 impl fmt::Display for SchedPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -116,9 +156,9 @@ impl Baseline {
             return Baseline::default();
         }
         Baseline {
-            cpus: sys::affinity(None).ok(),
+            cpus: affinity(None).ok(),
             nice: sys::nice(None).ok(),
-            policy: sys::sched_policy(None).ok().flatten(),
+            policy: sched_policy(None).ok().flatten(),
         }
     }
 }
@@ -149,7 +189,7 @@ impl CpuConfig {
     pub(crate) fn apply(&self, index: usize) -> io::Result<()> {
         self.restore_baseline(index)?;
         if let Some(cpus) = self.worker_cpus(index) {
-            sys::set_current_affinity(&cpus).map_err(|e| {
+            set_current_affinity(&cpus).map_err(|e| {
                 SetupFailure::wrap(
                     "cpus",
                     format!(
@@ -161,7 +201,7 @@ impl CpuConfig {
             })?;
         }
         if let Some(policy) = self.policy {
-            sys::set_current_sched_policy(policy).map_err(|e| {
+            set_current_sched_policy(policy).map_err(|e| {
                 SetupFailure::wrap(
                     "sched_policy",
                     format!("worker {index} could not switch to the {policy} scheduling policy"),
@@ -193,8 +233,8 @@ impl CpuConfig {
         let b = &self.baseline;
         if self.cpus.is_none() {
             if let Some(cpus) = &b.cpus {
-                if sys::affinity(None).ok().as_ref() != Some(cpus) {
-                    sys::set_current_affinity(cpus).map_err(|e| {
+                if affinity(None).ok().as_ref() != Some(cpus) {
+                    set_current_affinity(cpus).map_err(|e| {
                         SetupFailure::wrap(
                             "cpus",
                             format!(
@@ -210,8 +250,8 @@ impl CpuConfig {
         }
         if self.policy.is_none() {
             if let Some(policy) = b.policy {
-                if sys::sched_policy(None).ok().flatten() != Some(policy) {
-                    sys::set_current_sched_policy(policy).map_err(|e| {
+                if sched_policy(None).ok().flatten() != Some(policy) {
+                    set_current_sched_policy(policy).map_err(|e| {
                         SetupFailure::wrap(
                             "sched_policy",
                             format!(
@@ -303,8 +343,8 @@ pub(crate) fn read_back(tid: i32) -> (Option<CpuSet>, Option<i32>, Option<SchedP
         return (None, None, None);
     }
     (
-        sys::affinity(Some(tid)).ok(),
+        affinity(Some(tid)).ok(),
         sys::nice(Some(tid)).ok(),
-        sys::sched_policy(Some(tid)).ok().flatten(),
+        sched_policy(Some(tid)).ok().flatten(),
     )
 }

@@ -9,11 +9,16 @@
 //! return value is unambiguous (`20 - nice`), and musl's `sched_setscheduler` wrapper
 //! refuses to act on a single thread.
 
+// The policy numbers `sys` exposes are the kernel's.
+const _: () = assert!(
+    super::SCHED_NORMAL == libc::SCHED_OTHER
+        && super::SCHED_BATCH == libc::SCHED_BATCH
+        && super::SCHED_IDLE == libc::SCHED_IDLE
+);
+
 use std::io;
 use std::mem::size_of;
 
-use crate::cpuset::CpuSet;
-use crate::placement::SchedPolicy;
 
 const WORD_BITS: usize = libc::c_ulong::BITS as usize;
 /// The largest mask `affinity` asks the kernel for, in CPUs (Linux's NR_CPUS is at most 8192).
@@ -81,7 +86,8 @@ pub(crate) fn current_cpu() -> Option<usize> {
     usize::try_from(cpu).ok()
 }
 
-pub(crate) fn affinity(tid: Option<i32>) -> io::Result<CpuSet> {
+/// The CPUs thread `tid` may run on, in ascending order.
+pub(crate) fn affinity(tid: Option<i32>) -> io::Result<Vec<usize>> {
     let mut cpus = 1024;
     loop {
         let mut mask = vec![0 as libc::c_ulong; cpus / WORD_BITS];
@@ -95,7 +101,7 @@ pub(crate) fn affinity(tid: Option<i32>) -> io::Result<CpuSet> {
         match check(ret.into()) {
             Ok(_) => {
                 let set = (0..cpus).filter(|&c| mask[c / WORD_BITS] & (1 << (c % WORD_BITS)) != 0);
-                return Ok(CpuSet::new(set));
+                return Ok(set.collect());
             }
             // EINVAL: the kernel's mask is larger than our buffer; retry with a larger one.
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) && cpus < MAX_MASK_CPUS => {
@@ -106,8 +112,9 @@ pub(crate) fn affinity(tid: Option<i32>) -> io::Result<CpuSet> {
     }
 }
 
-pub(crate) fn set_current_affinity(set: &CpuSet) -> io::Result<()> {
-    let top = set.iter().last().unwrap_or(0);
+/// Restricts the calling thread to the CPUs `cpus` (ids, any order).
+pub(crate) fn set_current_affinity(cpus: &[usize]) -> io::Result<()> {
+    let top = cpus.iter().copied().max().unwrap_or(0);
     if top >= MAX_MASK_CPUS {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -118,7 +125,7 @@ pub(crate) fn set_current_affinity(set: &CpuSet) -> io::Result<()> {
         ));
     }
     let mut mask = vec![0 as libc::c_ulong; top / WORD_BITS + 1];
-    for c in set.iter() {
+    for &c in cpus {
         mask[c / WORD_BITS] |= 1 << (c % WORD_BITS);
     }
     let bytes = mask.len() * size_of::<libc::c_ulong>();
@@ -157,24 +164,16 @@ pub(crate) fn set_current_nice(nice: i32) -> io::Result<()> {
     check(ret).map(drop)
 }
 
-pub(crate) fn sched_policy(tid: Option<i32>) -> io::Result<Option<SchedPolicy>> {
+/// Thread `tid`'s scheduling policy, as the kernel's number (`SCHED_*` in `sys`), without
+/// the reset-on-fork flag.
+pub(crate) fn sched_policy(tid: Option<i32>) -> io::Result<i32> {
     // SAFETY: sched_getscheduler takes one integer and touches no memory of ours.
     let ret = unsafe { libc::syscall(libc::SYS_sched_getscheduler, pid(tid)) };
-    let raw = check(ret)? as libc::c_int & !libc::SCHED_RESET_ON_FORK;
-    Ok(match raw {
-        libc::SCHED_OTHER => Some(SchedPolicy::Normal),
-        libc::SCHED_BATCH => Some(SchedPolicy::Batch),
-        libc::SCHED_IDLE => Some(SchedPolicy::Idle),
-        _ => None,
-    })
+    Ok(check(ret)? as libc::c_int & !libc::SCHED_RESET_ON_FORK)
 }
 
-pub(crate) fn set_current_sched_policy(policy: SchedPolicy) -> io::Result<()> {
-    let raw = match policy {
-        SchedPolicy::Normal => libc::SCHED_OTHER,
-        SchedPolicy::Batch => libc::SCHED_BATCH,
-        SchedPolicy::Idle => libc::SCHED_IDLE,
-    };
+/// Switches the calling thread to the non-real-time policy `raw` (`SCHED_*` in `sys`).
+pub(crate) fn set_current_sched_policy(raw: i32) -> io::Result<()> {
     // The three non-real-time policies take a static priority of 0.
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: `param` is a live `sched_param` the kernel only reads during the call; pid 0

@@ -2,8 +2,6 @@
 
 use std::io;
 
-use crate::cpuset::CpuSet;
-use crate::placement::SchedPolicy;
 
 fn unsupported<T>(what: &str) -> io::Result<T> {
     Err(io::Error::new(
@@ -32,11 +30,11 @@ pub(crate) fn current_cpu() -> Option<usize> {
     None
 }
 
-pub(crate) fn affinity(_tid: Option<i32>) -> io::Result<CpuSet> {
+pub(crate) fn affinity(_tid: Option<i32>) -> io::Result<Vec<usize>> {
     unsupported("reading CPU affinity")
 }
 
-pub(crate) fn set_current_affinity(_cpus: &CpuSet) -> io::Result<()> {
+pub(crate) fn set_current_affinity(_cpus: &[usize]) -> io::Result<()> {
     unsupported("CPU affinity")
 }
 
@@ -48,10 +46,10 @@ pub(crate) fn set_current_nice(_nice: i32) -> io::Result<()> {
     unsupported("a per-thread nice value")
 }
 
-pub(crate) fn sched_policy(_tid: Option<i32>) -> io::Result<Option<SchedPolicy>> {
+pub(crate) fn sched_policy(_tid: Option<i32>) -> io::Result<i32> {
     unsupported("reading the scheduling policy")
 }
 
-pub(crate) fn set_current_sched_policy(_policy: SchedPolicy) -> io::Result<()> {
+pub(crate) fn set_current_sched_policy(_raw: i32) -> io::Result<()> {
     unsupported("a per-thread scheduling policy")
 }
