@@ -36,17 +36,13 @@
 //! (while a task unwinds, that aborts the process, as any panic during unwinding does).
 
 use std::any::Any;
-use std::cell::RefCell;
 use std::fmt;
-use std::io;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
 
-use crate::pool::PoolShared;
 use crate::stats::{WorkerInfo, WorkerSlot};
 use crate::sync::Arc;
 use crate::unwind::drop_quietly;
-use crate::unwind::payload_str;
 
 #[cfg(doc)]
 use crate::PoolBuilder;
@@ -142,9 +138,29 @@ impl fmt::Debug for PanicPolicy {
 /// The worker thread a lifecycle hook runs on, passed to [`PoolBuilder::on_thread_start`] and
 /// [`PoolBuilder::on_thread_stop`].
 pub struct WorkerThread<'a> {
-    pool: &'a str,
-    index: usize,
-    slot: &'a WorkerSlot,
+    pub(crate) pool: &'a str,
+    pub(crate) index: usize,
+    pub(crate) slot: &'a WorkerSlot,
+}
+
+/// Which worker the calling thread is, from [`current_worker`](crate::current_worker): the
+/// pool's name and the worker's index in it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WorkerId {
+    pub(crate) pool: Arc<str>,
+    pub(crate) index: usize,
+}
+
+impl WorkerId {
+    /// The name of the pool the thread is a worker of.
+    pub fn pool(&self) -> &str {
+        &self.pool
+    }
+
+    /// The worker's index in its pool, from 0.
+    pub fn index(&self) -> usize {
+        self.index
+    }
 }
 
 impl WorkerThread<'_> {
@@ -397,84 +413,4 @@ impl<F: FnOnce() + Send + 'static> crate::job::DetachedTask for InContext<F> {
         // For the shed handler: whoever runs it later runs it in the captured context.
         Box::new(move || crate::job::DetachedTask::run(self))
     }
-}
-
-struct CurrentWorker {
-    shared: Arc<PoolShared>,
-    index: usize,
-}
-
-thread_local! {
-    /// The pool and index of the worker this thread is, if it is one.
-    static CURRENT: RefCell<Option<CurrentWorker>> = const { RefCell::new(None) };
-}
-
-/// Called on a new worker thread after its set-up (placement) succeeded: records the thread
-/// as a worker of `shared`, then runs the pool's start hook. A panic in the hook fails the
-/// set-up, and so `build()`.
-pub(crate) fn thread_started(shared: &Arc<PoolShared>, index: usize) -> io::Result<()> {
-    CURRENT.with(|c| {
-        *c.borrow_mut() = Some(CurrentWorker {
-            shared: shared.clone(),
-            index,
-        })
-    });
-    if let Some(hook) = &shared.config.hooks.on_start {
-        let thread = WorkerThread {
-            pool: &shared.name,
-            index,
-            slot: &shared.workers[index],
-        };
-        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| hook(&thread))) {
-            let msg = payload_str(payload.as_ref()).unwrap_or("a non-string payload");
-            let msg = format!("the on_thread_start hook of worker {index} panicked: {msg}");
-            drop_quietly(payload);
-            CURRENT.with(|c| drop(c.borrow_mut().take()));
-            return Err(io::Error::other(msg));
-        }
-    }
-    Ok(())
-}
-
-/// Called on a worker thread as its loop returns: runs the pool's stop hook (a panic in it is
-/// caught and dropped) and forgets the thread's worker record.
-pub(crate) fn thread_stopped(shared: &Arc<PoolShared>, index: usize) {
-    if let Some(hook) = &shared.config.hooks.on_stop {
-        let thread = WorkerThread {
-            pool: &shared.name,
-            index,
-            slot: &shared.workers[index],
-        };
-        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| hook(&thread))) {
-            drop_quietly(payload);
-        }
-    }
-    CURRENT.with(|c| drop(c.borrow_mut().take()));
-}
-
-/// The pool this thread is a worker of, if its identity is `origin` (see
-/// [`PoolShared::id`]).
-#[cold]
-pub(crate) fn current_pool_if(origin: usize) -> Option<Arc<PoolShared>> {
-    CURRENT
-        .try_with(|c| {
-            c.borrow()
-                .as_ref()
-                .filter(|w| w.shared.id() == origin)
-                .map(|w| w.shared.clone())
-        })
-        .ok()
-        .flatten()
-}
-
-/// The name of the pool and the index of the worker this thread is, if it is a worker.
-pub fn current_worker() -> Option<(String, usize)> {
-    CURRENT
-        .try_with(|c| {
-            c.borrow()
-                .as_ref()
-                .map(|w| (w.shared.name.to_string(), w.index))
-        })
-        .ok()
-        .flatten()
 }

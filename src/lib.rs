@@ -340,7 +340,7 @@ pub use error::{
     UnknownPool,
 };
 pub use events::{Event, EventListener};
-pub use hooks::{PanicPolicy, WorkerThread};
+pub use hooks::{PanicPolicy, WorkerId, WorkerThread};
 pub use metrics::{
     Health, LatencySummary, LatencyView, PoolLatency, PoolSnapshot, RuntimeSnapshot, StuckTask,
 };
@@ -350,3 +350,4 @@ pub use pool::Pool;
 pub use runtime::{PoolReport, Runtime, ShutdownReport, StuckWorker};
 pub use stats::{PoolStats, WorkerInfo};
 pub use task::TaskHandle;
+pub use worker::current_worker;

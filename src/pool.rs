@@ -428,7 +428,7 @@ impl PoolShared {
     }
 
     pub(crate) fn stats(&self) -> PoolStats {
-        let mut s = PoolStats::empty(&self.name, &self.config);
+        let mut s = PoolStats::empty(&self.name, self.config.threads, self.config.queue_capacity);
         let now = self.now_nanos();
         for w in self.workers.iter() {
             w.add_to(&mut s);

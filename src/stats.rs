@@ -10,8 +10,7 @@ use std::time::Duration;
 use crate::cpuset::CpuSet;
 use crate::job::Outcome;
 use crate::placement::{self, SchedPolicy};
-use crate::pool::{PoolConfig, PoolShared};
-use crate::sync::{Arc, AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
+use crate::sync::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
 use crate::sys;
 
 /// One worker's published state.
@@ -172,26 +171,6 @@ impl WorkerSlot {
     }
 }
 
-/// Held by a worker thread for its whole life, declared right after its exit token so that it
-/// is dropped last but for that token, also on unwind: its drop is the thread's last act,
-/// which adds the thread's own CPU time to its slot ([`WorkerSlot::retire_cpu_time`]).
-pub(crate) struct RetireCpuTime {
-    shared: Arc<PoolShared>,
-    index: usize,
-}
-
-impl RetireCpuTime {
-    pub(crate) fn new(shared: Arc<PoolShared>, index: usize) -> Self {
-        RetireCpuTime { shared, index }
-    }
-}
-
-impl Drop for RetireCpuTime {
-    fn drop(&mut self) {
-        self.shared.workers[self.index].retire_cpu_time();
-    }
-}
-
 /// A snapshot of one pool's accounting, from [`Pool::stats`](crate::Pool::stats).
 ///
 /// # The accounting identity
@@ -258,11 +237,12 @@ pub struct PoolStats {
 }
 
 impl PoolStats {
-    pub(crate) fn empty(name: &str, config: &PoolConfig) -> Self {
+    /// All zero, for a pool named `name` of `threads` threads and `queue_capacity`.
+    pub(crate) fn empty(name: &str, threads: usize, queue_capacity: usize) -> Self {
         PoolStats {
             name: name.to_owned(),
-            threads: config.threads,
-            queue_capacity: config.queue_capacity,
+            threads,
+            queue_capacity,
             queued: 0,
             busy: 0,
             shutting_down: false,

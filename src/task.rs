@@ -52,6 +52,7 @@ use crate::pool::{Pool, PoolShared};
 use crate::sync::{Arc, AtomicBool, Condvar, Mutex, MutexGuard, Ordering};
 use crate::trampoline;
 use crate::unwind::drop_quietly;
+use crate::worker;
 use crossbeam_utils::Backoff;
 
 enum Stage<B, T> {
@@ -340,7 +341,7 @@ where
                 Stage::Taken => break Err(TaskError::AlreadyJoined),
                 Stage::Pending(_) | Stage::Running => {
                     if detect && !st.has_waiter() {
-                        if let Some(pool) = hooks::current_pool_if(self.origin) {
+                        if let Some(pool) = worker::current_pool_if(self.origin) {
                             // This thread is a worker of the pool that must run the task.
                             let blocked = pool.blocked_joins.fetch_add(1, Ordering::AcqRel) + 1;
                             if blocked >= pool.join_capacity() {

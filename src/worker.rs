@@ -15,8 +15,9 @@
 //! cost one clock read each, as with metrics off; the next task's queue wait is then measured
 //! up to that instant, a few tens of nanoseconds before the worker actually took it.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -24,11 +25,12 @@ use crossbeam_channel::{select, RecvTimeoutError, Sender};
 use crossbeam_utils::Backoff;
 
 use crate::dynamic::Retire;
-use crate::hooks;
+use crate::hooks::{WorkerId, WorkerThread};
 use crate::job::{Job, NotRun, Outcome};
 use crate::pool::{PoolShared, CLOSED, IN_FLIGHT};
 use crate::sync::{Arc, Ordering};
 use crate::sys;
+use crate::unwind::{drop_quietly, payload_str};
 
 /// How often a worker re-checks the admission word while shutdown waits for a submitter
 /// still blocked in a `*_timeout` call (the only time a worker polls).
@@ -54,8 +56,8 @@ pub(crate) fn spawn(
     builder.spawn(move || {
         let _exit_token = exit_token;
         // Dropped last but for the token, also on unwind: the thread's CPU time goes into its
-        // slot's retired total as its very last act (issue 12; see `stats::RetireCpuTime`).
-        let _cpu_time = crate::stats::RetireCpuTime::new(shared.clone(), index);
+        // slot's retired total as its very last act (see `RetireCpuTime`).
+        let _cpu_time = RetireCpuTime::new(shared.clone(), index);
         let worker = Worker {
             shared,
             index,
@@ -65,7 +67,7 @@ pub(crate) fn spawn(
         // Placement first, so that the start hook sees the final placement.
         let setup = worker
             .set_up()
-            .and_then(|()| hooks::thread_started(&worker.shared, index));
+            .and_then(|()| thread_started(&worker.shared, index));
         let ok = setup.is_ok();
         if !ok {
             // Stop being counted before anyone hears of the failure, so that a resize that
@@ -77,15 +79,35 @@ pub(crate) fn spawn(
         if starter_gone || !ok {
             if ok {
                 worker.exit();
-                hooks::thread_stopped(&worker.shared, index);
+                thread_stopped(&worker.shared, index);
             }
             worker.leave();
             return;
         }
         worker.run();
-        hooks::thread_stopped(&worker.shared, index);
+        thread_stopped(&worker.shared, index);
         worker.leave();
     })
+}
+
+/// Held by a worker thread for its whole life, declared right after its exit token so that it
+/// is dropped last but for that token, also on unwind: its drop is the thread's last act,
+/// which adds the thread's own CPU time to its slot (`WorkerSlot::retire_cpu_time`).
+struct RetireCpuTime {
+    shared: Arc<PoolShared>,
+    index: usize,
+}
+
+impl RetireCpuTime {
+    fn new(shared: Arc<PoolShared>, index: usize) -> Self {
+        RetireCpuTime { shared, index }
+    }
+}
+
+impl Drop for RetireCpuTime {
+    fn drop(&mut self) {
+        self.shared.workers[self.index].retire_cpu_time();
+    }
 }
 
 struct Worker {
@@ -320,4 +342,95 @@ impl Worker {
             }
         }
     }
+}
+
+/// The worker record of a worker thread.
+struct CurrentWorker {
+    shared: Arc<PoolShared>,
+    index: usize,
+}
+
+thread_local! {
+    /// The pool and index of the worker this thread is, if it is one.
+    static CURRENT: RefCell<Option<CurrentWorker>> = const { RefCell::new(None) };
+}
+
+/// Called on a new worker thread after its set-up (placement) succeeded: records the thread
+/// as a worker of `shared`, then runs the pool's start hook. A panic in the hook fails the
+/// set-up, and so `build()`.
+fn thread_started(shared: &Arc<PoolShared>, index: usize) -> io::Result<()> {
+    CURRENT.with(|c| {
+        *c.borrow_mut() = Some(CurrentWorker {
+            shared: shared.clone(),
+            index,
+        })
+    });
+    if let Some(hook) = &shared.config.hooks.on_start {
+        let thread = WorkerThread {
+            pool: &shared.name,
+            index,
+            slot: &shared.workers[index],
+        };
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| hook(&thread))) {
+            let msg = payload_str(payload.as_ref()).unwrap_or("a non-string payload");
+            let msg = format!("the on_thread_start hook of worker {index} panicked: {msg}");
+            drop_quietly(payload);
+            CURRENT.with(|c| drop(c.borrow_mut().take()));
+            return Err(io::Error::other(msg));
+        }
+    }
+    Ok(())
+}
+
+/// Called on a worker thread as its loop returns: runs the pool's stop hook (a panic in it is
+/// caught and dropped) and forgets the thread's worker record.
+fn thread_stopped(shared: &Arc<PoolShared>, index: usize) {
+    if let Some(hook) = &shared.config.hooks.on_stop {
+        let thread = WorkerThread {
+            pool: &shared.name,
+            index,
+            slot: &shared.workers[index],
+        };
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| hook(&thread))) {
+            drop_quietly(payload);
+        }
+    }
+    CURRENT.with(|c| drop(c.borrow_mut().take()));
+}
+
+/// The pool this thread is a worker of, if its identity is `origin` (see
+/// [`PoolShared::id`]).
+#[cold]
+pub(crate) fn current_pool_if(origin: usize) -> Option<Arc<PoolShared>> {
+    CURRENT
+        .try_with(|c| {
+            c.borrow()
+                .as_ref()
+                .filter(|w| w.shared.id() == origin)
+                .map(|w| w.shared.clone())
+        })
+        .ok()
+        .flatten()
+}
+
+/// Which worker of which pool the calling thread is, or `None` if it is not a worker thread
+/// (or is one whose start hook has not succeeded, or that is running its stop hook's end).
+///
+/// ```
+/// let rt = bulkhead::Runtime::builder().pool("api", |p| p.threads(1)).build()?;
+/// let me = rt.pool("api")?.try_submit(bulkhead::current_worker)?.join()?.unwrap();
+/// assert_eq!((me.pool(), me.index()), ("api", 0));
+/// assert!(bulkhead::current_worker().is_none());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn current_worker() -> Option<WorkerId> {
+    CURRENT
+        .try_with(|c| {
+            c.borrow().as_ref().map(|w| WorkerId {
+                pool: w.shared.name.clone(),
+                index: w.index,
+            })
+        })
+        .ok()
+        .flatten()
 }

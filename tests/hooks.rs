@@ -269,7 +269,7 @@ fn lifecycle_hooks_see_every_worker_start_and_stop() {
                     assert_eq!(thread::current().name(), Some(w.thread_name()));
                     let info = w.info();
                     assert!(!info.exited);
-                    let me = bulkhead::hooks::current_worker();
+                    let me = bulkhead::current_worker().map(|w| (w.pool().to_owned(), w.index()));
                     assert_eq!(me, Some((w.pool().to_owned(), w.index())));
                     start_log
                         .lock()

@@ -19,7 +19,6 @@ const _: () = assert!(
 use std::io;
 use std::mem::size_of;
 
-
 const WORD_BITS: usize = libc::c_ulong::BITS as usize;
 /// The largest mask `affinity` asks the kernel for, in CPUs (Linux's NR_CPUS is at most 8192).
 const MAX_MASK_CPUS: usize = 1 << 16;

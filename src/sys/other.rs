@@ -2,7 +2,6 @@
 
 use std::io;
 
-
 fn unsupported<T>(what: &str) -> io::Result<T> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
