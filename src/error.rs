@@ -443,10 +443,6 @@ pub enum BuildErrorKind {
     /// The setting is not supported on this target: CPU placement and priority are
     /// Linux-only.
     Unsupported,
-    /// A live resize of a pool that was not built resizable: set
-    /// [`max_threads_limit`](crate::PoolBuilder::max_threads_limit) (threads) or
-    /// [`queue_capacity_limit`](crate::PoolBuilder::queue_capacity_limit) (queue) at build.
-    NotResizable,
 }
 
 /// A configuration error from [`RuntimeBuilder::build`](crate::RuntimeBuilder::build).
@@ -508,6 +504,157 @@ impl std::error::Error for BuildError {
         match &self.kind {
             BuildErrorKind::Spawn(e) | BuildErrorKind::Os(e) => Some(e),
             _ => None,
+        }
+    }
+}
+
+/// Why a live resize was refused, from [`Pool::set_threads`](crate::Pool::set_threads),
+/// [`Pool::set_thread_range`](crate::Pool::set_thread_range) or
+/// [`Pool::set_queue_capacity`](crate::Pool::set_queue_capacity).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ResizeErrorKind {
+    /// The pool was not built resizable: set
+    /// [`max_threads_limit`](crate::PoolBuilder::max_threads_limit) (threads) or
+    /// [`queue_capacity_limit`](crate::PoolBuilder::queue_capacity_limit) (queue) at build.
+    NotResizable,
+    /// The new value is outside the range the pool was built to allow.
+    OutOfRange,
+    /// The operating system could not start a new worker thread; the pool keeps the threads
+    /// it has and the new bounds.
+    Spawn(std::io::Error),
+    /// The operating system refused a new worker's CPU placement or priority
+    /// ([`ResizeError::field`] names the setting); the worker did not start.
+    Os(std::io::Error),
+    /// A new worker's [`on_thread_start`](crate::PoolBuilder::on_thread_start) hook
+    /// panicked (the message says with what); the worker did not start.
+    StartHook,
+}
+
+/// A refused live resize. It names the pool and the setting; the pool is left as the message
+/// says (a refused value changes nothing; a worker that failed to start is not counted).
+#[derive(Debug)]
+pub struct ResizeError {
+    pool: String,
+    field: &'static str,
+    kind: ResizeErrorKind,
+    message: String,
+}
+
+impl ResizeError {
+    #[cold]
+    pub(crate) fn new(
+        pool: &str,
+        field: &'static str,
+        kind: ResizeErrorKind,
+        message: impl Into<String>,
+    ) -> Self {
+        ResizeError {
+            pool: pool.to_owned(),
+            field,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The pool that was being resized.
+    pub fn pool(&self) -> &str {
+        &self.pool
+    }
+
+    /// The setting at fault, as named by the builder method (for example `"threads"`).
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// The kind of error.
+    pub fn kind(&self) -> &ResizeErrorKind {
+        &self.kind
+    }
+
+    /// What is wrong and how to fix it, without the pool and setting that `Display` adds.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for ResizeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pool {:?}: {}: {}", self.pool, self.field, self.message)
+    }
+}
+
+impl std::error::Error for ResizeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            ResizeErrorKind::Spawn(e) | ResizeErrorKind::Os(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Why a worker thread did not start serving: carried from the new thread (or the spawning
+/// call) to whoever started it, which turns it into a [`BuildError`] or a [`ResizeError`].
+#[derive(Debug)]
+pub(crate) enum SetupError {
+    /// The OS could not start the thread, or the pool cannot take another worker now.
+    Spawn(std::io::Error),
+    /// The OS refused a placement or priority setting of the worker.
+    Os {
+        field: &'static str,
+        message: String,
+        source: std::io::Error,
+    },
+    /// The pool's start hook panicked, with this message.
+    StartHook(String),
+}
+
+impl SetupError {
+    /// As a build error of pool `pool`.
+    pub(crate) fn into_build_error(self, pool: &str) -> BuildError {
+        match self {
+            SetupError::Spawn(e) => {
+                let msg = format!("could not start a worker thread: {e}");
+                BuildError::new(Some(pool), "threads", BuildErrorKind::Spawn(e), msg)
+            }
+            SetupError::Os {
+                field,
+                message,
+                source,
+            } => {
+                let msg = format!("{message}: {source}");
+                BuildError::new(Some(pool), field, BuildErrorKind::Os(source), msg)
+            }
+            SetupError::StartHook(msg) => BuildError::new(
+                Some(pool),
+                "on_thread_start",
+                BuildErrorKind::Spawn(std::io::Error::other(msg.clone())),
+                format!("a worker could not be set up: {msg}"),
+            ),
+        }
+    }
+
+    /// As a resize error of pool `pool`, resizing `field`.
+    pub(crate) fn into_resize_error(self, pool: &str, field: &'static str) -> ResizeError {
+        match self {
+            SetupError::Spawn(e) => {
+                let msg = format!("a new worker thread did not start: {e}");
+                ResizeError::new(pool, field, ResizeErrorKind::Spawn(e), msg)
+            }
+            SetupError::Os {
+                field,
+                message,
+                source,
+            } => {
+                let msg = format!("{message}: {source}");
+                ResizeError::new(pool, field, ResizeErrorKind::Os(source), msg)
+            }
+            SetupError::StartHook(msg) => ResizeError::new(
+                pool,
+                "on_thread_start",
+                ResizeErrorKind::StartHook,
+                format!("a new worker thread did not start: {msg}"),
+            ),
         }
     }
 }

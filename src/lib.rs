@@ -313,7 +313,7 @@ pub mod builder;
 #[cfg(feature = "config")]
 pub mod config;
 mod cpuset;
-mod dynamic;
+
 mod error;
 mod events;
 mod export;
@@ -336,8 +336,8 @@ mod worker;
 pub use builder::{PoolBuilder, RuntimeBuilder};
 pub use cpuset::{CpuSet, ParseCpuSetError, PartitionError};
 pub use error::{
-    BuildError, BuildErrorKind, RefusalReason, RefusedContinuation, SubmitError, TaskError,
-    UnknownPool,
+    BuildError, BuildErrorKind, RefusalReason, RefusedContinuation, ResizeError, ResizeErrorKind,
+    SubmitError, TaskError, UnknownPool,
 };
 pub use events::{Event, EventListener};
 pub use hooks::{PanicPolicy, WorkerId, WorkerThread};

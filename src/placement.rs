@@ -18,6 +18,7 @@ use std::fmt;
 use std::io;
 
 use crate::cpuset::CpuSet;
+use crate::error::SetupError;
 use crate::sys;
 
 /// The lowest nice value (highest priority) a pool may ask for.
@@ -186,11 +187,11 @@ impl CpuConfig {
     /// Applies the settings to the calling thread, worker `index` of its pool; restores the
     /// runtime's [`Baseline`] for each setting the pool leaves unset, where the thread
     /// inherited something else.
-    pub(crate) fn apply(&self, index: usize) -> io::Result<()> {
+    pub(crate) fn apply(&self, index: usize) -> Result<(), SetupError> {
         self.restore_baseline(index)?;
         if let Some(cpus) = self.worker_cpus(index) {
             set_current_affinity(&cpus).map_err(|e| {
-                SetupFailure::wrap(
+                os_refusal(
                     "cpus",
                     format!(
                         "worker {index} could not be placed on CPUs {:?}",
@@ -202,7 +203,7 @@ impl CpuConfig {
         }
         if let Some(policy) = self.policy {
             set_current_sched_policy(policy).map_err(|e| {
-                SetupFailure::wrap(
+                os_refusal(
                     "sched_policy",
                     format!("worker {index} could not switch to the {policy} scheduling policy"),
                     e,
@@ -216,7 +217,7 @@ impl CpuConfig {
                 } else {
                     ""
                 };
-                SetupFailure::wrap(
+                os_refusal(
                     "nice",
                     format!("worker {index} could not set nice value {nice}{hint}"),
                     e,
@@ -229,13 +230,13 @@ impl CpuConfig {
     /// Restores the unset parts of the placement to the runtime's baseline, each only if the
     /// thread's current value differs (so a worker spawned by the thread that built the
     /// runtime makes no call at all).
-    fn restore_baseline(&self, index: usize) -> io::Result<()> {
+    fn restore_baseline(&self, index: usize) -> Result<(), SetupError> {
         let b = &self.baseline;
         if self.cpus.is_none() {
             if let Some(cpus) = &b.cpus {
                 if affinity(None).ok().as_ref() != Some(cpus) {
                     set_current_affinity(cpus).map_err(|e| {
-                        SetupFailure::wrap(
+                        os_refusal(
                             "cpus",
                             format!(
                                 "worker {index} could not restore the runtime's CPUs {:?} \
@@ -252,7 +253,7 @@ impl CpuConfig {
             if let Some(policy) = b.policy {
                 if sched_policy(None).ok().flatten() != Some(policy) {
                     set_current_sched_policy(policy).map_err(|e| {
-                        SetupFailure::wrap(
+                        os_refusal(
                             "sched_policy",
                             format!(
                                 "worker {index} could not restore the runtime's {policy} \
@@ -268,7 +269,7 @@ impl CpuConfig {
             if let Some(nice) = b.nice {
                 if sys::nice(None).ok() != Some(nice) {
                     sys::set_current_nice(nice).map_err(|e| {
-                        SetupFailure::wrap(
+                        os_refusal(
                             "nice",
                             format!(
                                 "worker {index} could not restore the runtime's nice value \
@@ -285,53 +286,12 @@ impl CpuConfig {
     }
 }
 
-/// An OS refusal during a worker's set-up, carried through the worker's `io::Error` ready
-/// channel to `build()`, which unwraps it into [`BuildErrorKind::Os`] with the field at
-/// fault.
-#[derive(Debug)]
-pub(crate) struct SetupFailure {
-    pub(crate) field: &'static str,
-    pub(crate) message: String,
-    pub(crate) source: io::Error,
-}
-
-impl SetupFailure {
-    fn wrap(field: &'static str, message: String, source: io::Error) -> io::Error {
-        let kind = source.kind();
-        io::Error::new(
-            kind,
-            SetupFailure {
-                field,
-                message,
-                source,
-            },
-        )
-    }
-
-    /// Recovers the failure from an error made by [`SetupFailure::wrap`], or gives the error
-    /// back unchanged.
-    pub(crate) fn unwrap(e: io::Error) -> Result<SetupFailure, io::Error> {
-        if !e.get_ref().is_some_and(|r| r.is::<SetupFailure>()) {
-            return Err(e);
-        }
-        let kind = e.kind();
-        match e.into_inner().map(|inner| inner.downcast::<SetupFailure>()) {
-            Some(Ok(f)) => Ok(*f),
-            Some(Err(other)) => Err(io::Error::new(kind, other)),
-            None => Err(io::Error::from(kind)),
-        }
-    }
-}
-
-impl fmt::Display for SetupFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.message, self.source)
-    }
-}
-
-impl std::error::Error for SetupFailure {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
+/// A worker's set-up error for an OS refusal of setting `field`.
+fn os_refusal(field: &'static str, message: String, source: io::Error) -> SetupError {
+    SetupError::Os {
+        field,
+        message,
+        source,
     }
 }
 

@@ -22,21 +22,14 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, unbounded};
-use crossbeam_utils::CachePadded;
-
-use crate::builder::pool::{PoolSettings, RuntimeSettings};
-use crate::dynamic::Dynamic;
+use crate::builder::pool::RuntimeSettings;
 use crate::error::{BuildError, BuildErrorKind, UnknownPool};
-use crate::metrics::{LatencyRecorder, RuntimeSnapshot};
-use crate::overload::Codel;
-use crate::placement::{Baseline, CpuConfig, SetupFailure};
-use crate::pool::{Pool, PoolConfig, PoolShared, RefusalCounters};
-use crate::stats::{PoolStats, WorkerSlot};
+use crate::metrics::RuntimeSnapshot;
+use crate::placement::Baseline;
+use crate::pool::Pool;
+use crate::stats::PoolStats;
 use crate::supervisor::Supervisor;
-use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
-use crate::sys;
-use crate::worker;
+use crate::sync::{AtomicBool, Ordering};
 
 /// A set of named pools ("bulkheads"), each with its own threads and bounded queue.
 ///
@@ -63,7 +56,7 @@ impl Runtime {
         let baseline = Baseline::of_current_thread();
         for p in &config.pools {
             // On error `rt` is dropped here, which stops the pools already started.
-            rt.pools.push(start_pool(p, config.metrics, &baseline)?);
+            rt.pools.push(Pool::start(p, config.metrics, &baseline)?);
         }
         let supervisor = Supervisor::start(
             &rt.pools,
@@ -184,160 +177,6 @@ impl Runtime {
             timed_out,
         }
     }
-}
-
-fn start_pool(p: &PoolSettings, metrics: bool, baseline: &Baseline) -> Result<Pool, BuildError> {
-    // One slot per thread the pool can ever have at once (see `dynamic`).
-    let slots = p.slots();
-    // Admission counts slots (threads + queue capacity, see `pool`): the channel has room
-    // for the most the pool can ever admit, so a send that holds a slot never finds it full.
-    let queue_cap_limit = p.queue_capacity_limit.unwrap_or(p.queue_capacity);
-    let (tx, rx) = bounded(slots + queue_cap_limit);
-    // Capacity 1, not 0: a zero-capacity channel allocates each time a worker parks on it.
-    let (shutdown_tx, shutdown_rx) = bounded(1);
-    let (exit_tx, exit_rx) = unbounded::<()>();
-    let prefix = p.thread_prefix();
-    let workers = (0..slots)
-        .map(|i| CachePadded::new(WorkerSlot::new(format!("{prefix}-{i}"))))
-        .collect();
-    let shared = Arc::new(PoolShared {
-        name: Arc::from(p.name.as_str()),
-        config: PoolConfig {
-            threads: p.threads,
-            queue_capacity: p.queue_capacity,
-            max_queue_wait: p.max_queue_wait,
-            stack_size: p.stack_size,
-            cpu: CpuConfig {
-                baseline: baseline.clone(),
-                ..p.cpu.clone()
-            },
-            stuck_after: p.stuck_after,
-            codel: p.codel,
-            hooks: p.hooks.clone(),
-        },
-        tx,
-        rx,
-        state: CachePadded::new(AtomicUsize::new(0)),
-        submitted: CachePadded::new(AtomicU64::new(0)),
-        abandoned: CachePadded::new(AtomicBool::new(false)),
-        refused: CachePadded::new(RefusalCounters::default()),
-        drained: AtomicU64::new(0),
-        workers,
-        stamp_enqueue: metrics || p.max_queue_wait.is_some() || p.codel.is_some(),
-        idle_spin_nanos: u64::try_from(p.idle_spin.as_nanos()).unwrap_or(u64::MAX),
-        max_queue_wait_nanos: p
-            .max_queue_wait
-            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
-        recorders: metrics.then(|| {
-            (0..slots)
-                .map(|_| CachePadded::new(LatencyRecorder::new()))
-                .collect()
-        }),
-        epoch_nanos: sys::monotonic_nanos(),
-        shutdown_tx: Mutex::new(Some(shutdown_tx)),
-        shutdown_rx,
-        exit_rx,
-        joins: Mutex::new(Vec::with_capacity(p.threads)),
-        codel: p.codel.map(|c| CachePadded::new(Codel::new(c))),
-        on_shed: p.on_shed.clone(),
-        dynamic: p.is_dynamic().then(|| {
-            Dynamic::new(
-                p.threads,
-                p.max_threads(),
-                p.keep_alive,
-                p.replacement_budget,
-                p.threads_limit(),
-                exit_tx.clone(),
-            )
-        }),
-        occupied: CachePadded::new(AtomicUsize::new(0)),
-        // Set by `update_limit` below, once the dynamic state exists.
-        limit: CachePadded::new(AtomicUsize::new(0)),
-        queue_cap: AtomicUsize::new(p.queue_capacity),
-        queue_cap_limit: p.queue_capacity_limit,
-        limit_lock: Mutex::new(()),
-        room_waiters: AtomicUsize::new(0),
-        room: Mutex::new(()),
-        room_cv: Condvar::new(),
-        blocked_joins: AtomicUsize::new(0),
-    });
-    shared.update_limit();
-    let pool = Pool { shared };
-    let (ready_tx, ready_rx) = unbounded();
-    let mut failure = None;
-    if let Some(d) = &pool.shared.dynamic {
-        // Dynamic pools start their first `min` workers like any later one.
-        let mut counts = d.lock();
-        for i in 0..p.threads {
-            if let Err(e) = pool
-                .shared
-                .start_worker(&mut counts, Some(ready_tx.clone()))
-            {
-                failure = Some((i, e));
-                break;
-            }
-        }
-    } else {
-        for i in 0..p.threads {
-            pool.shared.workers[i].mark_live();
-            match worker::spawn(
-                pool.shared.clone(),
-                i,
-                exit_tx.clone(),
-                Some(ready_tx.clone()),
-            ) {
-                Ok(handle) => pool.shared.joins.lock().push((i, handle)),
-                Err(e) => {
-                    pool.shared.workers[i].mark_exited();
-                    failure = Some((i, e));
-                    break;
-                }
-            }
-        }
-    }
-    drop(exit_tx);
-    drop(ready_tx);
-    // Every started worker reports its set-up before `build()` returns, so a placement the OS
-    // refuses fails the build instead of being skipped.
-    let started = pool.shared.joins.lock().len();
-    for _ in 0..started {
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                failure.get_or_insert((usize::MAX, e));
-            }
-            Err(_) => break,
-        }
-    }
-    if let Some((i, e)) = failure {
-        pool.shared.begin_shutdown();
-        pool.shared.wait_workers(None);
-        // The OS refused a placement or priority: name the setting and keep the OS error.
-        let e = match SetupFailure::unwrap(e) {
-            Ok(f) => {
-                let msg = format!("{}: {}", f.message, f.source);
-                return Err(BuildError::new(
-                    Some(&p.name),
-                    f.field,
-                    BuildErrorKind::Os(f.source),
-                    msg,
-                ));
-            }
-            Err(e) => e,
-        };
-        let msg = if i == usize::MAX {
-            format!("a worker could not be set up: {e}")
-        } else {
-            format!("could not start worker thread {i}: {e}")
-        };
-        return Err(BuildError::new(
-            Some(&p.name),
-            "threads",
-            BuildErrorKind::Spawn(e),
-            msg,
-        ));
-    }
-    Ok(pool)
 }
 
 impl Drop for Runtime {

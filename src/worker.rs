@@ -24,9 +24,10 @@ use std::time::Duration;
 use crossbeam_channel::{select, RecvTimeoutError, Sender};
 use crossbeam_utils::Backoff;
 
-use crate::dynamic::Retire;
+use crate::error::SetupError;
 use crate::hooks::{WorkerId, WorkerThread};
 use crate::job::{Job, NotRun, Outcome};
+use crate::pool::dynamic::Retire;
 use crate::pool::{PoolShared, CLOSED, IN_FLIGHT};
 use crate::sync::{Arc, Ordering};
 use crate::sys;
@@ -47,7 +48,7 @@ pub(crate) fn spawn(
     shared: Arc<PoolShared>,
     index: usize,
     exit_token: Sender<()>,
-    ready: Option<Sender<io::Result<()>>>,
+    ready: Option<Sender<Result<(), SetupError>>>,
 ) -> io::Result<JoinHandle<()>> {
     let mut builder = thread::Builder::new().name(shared.workers[index].thread_name.clone());
     if let Some(bytes) = shared.config.stack_size {
@@ -122,7 +123,7 @@ struct Worker {
 
 impl Worker {
     /// Runs on the new thread before it takes any task.
-    fn set_up(&self) -> io::Result<()> {
+    fn set_up(&self) -> Result<(), SetupError> {
         let slot = &self.shared.workers[self.index];
         if let Some(tid) = sys::current_tid() {
             slot.set_tid(tid);
@@ -358,7 +359,7 @@ thread_local! {
 /// Called on a new worker thread after its set-up (placement) succeeded: records the thread
 /// as a worker of `shared`, then runs the pool's start hook. A panic in the hook fails the
 /// set-up, and so `build()`.
-fn thread_started(shared: &Arc<PoolShared>, index: usize) -> io::Result<()> {
+fn thread_started(shared: &Arc<PoolShared>, index: usize) -> Result<(), SetupError> {
     CURRENT.with(|c| {
         *c.borrow_mut() = Some(CurrentWorker {
             shared: shared.clone(),
@@ -376,7 +377,7 @@ fn thread_started(shared: &Arc<PoolShared>, index: usize) -> io::Result<()> {
             let msg = format!("the on_thread_start hook of worker {index} panicked: {msg}");
             drop_quietly(payload);
             CURRENT.with(|c| drop(c.borrow_mut().take()));
-            return Err(io::Error::other(msg));
+            return Err(SetupError::StartHook(msg));
         }
     }
     Ok(())

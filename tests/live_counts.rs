@@ -7,7 +7,7 @@ mod support;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 
-use bulkhead::{BuildErrorKind, Pool, Runtime, TaskError};
+use bulkhead::{Pool, ResizeErrorKind, Runtime, TaskError};
 use support::{wait_until, HANG_GUARD};
 
 /// Submits to `pool` a task that submits an inner task to the same pool and joins it; returns
@@ -137,8 +137,8 @@ fn set_threads_reports_workers_whose_start_hook_panics_and_counts_only_what_runs
     let pool = rt.pool("p").unwrap();
     fail.store(true, Ordering::Relaxed);
     let err = pool.set_threads(3).unwrap_err();
-    assert!(matches!(err.kind(), BuildErrorKind::Spawn(_)), "{err}");
-    assert_eq!(err.pool(), Some("p"));
+    assert!(matches!(err.kind(), ResizeErrorKind::StartHook), "{err}");
+    assert_eq!(err.pool(), "p");
     let msg = err.to_string();
     assert!(msg.contains("start hook refuses"), "{msg}");
     // By the time set_threads returned, the failed workers were no longer counted.

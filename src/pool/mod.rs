@@ -48,22 +48,27 @@ use std::fmt;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
 use crossbeam_utils::CachePadded;
 
-use crate::builder::pool::check_thread_range;
+use crate::builder::pool::{check_thread_range, PoolSettings};
 use crate::cpuset::CpuSet;
-use crate::dynamic::Dynamic;
-use crate::error::{BuildError, BuildErrorKind, RefusalReason, SubmitError};
+use crate::error::{
+    BuildError, RefusalReason, ResizeError, ResizeErrorKind, SetupError, SubmitError,
+};
 use crate::hooks::{Hooks, InContext};
 use crate::job::{DetachedTask, Job, NotRun, Runnable, Work};
 use crate::metrics::LatencyRecorder;
 use crate::overload::{Codel, CodelConfig, ShedHandler, ShedReason};
-use crate::placement::CpuConfig;
+use crate::placement::{Baseline, CpuConfig};
 use crate::stats::{PoolStats, WorkerInfo, WorkerSlot};
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
 use crate::sys;
 use crate::task::{TaskCell, TaskHandle};
+use crate::worker;
+
+pub(crate) mod dynamic;
+use dynamic::Dynamic;
 
 pub(crate) const CLOSED: usize = 1;
 pub(crate) const ABANDONED: usize = 2;
@@ -477,6 +482,144 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// Builds the pool's shared state from its validated settings and starts its first
+    /// workers; returns once every one of them has finished its set-up. On error, the
+    /// workers already started are stopped first.
+    pub(crate) fn start(
+        p: &PoolSettings,
+        metrics: bool,
+        baseline: &Baseline,
+    ) -> Result<Pool, BuildError> {
+        // One slot per thread the pool can ever have at once (see `dynamic`).
+        let slots = p.slots();
+        // Admission counts slots (threads + queue capacity, see `pool`): the channel has room
+        // for the most the pool can ever admit, so a send that holds a slot never finds it full.
+        let queue_cap_limit = p.queue_capacity_limit.unwrap_or(p.queue_capacity);
+        let (tx, rx) = bounded(slots + queue_cap_limit);
+        // Capacity 1, not 0: a zero-capacity channel allocates each time a worker parks on it.
+        let (shutdown_tx, shutdown_rx) = bounded(1);
+        let (exit_tx, exit_rx) = unbounded::<()>();
+        let prefix = p.thread_prefix();
+        let workers = (0..slots)
+            .map(|i| CachePadded::new(WorkerSlot::new(format!("{prefix}-{i}"))))
+            .collect();
+        let shared = Arc::new(PoolShared {
+            name: Arc::from(p.name.as_str()),
+            config: PoolConfig {
+                threads: p.threads,
+                queue_capacity: p.queue_capacity,
+                max_queue_wait: p.max_queue_wait,
+                stack_size: p.stack_size,
+                cpu: CpuConfig {
+                    baseline: baseline.clone(),
+                    ..p.cpu.clone()
+                },
+                stuck_after: p.stuck_after,
+                codel: p.codel,
+                hooks: p.hooks.clone(),
+            },
+            tx,
+            rx,
+            state: CachePadded::new(AtomicUsize::new(0)),
+            submitted: CachePadded::new(AtomicU64::new(0)),
+            abandoned: CachePadded::new(AtomicBool::new(false)),
+            refused: CachePadded::new(RefusalCounters::default()),
+            drained: AtomicU64::new(0),
+            workers,
+            stamp_enqueue: metrics || p.max_queue_wait.is_some() || p.codel.is_some(),
+            idle_spin_nanos: u64::try_from(p.idle_spin.as_nanos()).unwrap_or(u64::MAX),
+            max_queue_wait_nanos: p
+                .max_queue_wait
+                .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+            recorders: metrics.then(|| {
+                (0..slots)
+                    .map(|_| CachePadded::new(LatencyRecorder::new()))
+                    .collect()
+            }),
+            epoch_nanos: sys::monotonic_nanos(),
+            shutdown_tx: Mutex::new(Some(shutdown_tx)),
+            shutdown_rx,
+            exit_rx,
+            joins: Mutex::new(Vec::with_capacity(p.threads)),
+            codel: p.codel.map(|c| CachePadded::new(Codel::new(c))),
+            on_shed: p.on_shed.clone(),
+            dynamic: p.is_dynamic().then(|| {
+                Dynamic::new(
+                    p.threads,
+                    p.max_threads(),
+                    p.keep_alive,
+                    p.replacement_budget,
+                    p.threads_limit(),
+                    exit_tx.clone(),
+                )
+            }),
+            occupied: CachePadded::new(AtomicUsize::new(0)),
+            // Set by `update_limit` below, once the dynamic state exists.
+            limit: CachePadded::new(AtomicUsize::new(0)),
+            queue_cap: AtomicUsize::new(p.queue_capacity),
+            queue_cap_limit: p.queue_capacity_limit,
+            limit_lock: Mutex::new(()),
+            room_waiters: AtomicUsize::new(0),
+            room: Mutex::new(()),
+            room_cv: Condvar::new(),
+            blocked_joins: AtomicUsize::new(0),
+        });
+        shared.update_limit();
+        let pool = Pool { shared };
+        let (ready_tx, ready_rx) = unbounded();
+        let mut failure = None;
+        if let Some(d) = &pool.shared.dynamic {
+            // Dynamic pools start their first `min` workers like any later one.
+            let mut counts = d.lock();
+            for _ in 0..p.threads {
+                if let Err(e) = pool
+                    .shared
+                    .start_worker(&mut counts, Some(ready_tx.clone()))
+                {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        } else {
+            for i in 0..p.threads {
+                pool.shared.workers[i].mark_live();
+                match worker::spawn(
+                    pool.shared.clone(),
+                    i,
+                    exit_tx.clone(),
+                    Some(ready_tx.clone()),
+                ) {
+                    Ok(handle) => pool.shared.joins.lock().push((i, handle)),
+                    Err(e) => {
+                        pool.shared.workers[i].mark_exited();
+                        failure = Some(SetupError::Spawn(e));
+                        break;
+                    }
+                }
+            }
+        }
+        drop(exit_tx);
+        drop(ready_tx);
+        // Every started worker reports its set-up before `build()` returns, so a placement the OS
+        // refuses fails the build instead of being skipped.
+        let started = pool.shared.joins.lock().len();
+        for _ in 0..started {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    failure.get_or_insert(e);
+                }
+                Err(_) => break,
+            }
+        }
+        if let Some(e) = failure {
+            pool.shared.begin_shutdown();
+            pool.shared.wait_workers(None);
+            return Err(e.into_build_error(&p.name));
+        }
+        Ok(pool)
+    }
+
     /// Submits `f` and returns a handle to its result; never blocks.
     ///
     /// # Errors
@@ -666,7 +809,7 @@ impl Pool {
     /// # Errors
     ///
     /// As [`set_thread_range`](Pool::set_thread_range), naming the field `threads`.
-    pub fn set_threads(&self, n: usize) -> Result<(), BuildError> {
+    pub fn set_threads(&self, n: usize) -> Result<(), ResizeError> {
         self.resize_threads("threads", n, n)
     }
 
@@ -681,14 +824,15 @@ impl Pool {
     /// # Errors
     ///
     /// The same validation as at build: `1 <= min <= max <= max_threads_limit`, else
-    /// [`BuildErrorKind::OutOfRange`] naming the pool and the field `elastic`;
-    /// [`BuildErrorKind::NotResizable`] if the pool was built without
+    /// [`ResizeErrorKind::OutOfRange`] naming the pool and the field `elastic`;
+    /// [`ResizeErrorKind::NotResizable`] if the pool was built without
     /// [`max_threads_limit`](crate::PoolBuilder::max_threads_limit), without an elastic range
-    /// and without a replacement budget; [`BuildErrorKind::Spawn`] if a thread could not be
-    /// started or failed its set-up (placement, a panicking start hook): the call waits for
-    /// the new threads' set-up, and by the time it returns, such a thread is no longer
-    /// counted, so [`threads`](Pool::threads) says what really runs.
-    pub fn set_thread_range(&self, min: usize, max: usize) -> Result<(), BuildError> {
+    /// and without a replacement budget; [`ResizeErrorKind::Spawn`] if a thread could not be
+    /// started, [`ResizeErrorKind::Os`] or [`ResizeErrorKind::StartHook`] if one failed its
+    /// set-up (placement, a panicking start hook): the call waits for the new threads'
+    /// set-up, and by the time it returns, such a thread is no longer counted, so
+    /// [`threads`](Pool::threads) says what really runs.
+    pub fn set_thread_range(&self, min: usize, max: usize) -> Result<(), ResizeError> {
         self.resize_threads("elastic", min, max)
     }
 
@@ -697,22 +841,21 @@ impl Pool {
         field: &'static str,
         min: usize,
         max: usize,
-    ) -> Result<(), BuildError> {
-        let name = Some(&*self.shared.name);
+    ) -> Result<(), ResizeError> {
+        let name = &*self.shared.name;
         let Some(d) = &self.shared.dynamic else {
-            return Err(BuildError::new(
+            return Err(ResizeError::new(
                 name,
                 "max_threads_limit",
-                BuildErrorKind::NotResizable,
+                ResizeErrorKind::NotResizable,
                 "the pool was built with a fixed size; set max_threads_limit at build to resize it",
             ));
         };
         check_thread_range(min, max, d.threads_limit)
-            .map_err(|why| BuildError::new(name, field, BuildErrorKind::OutOfRange, why))?;
-        self.shared.set_range(min, max).map_err(|e| {
-            let msg = format!("a new worker thread did not start: {e}");
-            BuildError::new(name, field, BuildErrorKind::Spawn(e), msg)
-        })
+            .map_err(|why| ResizeError::new(name, field, ResizeErrorKind::OutOfRange, why))?;
+        self.shared
+            .set_range(min, max)
+            .map_err(|e| e.into_resize_error(name, field))
     }
 
     /// Changes the queue capacity at runtime. Tasks already queued are kept even above the
@@ -720,24 +863,24 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// [`BuildErrorKind::NotResizable`] (field `queue_capacity_limit`) if the pool was built
+    /// [`ResizeErrorKind::NotResizable`] (field `queue_capacity_limit`) if the pool was built
     /// without [`queue_capacity_limit`](crate::PoolBuilder::queue_capacity_limit);
-    /// [`BuildErrorKind::OutOfRange`] (field `queue_capacity`) unless `1 <= n <= ` that limit.
-    pub fn set_queue_capacity(&self, n: usize) -> Result<(), BuildError> {
-        let name = Some(&*self.shared.name);
+    /// [`ResizeErrorKind::OutOfRange`] (field `queue_capacity`) unless `1 <= n <= ` that limit.
+    pub fn set_queue_capacity(&self, n: usize) -> Result<(), ResizeError> {
+        let name = &*self.shared.name;
         let Some(cap) = self.shared.queue_cap_limit else {
-            return Err(BuildError::new(
+            return Err(ResizeError::new(
                 name,
                 "queue_capacity_limit",
-                BuildErrorKind::NotResizable,
+                ResizeErrorKind::NotResizable,
                 "the queue capacity is fixed; set queue_capacity_limit at build to resize it",
             ));
         };
         if n == 0 || n > cap {
-            return Err(BuildError::new(
+            return Err(ResizeError::new(
                 name,
                 "queue_capacity",
-                BuildErrorKind::OutOfRange,
+                ResizeErrorKind::OutOfRange,
                 format!("must be between 1 and queue_capacity_limit ({cap}), got {n}"),
             ));
         }

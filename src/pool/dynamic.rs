@@ -41,7 +41,8 @@ use std::time::Duration;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use crossbeam_utils::CachePadded;
 
-use crate::pool::PoolShared;
+use super::PoolShared;
+use crate::error::SetupError;
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
 use crate::worker;
 
@@ -215,13 +216,17 @@ impl PoolShared {
     pub(crate) fn start_worker(
         self: &Arc<Self>,
         c: &mut Counts,
-        ready: Option<Sender<io::Result<()>>>,
-    ) -> io::Result<usize> {
+        ready: Option<Sender<Result<(), SetupError>>>,
+    ) -> Result<usize, SetupError> {
         let Some(exit) = c.exit_tx.clone() else {
-            return Err(io::Error::other("the pool is shutting down"));
+            return Err(SetupError::Spawn(io::Error::other(
+                "the pool is shutting down",
+            )));
         };
         let Some(index) = self.workers.iter().position(|w| w.has_exited()) else {
-            return Err(io::Error::other("every worker slot is in use"));
+            return Err(SetupError::Spawn(io::Error::other(
+                "every worker slot is in use",
+            )));
         };
         self.join_slot(index);
         self.workers[index].mark_live();
@@ -234,7 +239,7 @@ impl PoolShared {
             Err(e) => {
                 self.workers[index].mark_exited();
                 c.live -= 1;
-                Err(e)
+                Err(SetupError::Spawn(e))
             }
         };
         self.dyn_state().refresh(c);
@@ -342,7 +347,7 @@ impl PoolShared {
     /// Returns once every thread it started has finished its set-up (placement and start
     /// hook), with the first error if one could not start or failed its set-up: such a
     /// worker is no longer counted by then, so the pool's thread count is what really runs.
-    pub(crate) fn set_range(self: &Arc<Self>, min: usize, max: usize) -> io::Result<()> {
+    pub(crate) fn set_range(self: &Arc<Self>, min: usize, max: usize) -> Result<(), SetupError> {
         let d = self.dyn_state();
         let (ready_tx, ready_rx) = unbounded();
         let mut c = d.lock();
