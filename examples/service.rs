@@ -101,7 +101,7 @@ fn with_request_id(p: bulkhead::PoolBuilder) -> bulkhead::PoolBuilder {
         || REQUEST_ID.with(Cell::get),
         |id| {
             REQUEST_ID.with(|r| r.set(id));
-            bulkhead::hooks::on_drop(|| REQUEST_ID.with(|r| r.set(0)))
+            bulkhead::on_drop(|| REQUEST_ID.with(|r| r.set(0)))
         },
     )
 }

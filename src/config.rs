@@ -1,46 +1,6 @@
 //! Configuring a runtime from a TOML file (cargo feature `config`).
 //!
-//! ```toml
-//! [runtime]
-//! drop_timeout = "5s"
-//!
-//! [pools.api]
-//! threads = 2
-//! queue_capacity = 256
-//! cpus = "0"              # or [0]; Linux cpulist syntax
-//! placement = "pin-each"  # or "spread" (the default)
-//! exclusive = true
-//!
-//! [pools.thumbnails]
-//! threads = 1
-//! queue_capacity = 32
-//! max_queue_wait = "200ms"
-//! nice = 10
-//! sched_policy = "batch"  # "normal", "batch" or "idle"
-//! panic_policy = "abort"  # for tasks without a handle: "count" (the default) or "abort"
-//!
-//! [pools.downstream]
-//! elastic = [1, 16]       # min and max threads (docs/OVERLOAD.md)
-//! keep_alive = "30s"
-//! replacement_budget = 2
-//! stuck_after = "10s"
-//! codel = ["5ms", "100ms"] # target and interval
-//! max_threads_limit = 32   # allows Pool::set_threads up to 32
-//! queue_capacity_limit = 1024
-//! ```
-//!
-//! Hooks (context propagation, thread start and stop, a panic handler) are code, not
-//! configuration: set them on the builder that the file returns, with
-//! [`RuntimeBuilder::configure_pool`].
-//!
-//! Every key is the name of the [`PoolBuilder`] or [`RuntimeBuilder`] setter it stands for,
-//! with the same defaults and rules. Pools are registered in file order. Durations are
-//! strings with a unit: `"250us"`, `"200ms"`, `"1.5s"`, `"2m"`, `"1h"`.
-//!
-//! Loading reports **every** problem at once, each with the pool, the key and the line:
-//! syntax errors, unknown keys (an error, never ignored), wrong types, and every value that
-//! `build()` would refuse. Environment overrides for the common knobs are applied by
-//! [`RuntimeBuilder::env_overrides`]; pass it `std::env::vars_os()`.
+//! The file format is documented on [`RuntimeBuilder::from_toml_str`].
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -486,7 +446,7 @@ struct PoolLines {
 }
 
 /// The keys a `[pools.NAME]` table may hold.
-pub const POOL_KEYS: &[&str] = &[
+pub(crate) const POOL_KEYS: &[&str] = &[
     "threads",
     "queue_capacity",
     "max_queue_wait",
@@ -521,8 +481,52 @@ fn kind(v: &DeValue<'_>) -> &'static str {
 }
 
 impl RuntimeBuilder {
-    /// Reads a runtime configuration from TOML text (see the [module docs](crate::config) for
-    /// the schema). `source_name` (a file name, say) prefixes the error message.
+    /// Reads a runtime configuration from TOML text. `source_name` (a file name, say)
+    /// prefixes the error message.
+    ///
+    /// # Format
+    ///
+    /// ```toml
+    /// [runtime]
+    /// drop_timeout = "5s"
+    ///
+    /// [pools.api]
+    /// threads = 2
+    /// queue_capacity = 256
+    /// cpus = "0"              # or [0]; Linux cpulist syntax
+    /// placement = "pin-each"  # or "spread" (the default)
+    /// exclusive = true
+    ///
+    /// [pools.thumbnails]
+    /// threads = 1
+    /// queue_capacity = 32
+    /// max_queue_wait = "200ms"
+    /// nice = 10
+    /// sched_policy = "batch"  # "normal", "batch" or "idle"
+    /// panic_policy = "abort"  # for tasks without a handle: "count" (the default) or "abort"
+    ///
+    /// [pools.downstream]
+    /// elastic = [1, 16]       # min and max threads (docs/OVERLOAD.md)
+    /// keep_alive = "30s"
+    /// replacement_budget = 2
+    /// stuck_after = "10s"
+    /// codel = ["5ms", "100ms"] # target and interval
+    /// max_threads_limit = 32   # allows Pool::set_threads up to 32
+    /// queue_capacity_limit = 1024
+    /// ```
+    ///
+    /// Hooks (context propagation, thread start and stop, a panic handler) are code, not
+    /// configuration: set them on the builder that the file returns, with
+    /// [`RuntimeBuilder::configure_pool`].
+    ///
+    /// Every key is the name of the [`PoolBuilder`] or [`RuntimeBuilder`] setter it stands for,
+    /// with the same defaults and rules. Pools are registered in file order. Durations are
+    /// strings with a unit: `"250us"`, `"200ms"`, `"1.5s"`, `"2m"`, `"1h"`.
+    ///
+    /// Loading reports **every** problem at once, each with the pool, the key and the line:
+    /// syntax errors, unknown keys (an error, never ignored), wrong types, and every value that
+    /// `build()` would refuse. Environment overrides for the common knobs are applied by
+    /// [`RuntimeBuilder::env_overrides`]; pass it `std::env::vars_os()`.
     ///
     /// # Errors
     ///

@@ -7,9 +7,9 @@
 
 use std::any::Any;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
+use crate::sync::Arc;
 use crate::unwind::payload_str;
 
 /// Why a pool refused a task at submission.

@@ -11,11 +11,11 @@
 //! A listener that panics is caught; the panic is dropped and the supervisor goes on.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::RefusalReason;
 use crate::metrics::Health;
+use crate::sync::Arc;
 
 /// Something the supervisor noticed during one sampling interval.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,33 +7,8 @@
 //! check at submission (is there a capture hook?) and one in the worker (did this task capture
 //! a context?); a pool without a context hook allocates nothing extra per task.
 //!
-//! # Where the context hooks run
 //!
-//! The *capture* hook runs on the submitting thread, inside `try_submit`, `submit_timeout`,
-//! `execute`, `execute_timeout` or [`TaskHandle::then_in`](crate::TaskHandle::then_in) (for a
-//! continuation, on the thread that calls `then_in`, not the one that later queues it). The
-//! captured value travels with the task. *Install* runs exactly once for every task that was
-//! accepted, and the guard it returns is dropped (that is the *clear*) right after, on every
-//! path:
-//!
-//! | path                                   | thread that installs and clears          | between install and clear              |
-//! |----------------------------------------|------------------------------------------|----------------------------------------|
-//! | run                                    | the worker                               | the closure                            |
-//! | panic                                  | the worker                               | the closure, up to its panic; the guard is dropped while unwinding, then the panic is caught |
-//! | expiry (`max_queue_wait`)              | the worker that reached the task         | the closure is dropped, not called     |
-//! | cancel through [`TaskHandle::cancel`](crate::TaskHandle::cancel) | the thread calling `cancel` | the closure is dropped             |
-//! | cancel by an abandoned shutdown        | the thread draining the queue (the one in `shutdown_timeout` or `drop`, or a worker or submitter that finds the queue abandoned) | the closure is dropped |
-//!
-//! On the run and panic paths the context is cleared before the task's handle resolves; on
-//! the expiry and shutdown paths the handle resolves first and the closure is dropped, in its
-//! context, just after (on the same thread); a cancel through the handle has done all three
-//! by the time `cancel` returns.
-//!
-//! A task *refused* at submission never enters the pool: its captured context is dropped
-//! without being installed, and the closure is handed back in the [`SubmitError`](crate::SubmitError).
-//! A panic in the capture hook unwinds into the submitter; a panic in the install hook is the
-//! task's panic (its closure is then dropped, not called); the guard's `Drop` must not panic
-//! (while a task unwinds, that aborts the process, as any panic during unwinding does).
+//! Where each context hook runs, path by path, is on [`PoolBuilder::context`].
 
 use std::any::Any;
 use std::fmt;
@@ -201,7 +176,7 @@ impl fmt::Debug for WorkerThread<'_> {
 /// ```
 /// let mut cleared = false;
 /// {
-///     let _guard = bulkhead::hooks::on_drop(|| cleared = true);
+///     let _guard = bulkhead::on_drop(|| cleared = true);
 /// }
 /// assert!(cleared);
 /// ```

@@ -221,7 +221,7 @@
 //!
 //! ## Fitting into a service
 //!
-//! Per pool, all optional and free when unset ([`hooks`] has the details):
+//! Per pool, all optional and free when unset ([`PoolBuilder::context`] has the details):
 //!
 //! - [`PoolBuilder::context`] carries context from the submitting thread into the task (a
 //!   `tracing` span, a request id): *capture* runs at submission, *install* on the worker
@@ -244,7 +244,7 @@
 //!                 || REQUEST_ID.with(Cell::get), // on the submitting thread
 //!                 |id| {                          // on the worker, around the task
 //!                     REQUEST_ID.with(|r| r.set(id));
-//!                     bulkhead::hooks::on_drop(|| REQUEST_ID.with(|r| r.set(0)))
+//!                     bulkhead::on_drop(|| REQUEST_ID.with(|r| r.set(0)))
 //!                 },
 //!             )
 //!             .on_thread_start(|w| eprintln!("{} up on {:?}", w.thread_name(), w.info().affinity))
@@ -309,21 +309,21 @@
 
 #![deny(unsafe_code)]
 
-pub mod builder;
+mod builder;
 #[cfg(feature = "config")]
-pub mod config;
+mod config;
 mod cpuset;
 
 mod error;
 mod events;
 mod export;
-pub mod hooks;
+mod hooks;
 mod job;
-pub mod metrics;
+mod metrics;
 mod overload;
 mod placement;
-pub mod pool;
-pub mod runtime;
+mod pool;
+mod runtime;
 mod stats;
 mod supervisor;
 mod sync;
@@ -333,19 +333,22 @@ mod trampoline;
 mod unwind;
 mod worker;
 
+pub use builder::limits;
 pub use builder::{PoolBuilder, RuntimeBuilder};
+#[cfg(feature = "config")]
+pub use config::{parse_duration, ConfigError, ConfigIssue};
 pub use cpuset::{CpuSet, ParseCpuSetError, PartitionError};
 pub use error::{
     BuildError, BuildErrorKind, RefusalReason, RefusedContinuation, ResizeError, ResizeErrorKind,
     SubmitError, TaskError, UnknownPool,
 };
 pub use events::{Event, EventListener};
-pub use hooks::{PanicPolicy, WorkerId, WorkerThread};
+pub use hooks::{on_drop, OnDrop, PanicHandler, PanicPolicy, WorkerId, WorkerThread};
 pub use metrics::{
     Health, LatencySummary, LatencyView, PoolLatency, PoolSnapshot, RuntimeSnapshot, StuckTask,
 };
 pub use overload::{ShedReason, ShedTask};
-pub use placement::{current_cpu, Placement, SchedPolicy, MAX_NICE, MIN_NICE};
+pub use placement::{current_cpu, Placement, SchedPolicy};
 pub use pool::Pool;
 pub use runtime::{PoolReport, Runtime, ShutdownReport, StuckWorker};
 pub use stats::{PoolStats, WorkerInfo};

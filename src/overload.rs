@@ -45,11 +45,10 @@
 
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::job::DetachedTask;
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{Arc, AtomicU64, Ordering};
 use crate::unwind::drop_quietly;
 
 const IDLE: u64 = 0;

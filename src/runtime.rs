@@ -1,23 +1,5 @@
 //! The runtime: the registry of named pools, their start-up, and their shutdown.
 //!
-//! # Shutdown
-//!
-//! [`Runtime::shutdown`] and [`Runtime::shutdown_timeout`] run the same steps on every pool
-//! at once:
-//!
-//! 1. stop intake (later submissions are refused with `ShuttingDown`) and wake idle workers;
-//! 2. workers run what is queued, then exit; the caller waits for them (until the deadline);
-//! 3. at the deadline, pools whose workers are still busy are *abandoned*: their queued tasks
-//!    are cancelled (handles report [`TaskError::Cancelled`](crate::TaskError::Cancelled)), and
-//!    workers still inside a task are detached and named in the [`ShutdownReport`]. A thread
-//!    cannot be killed; a detached worker exits when its task returns.
-//!
-//! Shutting down twice is harmless: the second call finds the pools closed and reports them.
-//!
-//! **Dropping** a runtime runs `shutdown_timeout` with the builder's
-//! [`drop_timeout`](crate::RuntimeBuilder::drop_timeout) (5 s by default), so a drop never
-//! hangs on a stuck task for longer than that. If the runtime was already shut down
-//! explicitly, dropping it waits for nothing: the explicit call already chose how long to wait.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -33,8 +15,26 @@ use crate::sync::{AtomicBool, Ordering};
 
 /// A set of named pools ("bulkheads"), each with its own threads and bounded queue.
 ///
-/// Built with [`Runtime::builder`]. Dropping it shuts every pool down (see the
-/// [module docs](crate::runtime) for the rule).
+/// Built with [`Runtime::builder`]. Dropping it shuts every pool down (see below).
+///
+/// # Shutdown
+///
+/// [`Runtime::shutdown`] and [`Runtime::shutdown_timeout`] run the same steps on every pool
+/// at once:
+///
+/// 1. stop intake (later submissions are refused with `ShuttingDown`) and wake idle workers;
+/// 2. workers run what is queued, then exit; the caller waits for them (until the deadline);
+/// 3. at the deadline, pools whose workers are still busy are *abandoned*: their queued tasks
+///    are cancelled (handles report [`TaskError::Cancelled`](crate::TaskError::Cancelled)), and
+///    workers still inside a task are detached and named in the [`ShutdownReport`]. A thread
+///    cannot be killed; a detached worker exits when its task returns.
+///
+/// Shutting down twice is harmless: the second call finds the pools closed and reports them.
+///
+/// **Dropping** a runtime runs `shutdown_timeout` with the builder's
+/// [`drop_timeout`](crate::RuntimeBuilder::drop_timeout) (5 s by default), so a drop never
+/// hangs on a stuck task for longer than that. If the runtime was already shut down
+/// explicitly, dropping it waits for nothing: the explicit call already chose how long to wait.
 pub struct Runtime {
     pools: Vec<Pool>,
     drop_timeout: Duration,

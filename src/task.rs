@@ -465,7 +465,7 @@ where
     }
 
     #[cold]
-    fn refuse(&self, reason: RefusalReason, pool: std::sync::Arc<str>) {
+    fn refuse(&self, reason: RefusalReason, pool: Arc<str>) {
         let mut st = self.state.lock();
         let body = match std::mem::replace(&mut st.stage, Stage::Running) {
             Stage::Pending(body) => {

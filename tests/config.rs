@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use bulkhead::{builder, BuildErrorKind, Runtime, RuntimeBuilder};
+use bulkhead::{limits, BuildErrorKind, Runtime, RuntimeBuilder};
 
 fn err(b: RuntimeBuilder) -> bulkhead::BuildError {
     b.build().expect_err("configuration must be rejected")
@@ -35,7 +35,7 @@ fn zero_threads() {
 
 #[test]
 fn too_many_threads() {
-    let e = err(Runtime::builder().pool("api", |p| p.threads(builder::MAX_THREADS + 1)));
+    let e = err(Runtime::builder().pool("api", |p| p.threads(limits::MAX_THREADS + 1)));
     assert_names(&e, Some("api"), "threads");
 }
 
@@ -80,7 +80,7 @@ fn capacity_that_overflows() {
     let e = err(Runtime::builder().pool("api", |p| p.queue_capacity(usize::MAX)));
     assert_names(&e, Some("api"), "queue_capacity");
     let e =
-        err(Runtime::builder().pool("api", |p| p.queue_capacity(builder::MAX_QUEUE_CAPACITY + 1)));
+        err(Runtime::builder().pool("api", |p| p.queue_capacity(limits::MAX_QUEUE_CAPACITY + 1)));
     assert_names(&e, Some("api"), "queue_capacity");
 }
 
@@ -107,7 +107,7 @@ fn the_bad_pool_is_named_among_good_ones() {
 #[test]
 fn valid_configuration_builds_and_names_threads() {
     let rt = Runtime::builder()
-        .pool("api", |p| p.threads(3).stack_size(builder::MIN_STACK_SIZE))
+        .pool("api", |p| p.threads(3).stack_size(limits::MIN_STACK_SIZE))
         .pool("bg", |p| p.thread_name("bgw").queue_capacity(0))
         .build()
         .unwrap();

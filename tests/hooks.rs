@@ -67,7 +67,7 @@ fn runtime(
                     install_log.push("install", tag);
                     TAG.with(|t| t.set(tag));
                     let clear_log = install_log.clone();
-                    bulkhead::hooks::on_drop(move || {
+                    bulkhead::on_drop(move || {
                         clear_log.push("clear", tag);
                         TAG.with(|t| t.set(0));
                     })

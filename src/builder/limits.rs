@@ -1,7 +1,10 @@
 //! Defaults and limits of every setting: the numbers the builder's rules and setter docs
-//! refer to.
+//! refer to, and the fixed precision of the latency histograms.
 
 use std::time::Duration;
+
+pub use crate::metrics::{HIGHEST_TRACKABLE, SIGNIFICANT_DIGITS};
+pub use crate::placement::{MAX_NICE, MIN_NICE};
 
 #[cfg(doc)]
 use crate::{PoolBuilder, Runtime};

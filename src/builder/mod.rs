@@ -42,12 +42,12 @@
 //! The engine reads only the settings values: nothing below this module imports the
 //! builder API.
 
-mod limits;
+pub mod limits;
 pub(crate) mod pool;
 
 use std::time::Duration;
 
-pub use limits::*;
+pub(crate) use limits::*;
 pub use pool::PoolBuilder;
 
 use crate::error::{BuildError, BuildErrorKind, UnknownPool};
@@ -211,7 +211,7 @@ impl RuntimeBuilder {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn on_event(mut self, listener: impl EventListener) -> Self {
-        self.listeners.0.push(std::sync::Arc::new(listener));
+        self.listeners.0.push(crate::sync::Arc::new(listener));
         self
     }
 

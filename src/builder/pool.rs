@@ -5,7 +5,6 @@
 //! A new pool setting is a field of [`PoolSettings`] with its default and rule, its setter
 //! here, and its line in the settings table (`table.rs`).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::limits::*;
@@ -15,6 +14,7 @@ use crate::events::Listeners;
 use crate::hooks::{ContextPair, Hooks, PanicPolicy, WorkerThread};
 use crate::overload::{CodelConfig, ShedHandler, ShedTask};
 use crate::placement::{CpuConfig, Placement, SchedPolicy, MAX_NICE, MIN_NICE};
+use crate::sync::Arc;
 
 /// One pool's settings as `build()` hands them to the engine: plain data, validated
 /// ([`PoolSettings::problems`]) before any thread starts.
@@ -307,7 +307,7 @@ impl PoolBuilder {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn on_shed(mut self, handler: impl Fn(ShedTask) + Send + Sync + 'static) -> Self {
-        self.0.on_shed = Some(ShedHandler(std::sync::Arc::new(handler)));
+        self.0.on_shed = Some(ShedHandler(Arc::new(handler)));
         self
     }
 
@@ -614,8 +614,36 @@ impl PoolBuilder {
     /// into the pool: `capture` runs on the submitting thread and its value travels with the
     /// task; on the worker, `install` receives it just before the task and returns a guard
     /// whose `Drop` clears it just after. Install and clear run exactly once per accepted task
-    /// on every path (run, panic, expiry, cancellation); the [module docs](crate::hooks) say
-    /// on which thread for each.
+    /// on every path (run, panic, expiry, cancellation); the table below says on which thread
+    /// for each.
+    ///
+    /// # Where the hooks run
+    ///
+    /// The *capture* hook runs on the submitting thread, inside `try_submit`, `submit_timeout`,
+    /// `execute`, `execute_timeout` or [`TaskHandle::then_in`](crate::TaskHandle::then_in) (for a
+    /// continuation, on the thread that calls `then_in`, not the one that later queues it). The
+    /// captured value travels with the task. *Install* runs exactly once for every task that was
+    /// accepted, and the guard it returns is dropped (that is the *clear*) right after, on every
+    /// path:
+    ///
+    /// | path                                   | thread that installs and clears          | between install and clear              |
+    /// |----------------------------------------|------------------------------------------|----------------------------------------|
+    /// | run                                    | the worker                               | the closure                            |
+    /// | panic                                  | the worker                               | the closure, up to its panic; the guard is dropped while unwinding, then the panic is caught |
+    /// | expiry (`max_queue_wait`)              | the worker that reached the task         | the closure is dropped, not called     |
+    /// | cancel through [`TaskHandle::cancel`](crate::TaskHandle::cancel) | the thread calling `cancel` | the closure is dropped             |
+    /// | cancel by an abandoned shutdown        | the thread draining the queue (the one in `shutdown_timeout` or `drop`, or a worker or submitter that finds the queue abandoned) | the closure is dropped |
+    ///
+    /// On the run and panic paths the context is cleared before the task's handle resolves; on
+    /// the expiry and shutdown paths the handle resolves first and the closure is dropped, in its
+    /// context, just after (on the same thread); a cancel through the handle has done all three
+    /// by the time `cancel` returns.
+    ///
+    /// A task *refused* at submission never enters the pool: its captured context is dropped
+    /// without being installed, and the closure is handed back in the [`SubmitError`](crate::SubmitError).
+    /// A panic in the capture hook unwinds into the submitter; a panic in the install hook is the
+    /// task's panic (its closure is then dropped, not called); the guard's `Drop` must not panic
+    /// (while a task unwinds, that aborts the process, as any panic during unwinding does).
     ///
     /// Default: unset, and then no per-task cost. Set, each submission costs one call of
     /// `capture` and one allocation for the captured value. Setting it again replaces it.
@@ -630,7 +658,7 @@ impl PoolBuilder {
     ///             || REQUEST_ID.with(Cell::get),
     ///             |id| {
     ///                 REQUEST_ID.with(|r| r.set(id));
-    ///                 bulkhead::hooks::on_drop(|| REQUEST_ID.with(|r| r.set(0)))
+    ///                 bulkhead::on_drop(|| REQUEST_ID.with(|r| r.set(0)))
     ///             },
     ///         )
     ///     })

@@ -34,7 +34,7 @@ pub use snapshot::{
     Health, LatencySummary, LatencyView, PoolLatency, PoolSnapshot, RuntimeSnapshot, StuckTask,
 };
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Mutex, Ordering};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -165,7 +165,7 @@ impl LatencyRecorder {
 struct AtomicCounts {
     counts: Box<[AtomicU64]>,
     /// What the supervisor read last time; only the supervisor touches it.
-    seen: parking_lot::Mutex<Box<[u64]>>,
+    seen: Mutex<Box<[u64]>>,
 }
 
 /// HdrHistogram layout for lowest value 1 and 3 significant digits: 2048 sub-buckets (half
@@ -203,7 +203,7 @@ impl AtomicCounts {
         let len = counts_index(highest_trackable_nanos()) + 1;
         AtomicCounts {
             counts: (0..len).map(|_| AtomicU64::new(0)).collect(),
-            seen: parking_lot::Mutex::new(vec![0; len].into_boxed_slice()),
+            seen: Mutex::new(vec![0; len].into_boxed_slice()),
         }
     }
 

@@ -43,7 +43,7 @@ use crossbeam_utils::CachePadded;
 
 use super::PoolShared;
 use crate::error::SetupError;
-use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
+use crate::sync::{fence, Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
 use crate::worker;
 
 /// The counts the mutex protects; see the module docs.
@@ -192,7 +192,7 @@ impl Dynamic {
         if !self.can_grow.load(Ordering::Relaxed) {
             return false;
         }
-        std::sync::atomic::fence(Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         queued() > self.idle.load(Ordering::Relaxed)
     }
 

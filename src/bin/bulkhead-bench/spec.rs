@@ -241,11 +241,11 @@ impl Scenario {
 /// A load's name names its generator threads and its rows: the library's rule for pool
 /// names (1 to 64 bytes, no control characters; a NUL would panic the thread spawn).
 fn check_load_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > bulkhead::builder::MAX_NAME_LEN {
+    if name.is_empty() || name.len() > bulkhead::limits::MAX_NAME_LEN {
         return Err(format!(
             "load name {name:?} is {} bytes long: it must be 1 to {} bytes",
             name.len(),
-            bulkhead::builder::MAX_NAME_LEN
+            bulkhead::limits::MAX_NAME_LEN
         ));
     }
     if let Some(c) = name.chars().find(|c| c.is_control()) {
@@ -297,7 +297,7 @@ fn format_unit(v: f64, unit: &str) -> String {
 /// file works here too: a non-negative number and a unit, `ns`, `us` (or `µs`), `ms`, `s`,
 /// `m` or `h` (`50us`, `1.5ms`, `2m`, `1h`). The error names the value. Ranges are checked
 /// where the duration is used (a run is at most [`MAX_DURATION`]).
-pub(crate) use bulkhead::config::parse_duration;
+pub(crate) use bulkhead::parse_duration;
 
 /// Parses a rate: tasks per second (`2000`, `2000/s`, `2.5k`), or `max`.
 pub(crate) fn parse_rate(s: &str) -> Result<Rate, String> {
@@ -803,7 +803,7 @@ mod tests {
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
         // The library's syntax: whatever a configuration file accepts, the bench accepts.
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("1h"), bulkhead::config::parse_duration("1h"));
+        assert_eq!(parse_duration("1h"), bulkhead::parse_duration("1h"));
     }
 
     #[test]
