@@ -227,6 +227,7 @@ fn kind(v: &DeValue<'_>) -> &'static str {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
 impl RuntimeBuilder {
     /// Reads a runtime configuration from TOML text (see the [module docs](crate::config) for
     /// the schema). `source_name` (a file name, say) prefixes the error message.

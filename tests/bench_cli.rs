@@ -342,11 +342,17 @@ fn invalid_pool_and_load_names_exit_2_before_any_run() {
 fn shared_sums_over_the_limits_exit_2_before_any_run() {
     for (pools, needle) in [
         (
-            ["api:threads=1,queue_capacity=16777216", "b:threads=1,queue_capacity=16777216"],
+            [
+                "api:threads=1,queue_capacity=16777216",
+                "b:threads=1,queue_capacity=16777216",
+            ],
             "got 33554432",
         ),
         (
-            ["api:threads=1000,queue_capacity=1", "b:threads=100,queue_capacity=1"],
+            [
+                "api:threads=1000,queue_capacity=1",
+                "b:threads=100,queue_capacity=1",
+            ],
             "got 1100",
         ),
     ] {

@@ -793,7 +793,10 @@ mod tests {
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
         // The library's syntax: whatever a configuration file accepts, the bench accepts.
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("1h"), bulkhead::builder::parse_duration("1h"));
+        assert_eq!(
+            parse_duration("1h"),
+            bulkhead::builder::parse_duration("1h")
+        );
     }
 
     #[test]
