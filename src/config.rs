@@ -1,19 +1,19 @@
 //! Configuring a runtime from a TOML file (cargo feature `config`).
+#![cfg_attr(docsrs, doc(cfg(feature = "config")))]
 //!
 //! The file format is documented on [`RuntimeBuilder::from_toml_str`].
 
 use std::ffi::OsStr;
 use std::fmt;
 use std::path::Path;
-use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+#[cfg(doc)]
+use crate::builder::parse_duration;
+use crate::builder::table::{self, Setting, Value, POOL_SETTINGS, RUNTIME_SETTINGS};
 use crate::builder::{PoolBuilder, RuntimeBuilder};
-use crate::cpuset::CpuSet;
-use crate::hooks::PanicPolicy;
-use crate::placement::{Placement, SchedPolicy};
 
 /// One problem found in a configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,33 +76,6 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Parses a duration with a unit: `ns`, `us` (or `µs`), `ms`, `s`, `m`, `h`; a decimal
-/// number is allowed (`"1.5s"`). The error names the value.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("{text:?} has no unit (use ns, us, ms, s, m or h)"))?;
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} does not start with a number"))?;
-    let scale = match unit.trim() {
-        "ns" => 1e-9,
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        other => {
-            return Err(format!(
-                "{text:?} has the unknown unit {other:?} (use ns, us, ms, s, m or h)"
-            ))
-        }
-    };
-    Duration::try_from_secs_f64(value * scale).map_err(|_| format!("{text:?} is out of range"))
-}
-
 struct Loader<'a> {
     text: &'a str,
     issues: Vec<ConfigIssue>,
@@ -127,136 +100,6 @@ impl Loader<'_> {
         });
     }
 
-    fn int(&mut self, pool: Option<&str>, key: &str, v: &Spanned<DeValue<'_>>) -> Option<i64> {
-        match v.get_ref() {
-            DeValue::Integer(i) => {
-                match i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()) {
-                    Ok(n) => Some(n),
-                    Err(_) => {
-                        self.issue(
-                            pool,
-                            Some(key),
-                            v.span().start,
-                            format!("{i} is out of range"),
-                        );
-                        None
-                    }
-                }
-            }
-            other => {
-                let msg = format!("expected an integer, found {}", kind(other));
-                self.issue(pool, Some(key), v.span().start, msg);
-                None
-            }
-        }
-    }
-
-    fn count(&mut self, pool: Option<&str>, key: &str, v: &Spanned<DeValue<'_>>) -> Option<usize> {
-        let n = self.int(pool, key, v)?;
-        match usize::try_from(n) {
-            Ok(n) => Some(n),
-            Err(_) => {
-                let msg = format!("must not be negative, got {n}");
-                self.issue(pool, Some(key), v.span().start, msg);
-                None
-            }
-        }
-    }
-
-    fn string<'v>(
-        &mut self,
-        pool: Option<&str>,
-        key: &str,
-        v: &'v Spanned<DeValue<'_>>,
-    ) -> Option<&'v str> {
-        match v.get_ref() {
-            DeValue::String(s) => Some(s.as_ref()),
-            other => {
-                let msg = format!("expected a string, found {}", kind(other));
-                self.issue(pool, Some(key), v.span().start, msg);
-                None
-            }
-        }
-    }
-
-    fn duration(
-        &mut self,
-        pool: Option<&str>,
-        key: &str,
-        v: &Spanned<DeValue<'_>>,
-    ) -> Option<Duration> {
-        let s = self.string(pool, key, v)?;
-        match parse_duration(s) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                self.issue(pool, Some(key), v.span().start, e);
-                None
-            }
-        }
-    }
-
-    fn bool(&mut self, pool: Option<&str>, key: &str, v: &Spanned<DeValue<'_>>) -> Option<bool> {
-        match v.get_ref() {
-            DeValue::Boolean(b) => Some(*b),
-            other => {
-                let msg = format!("expected true or false, found {}", kind(other));
-                self.issue(pool, Some(key), v.span().start, msg);
-                None
-            }
-        }
-    }
-
-    /// A two-element array, each element read by `item`.
-    fn pair<T>(
-        &mut self,
-        pool: Option<&str>,
-        key: &str,
-        v: &Spanned<DeValue<'_>>,
-        what: &str,
-        mut item: impl FnMut(&mut Self, &Spanned<DeValue<'_>>) -> Option<T>,
-    ) -> Option<(T, T)> {
-        match v.get_ref() {
-            DeValue::Array(items) if items.len() == 2 => {
-                let a = item(self, &items[0]);
-                let b = item(self, &items[1]);
-                Some((a?, b?))
-            }
-            other => {
-                let msg = format!("expected an array of two {what}, found {}", kind(other));
-                self.issue(pool, Some(key), v.span().start, msg);
-                None
-            }
-        }
-    }
-
-    fn cpus(&mut self, pool: &str, v: &Spanned<DeValue<'_>>) -> Option<CpuSet> {
-        match v.get_ref() {
-            DeValue::String(s) => match s.parse::<CpuSet>() {
-                Ok(set) => Some(set),
-                Err(e) => {
-                    self.issue(Some(pool), Some("cpus"), v.span().start, e.to_string());
-                    None
-                }
-            },
-            DeValue::Array(items) => {
-                let mut cpus = Vec::new();
-                for item in items.iter() {
-                    cpus.push(self.count(Some(pool), "cpus", item)?);
-                }
-                Some(CpuSet::new(cpus))
-            }
-            other => {
-                let msg = format!(
-                    "expected a cpulist string such as \"0-3,6\" or an array of CPU numbers, \
-                     found {}",
-                    kind(other)
-                );
-                self.issue(Some(pool), Some("cpus"), v.span().start, msg);
-                None
-            }
-        }
-    }
-
     fn table<'t, 'i>(
         &mut self,
         pool: Option<&str>,
@@ -273,169 +116,53 @@ impl Loader<'_> {
         }
     }
 
-    fn runtime(&mut self, table: &DeTable<'_>, mut b: RuntimeBuilder) -> RuntimeBuilder {
-        for (k, v) in table.iter() {
-            match k.get_ref().as_ref() {
-                "drop_timeout" => {
-                    if let Some(d) = self.duration(None, "drop_timeout", v) {
-                        b = b.drop_timeout(d);
-                    }
-                }
-                other => {
-                    let msg =
-                        format!("unknown key {other:?} in [runtime] (known keys: drop_timeout)");
-                    self.issue(None, Some(other), k.span().start, msg);
-                }
-            }
-        }
-        b
-    }
-
-    fn pool(&mut self, name: &str, table: &DeTable<'_>) -> (PoolBuilder, Vec<(String, usize)>) {
-        let mut p = PoolBuilder::new(name.to_owned());
+    /// Applies every key of `table` to `b` through the settings table; a key it does not
+    /// know, or a value its setter refuses, is an issue on that key's or value's line.
+    /// Returns where each key starts, to place `build()`'s errors later.
+    fn apply<B: Clone>(
+        &mut self,
+        settings: &[Setting<B>],
+        pool: Option<&str>,
+        table: &DeTable<'_>,
+        mut b: B,
+    ) -> (B, Vec<(String, usize)>) {
         let mut lines = Vec::new();
-        let pool = Some(name);
         for (k, v) in table.iter() {
             let key = k.get_ref().as_ref();
             lines.push((key.to_owned(), k.span().start));
-            match key {
-                "threads" => {
-                    if let Some(n) = self.count(pool, key, v) {
-                        p = p.threads(n);
-                    }
+            let setting = match table::find(settings, key) {
+                Ok(setting) => setting,
+                Err(msg) => {
+                    self.issue(pool, Some(key), k.span().start, msg);
+                    continue;
                 }
-                "queue_capacity" => {
-                    if let Some(n) = self.count(pool, key, v) {
-                        p = p.queue_capacity(n);
-                    }
-                }
-                "stack_size" => {
-                    if let Some(n) = self.count(pool, key, v) {
-                        p = p.stack_size(n);
-                    }
-                }
-                "max_queue_wait" => {
-                    if let Some(d) = self.duration(pool, key, v) {
-                        p = p.max_queue_wait(d);
-                    }
-                }
-                "thread_name" => {
-                    if let Some(s) = self.string(pool, key, v) {
-                        p = p.thread_name(s);
-                    }
-                }
-                "stuck_after" => {
-                    if let Some(d) = self.duration(pool, key, v) {
-                        p = p.stuck_after(d);
-                    }
-                }
-                "idle_spin" => {
-                    if let Some(d) = self.duration(pool, key, v) {
-                        p = p.idle_spin(d);
-                    }
-                }
-                "elastic" => {
-                    let pair = self.pair(pool, key, v, "thread counts [min, max]", |c, x| {
-                        c.count(pool, key, x)
-                    });
-                    if let Some((min, max)) = pair {
-                        p = p.elastic(min, max);
-                    }
-                }
-                "keep_alive" => {
-                    if let Some(d) = self.duration(pool, key, v) {
-                        p = p.keep_alive(d);
-                    }
-                }
-                "replacement_budget" => {
-                    if let Some(n) = self.count(pool, key, v) {
-                        p = p.replacement_budget(n);
-                    }
-                }
-                "max_threads_limit" => {
-                    if let Some(n) = self.count(pool, key, v) {
-                        p = p.max_threads_limit(n);
-                    }
-                }
-                "queue_capacity_limit" => {
-                    if let Some(n) = self.count(pool, key, v) {
-                        p = p.queue_capacity_limit(n);
-                    }
-                }
-                "codel" => {
-                    let pair = self.pair(pool, key, v, "durations [target, interval]", |c, x| {
-                        c.duration(pool, key, x)
-                    });
-                    if let Some((target, interval)) = pair {
-                        p = p.codel(target, interval);
-                    }
-                }
-                "cpus" => {
-                    if let Some(set) = self.cpus(name, v) {
-                        p = p.cpus(set);
-                    }
-                }
-                "placement" => match self.string(pool, key, v) {
-                    Some("spread") => p = p.placement(Placement::Spread),
-                    Some("pin-each") => p = p.placement(Placement::PinEach),
-                    Some(other) => {
-                        let msg =
-                            format!("unknown placement {other:?} (use \"spread\" or \"pin-each\")");
-                        self.issue(pool, Some(key), v.span().start, msg);
-                    }
-                    None => {}
-                },
-                "exclusive" => {
-                    if let Some(x) = self.bool(pool, key, v) {
-                        p = p.exclusive(x);
-                    }
-                }
-                "nice" => {
-                    if let Some(n) = self.int(pool, key, v) {
-                        match i32::try_from(n) {
-                            Ok(n) => p = p.nice(n),
-                            Err(_) => {
-                                let msg = format!("{n} is out of range");
-                                self.issue(pool, Some(key), v.span().start, msg);
-                            }
-                        }
-                    }
-                }
-                "sched_policy" => match self.string(pool, key, v) {
-                    Some("normal") => p = p.sched_policy(SchedPolicy::Normal),
-                    Some("batch") => p = p.sched_policy(SchedPolicy::Batch),
-                    Some("idle") => p = p.sched_policy(SchedPolicy::Idle),
-                    Some(other) => {
-                        let msg = format!(
-                            "unknown scheduling policy {other:?} (use \"normal\", \"batch\" or \"idle\")"
-                        );
-                        self.issue(pool, Some(key), v.span().start, msg);
-                    }
-                    None => {}
-                },
-                "panic_policy" => match self.string(pool, key, v) {
-                    Some("count") => p = p.panic_policy(PanicPolicy::Count),
-                    Some("abort") => p = p.panic_policy(PanicPolicy::Abort),
-                    Some(other) => {
-                        let msg = format!(
-                            "unknown panic policy {other:?} (use \"count\" or \"abort\"; a handler is set in code \
-                             with PoolBuilder::panic_policy)"
-                        );
-                        self.issue(pool, Some(key), v.span().start, msg);
-                    }
-                    None => {}
-                },
-                other => {
-                    let msg = format!(
-                        "unknown key {other:?} (known keys: {})",
-                        POOL_KEYS.join(", ")
-                    );
-                    self.issue(pool, Some(other), k.span().start, msg);
-                }
+            };
+            match value(v.get_ref()).and_then(|value| (setting.set)(b.clone(), &value)) {
+                Ok(next) => b = next,
+                Err(msg) => self.issue(pool, Some(key), v.span().start, msg),
             }
         }
-        (p, lines)
+        (b, lines)
     }
+}
+
+/// A TOML value as the settings table takes it.
+fn value(v: &DeValue<'_>) -> Result<Value, String> {
+    Ok(match v {
+        DeValue::String(s) => Value::Str(s.to_string()),
+        DeValue::Integer(i) => match i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()) {
+            Ok(n) => Value::Int(n),
+            Err(_) => return Err(format!("{i} is out of range")),
+        },
+        DeValue::Boolean(b) => Value::Bool(*b),
+        DeValue::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|item| value(item.get_ref()))
+                .collect::<Result<_, _>>()?,
+        ),
+        other => Value::Other(kind(other)),
+    })
 }
 
 /// Where a pool's table and each of its keys start, to place build errors on their line.
@@ -444,29 +171,6 @@ struct PoolLines {
     keys: Vec<(String, usize)>,
     table_at: usize,
 }
-
-/// The keys a `[pools.NAME]` table may hold.
-pub(crate) const POOL_KEYS: &[&str] = &[
-    "threads",
-    "queue_capacity",
-    "max_queue_wait",
-    "stack_size",
-    "thread_name",
-    "cpus",
-    "placement",
-    "exclusive",
-    "nice",
-    "sched_policy",
-    "stuck_after",
-    "idle_spin",
-    "elastic",
-    "keep_alive",
-    "replacement_budget",
-    "max_threads_limit",
-    "queue_capacity_limit",
-    "codel",
-    "panic_policy",
-];
 
 fn kind(v: &DeValue<'_>) -> &'static str {
     match v {
@@ -480,6 +184,7 @@ fn kind(v: &DeValue<'_>) -> &'static str {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
 impl RuntimeBuilder {
     /// Reads a runtime configuration from TOML text. `source_name` (a file name, say)
     /// prefixes the error message.
@@ -520,13 +225,16 @@ impl RuntimeBuilder {
     /// [`RuntimeBuilder::configure_pool`].
     ///
     /// Every key is the name of the [`PoolBuilder`] or [`RuntimeBuilder`] setter it stands for,
-    /// with the same defaults and rules. Pools are registered in file order. Durations are
-    /// strings with a unit: `"250us"`, `"200ms"`, `"1.5s"`, `"2m"`, `"1h"`.
+    /// with the same defaults and rules: the keys and how each value is read come from one
+    /// table, the one [`PoolBuilder::set`] and [`RuntimeBuilder::set`] read (an unknown key's
+    /// error lists the known ones). `[runtime]` takes `drop_timeout`, `metrics` and
+    /// `supervisor_interval`. Pools are registered in file order. Durations are strings with a
+    /// unit, as [`parse_duration`] reads them: `"250us"`, `"200ms"`, `"1.5s"`, `"2m"`, `"1h"`.
     ///
     /// Loading reports **every** problem at once, each with the pool, the key and the line:
     /// syntax errors, unknown keys (an error, never ignored), wrong types, and every value that
-    /// `build()` would refuse. Environment overrides for the common knobs are applied by
-    /// [`RuntimeBuilder::env_overrides`]; pass it `std::env::vars_os()`.
+    /// `build()` would refuse. Environment variables can override every key
+    /// ([`RuntimeBuilder::env_overrides`]; pass it `std::env::vars_os()`).
     ///
     /// # Errors
     ///
@@ -557,11 +265,14 @@ impl RuntimeBuilder {
         }
         let mut builder = RuntimeBuilder::new();
         let mut key_lines: Vec<PoolLines> = Vec::new();
+        let mut runtime_lines: Vec<(String, usize)> = Vec::new();
         for (k, v) in doc.get_ref().iter() {
             match k.get_ref().as_ref() {
                 "runtime" => {
                     if let Some(t) = loader.table(None, "runtime", v) {
-                        builder = loader.runtime(t, builder);
+                        let (b, lines) = loader.apply(RUNTIME_SETTINGS, None, t, builder);
+                        builder = b;
+                        runtime_lines = lines;
                     }
                 }
                 "pools" => {
@@ -571,7 +282,8 @@ impl RuntimeBuilder {
                     for (name, pv) in pools.iter() {
                         let name_str = name.get_ref().as_ref();
                         if let Some(t) = loader.table(Some(name_str), name_str, pv) {
-                            let (p, lines) = loader.pool(name_str, t);
+                            let p = PoolBuilder::new(name_str.to_owned());
+                            let (p, lines) = loader.apply(POOL_SETTINGS, Some(name_str), t, p);
                             key_lines.push(PoolLines {
                                 name: name_str.to_owned(),
                                 keys: lines,
@@ -591,22 +303,18 @@ impl RuntimeBuilder {
         // What build() would refuse, each placed on the line of its key.
         if loader.issues.is_empty() || !builder.pools.is_empty() {
             for e in builder.problems() {
-                let at = e
-                    .pool()
-                    .and_then(|p| key_lines.iter().find(|l| l.name == p))
-                    .map(|l| {
-                        l.keys
-                            .iter()
-                            .find(|(k, _)| k == e.field())
-                            .map_or(l.table_at, |(_, at)| *at)
-                    })
-                    .unwrap_or(0);
-                let message = e.to_string();
-                // BuildError's Display starts with the pool and field; keep only the rest.
-                let prefix_len =
-                    e.pool().map_or(0, |p| format!("pool {p:?}: ").len()) + e.field().len() + 2;
-                let message = message.get(prefix_len..).unwrap_or(&message).to_owned();
-                loader.issue(e.pool(), Some(e.field()), at, message);
+                let key_at = |keys: &[(String, usize)]| {
+                    keys.iter().find(|(k, _)| k == e.field()).map(|(_, at)| *at)
+                };
+                let at = match e.pool() {
+                    Some(p) => key_lines
+                        .iter()
+                        .find(|l| l.name == p)
+                        .map(|l| key_at(&l.keys).unwrap_or(l.table_at)),
+                    None => key_at(&runtime_lines),
+                }
+                .unwrap_or(0);
+                loader.issue(e.pool(), Some(e.field()), at, e.message().to_owned());
             }
         }
         if loader.issues.is_empty() {
@@ -640,25 +348,29 @@ impl RuntimeBuilder {
         Self::from_toml_str(&name, &text)
     }
 
-    /// Applies environment overrides for the common knobs:
-    /// `BULKHEAD_<POOL>_THREADS`, `BULKHEAD_<POOL>_QUEUE_CAPACITY`,
-    /// `BULKHEAD_<POOL>_MAX_QUEUE_WAIT` (a duration) and `BULKHEAD_<POOL>_CPUS` (a cpulist),
-    /// where `<POOL>` is the pool name in upper case with every character that is not a
-    /// letter or digit replaced by `_`.
+    /// Applies environment overrides: `BULKHEAD_<POOL>_<KEY>` for every key of a
+    /// `[pools.NAME]` table (`BULKHEAD_API_THREADS=4`, `BULKHEAD_API_MAX_QUEUE_WAIT=200ms`,
+    /// `BULKHEAD_API_CPUS=0-3,6`, `BULKHEAD_API_ELASTIC=1,16`), and `BULKHEAD_<KEY>` for
+    /// every key of `[runtime]` (`BULKHEAD_DROP_TIMEOUT=2s`). `<KEY>` is the key in upper
+    /// case; `<POOL>` is the pool name in upper case with every character that is not a
+    /// letter or digit replaced by `_`. A value is read in its key's text syntax, the one of
+    /// [`PoolBuilder::set`] (a pair is two values and one comma).
     ///
     /// Pass `std::env::vars_os()`: it never panics, and variables that do not start with
     /// `BULKHEAD_` are skipped whatever their name or value holds. (`std::env::vars()` also
     /// works, but it panics if *any* variable of the process is not valid UTF-8.) Pairs of
     /// `String`s or `&str`s work too, for tests.
     ///
-    /// A variable naming an unknown pool or knob, holding a bad value, or whose name or value
-    /// is not valid UTF-8, is an error naming the variable; none is ignored.
+    /// A variable naming an unknown pool or key, holding a bad value, or whose name or value
+    /// is not valid UTF-8, is an error naming the variable and the value; none is ignored.
     ///
     /// Two pools whose variables could be confused are an error naming both, whatever the
     /// environment holds (so it shows on the first start, not when someone sets a variable):
     /// `a-b` and `a_b` both read `BULKHEAD_A_B_*`, and `a` and `a_b` both could own
-    /// `BULKHEAD_A_B_THREADS`. Rename one of them. [`build`](RuntimeBuilder::build) alone
-    /// accepts such names; only the environment's naming makes them collide.
+    /// `BULKHEAD_A_B_THREADS`; a pool `drop` would read `BULKHEAD_DROP_TIMEOUT`, the runtime's
+    /// `drop_timeout`, if it had a key `timeout`. Rename one of them.
+    /// [`build`](RuntimeBuilder::build) alone accepts such names; only the environment's
+    /// naming makes them collide.
     ///
     /// # Errors
     ///
@@ -712,48 +424,44 @@ impl RuntimeBuilder {
                 continue;
             };
             let rest = &var["BULKHEAD_".len()..];
+            let text = Value::Text(value.to_owned());
+            let issue = |pool: Option<String>, message: String| ConfigIssue {
+                pool,
+                key: Some(var.to_owned()),
+                line: None,
+                message: naming_value(value, message),
+            };
+            // A runtime key first: env_collisions refused pools whose variables could be one.
+            if let Some(setting) = RUNTIME_SETTINGS.iter().find(|s| env_name(s.key) == rest) {
+                match (setting.set)(self.clone(), &text) {
+                    Ok(b) => self = b,
+                    Err(message) => issues.push(issue(None, message)),
+                }
+                continue;
+            }
             // At most one pool matches: env_collisions refused prefixes that overlap.
             let found = self.pools.iter_mut().find_map(|p| {
-                let prefix = env_name(&p.0.name);
+                let prefix = env_name(p.name());
                 rest.strip_prefix(&prefix)
                     .and_then(|r| r.strip_prefix('_'))
-                    .map(|knob| (p, knob.to_owned()))
+                    .map(|key| (p, key.to_owned()))
             });
-            let Some((p, knob)) = found else {
-                issues.push(ConfigIssue {
-                    pool: None,
-                    key: Some(var.to_owned()),
-                    line: None,
-                    message: "names no pool of this configuration".to_owned(),
-                });
+            let Some((p, key)) = found else {
+                issues.push(issue(
+                    None,
+                    "names no pool of this configuration".to_owned(),
+                ));
                 continue;
             };
-            let pool_name = p.0.name.clone();
-            let result = match knob.as_str() {
-                "THREADS" => value
-                    .parse()
-                    .map(|n| p.0.threads = n)
-                    .map_err(|_| format!("{value:?} is not a thread count")),
-                "QUEUE_CAPACITY" => value
-                    .parse()
-                    .map(|n| p.0.queue_capacity = n)
-                    .map_err(|_| format!("{value:?} is not a queue capacity")),
-                "MAX_QUEUE_WAIT" => parse_duration(value).map(|d| p.0.max_queue_wait = Some(d)),
-                "CPUS" => value
-                    .parse::<CpuSet>()
-                    .map(|set| *p = p.clone().cpus(set))
-                    .map_err(|e| e.to_string()),
-                other => Err(format!(
-                    "unknown knob {other:?} (use THREADS, QUEUE_CAPACITY, MAX_QUEUE_WAIT or CPUS)"
-                )),
+            let Some(setting) = POOL_SETTINGS.iter().find(|s| env_name(s.key) == key) else {
+                let known: Vec<String> = POOL_SETTINGS.iter().map(|s| env_name(s.key)).collect();
+                let message = format!("unknown key {key:?} (use {})", known.join(", "));
+                issues.push(issue(Some(p.name().to_owned()), message));
+                continue;
             };
-            if let Err(message) = result {
-                issues.push(ConfigIssue {
-                    pool: Some(pool_name),
-                    key: Some(var.to_owned()),
-                    line: None,
-                    message,
-                });
+            match (setting.set)(p.clone(), &text) {
+                Ok(next) => *p = next,
+                Err(message) => issues.push(issue(Some(p.name().to_owned()), message)),
             }
         }
         if issues.is_empty() {
@@ -766,10 +474,28 @@ impl RuntimeBuilder {
 
 /// Every pair of pools whose environment variables could be confused: the same `<POOL>`
 /// part (`a-b` and `a_b`), or one's followed by `_` starting the other's (`a` and `a_b`:
-/// `BULKHEAD_A_B_THREADS` could be either's). Pools with the very same name are left to
-/// `build()`, which reports the duplicate.
+/// `BULKHEAD_A_B_THREADS` could be either's); and a pool variable that is a runtime one.
+/// Pools with the very same name are left to `build()`, which reports the duplicate.
 fn env_collisions(pools: &[PoolBuilder]) -> Vec<ConfigIssue> {
     let mut issues = Vec::new();
+    for p in pools {
+        let pe = env_name(p.name());
+        for setting in POOL_SETTINGS {
+            let var = format!("{pe}_{}", env_name(setting.key));
+            if let Some(r) = RUNTIME_SETTINGS.iter().find(|r| env_name(r.key) == var) {
+                issues.push(ConfigIssue {
+                    pool: Some(p.name().to_owned()),
+                    key: None,
+                    line: None,
+                    message: format!(
+                        "pool {:?}'s variable BULKHEAD_{var} is also the runtime's {}; rename the pool",
+                        p.name(),
+                        r.key
+                    ),
+                });
+            }
+        }
+    }
     for (i, p) in pools.iter().enumerate() {
         for q in &pools[..i] {
             if q.0.name == p.0.name {
@@ -807,6 +533,17 @@ fn env_collisions(pools: &[PoolBuilder]) -> Vec<ConfigIssue> {
     issues
 }
 
+/// The message of a bad environment value, naming the value if the setter did not.
+fn naming_value(value: &str, message: String) -> String {
+    if message.contains(&format!("{value:?}")) {
+        message
+    } else {
+        format!("{value:?}: {message}")
+    }
+}
+
+/// A pool name or key as it appears in a variable's name: upper case, `_` for every
+/// character that is not a letter or digit.
 fn env_name(pool: &str) -> String {
     pool.chars()
         .map(|c| {
@@ -817,21 +554,4 @@ fn env_name(pool: &str) -> String {
             }
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("10").unwrap_err().contains("no unit"));
-        assert!(parse_duration("10 parsecs")
-            .unwrap_err()
-            .contains("\"parsecs\""));
-        assert!(parse_duration("ms").is_err());
-    }
 }

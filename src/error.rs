@@ -488,6 +488,12 @@ impl BuildError {
     pub fn kind(&self) -> &BuildErrorKind {
         &self.kind
     }
+
+    /// What is wrong and how to fix it, without the pool and the field that `Display` puts
+    /// before it (for example `must be between 1 and 1024, got 0`).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl fmt::Display for BuildError {

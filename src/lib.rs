@@ -306,8 +306,24 @@
 //! let rc = std::rc::Rc::new(1);
 //! rt.pool("p").unwrap().execute(move || drop(rc)); // `Rc` is not `Send`
 //! ```
+//!
+//! ## Cargo features
+//!
+//! None is on by default; the runtime itself needs none.
+//!
+//! | feature   | brings |
+//! |-----------|--------|
+//! | `config`  | `RuntimeBuilder::from_toml_file`/`from_toml_str` and `RuntimeBuilder::env_overrides` (the `config` module), through the same settings table as [`PoolBuilder::set`]; depends on `toml` |
+//! | `serde`   | `Serialize`/`Deserialize` for the snapshot types, and `RuntimeSnapshot::to_json`/`from_json`; depends on `serde`, `serde_json` |
+//! | `tracing` | every supervisor [`Event`] is also emitted as a `tracing` event (target `"bulkhead"`) |
+//! | `cli`     | the `bulkhead-bench` load-generation binary (docs/BENCHMARKS.md); turns on `config` and `serde`, and pulls in `clap` and `core_affinity` for the binary only |
+//!
+//! Without `config`, settings can still be given by name: [`PoolBuilder::set`] and
+//! [`RuntimeBuilder::set`] read the same keys and text syntax as the file and the
+//! environment ([`builder::pool_settings`] lists them).
 
 #![deny(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
 #[cfg(feature = "config")]
@@ -333,10 +349,12 @@ mod trampoline;
 mod unwind;
 mod worker;
 
-pub use builder::limits;
-pub use builder::{PoolBuilder, RuntimeBuilder};
+pub use builder::{
+    limits, parse_duration, pool_settings, runtime_settings, PoolBuilder, RuntimeBuilder,
+    SettingError,
+};
 #[cfg(feature = "config")]
-pub use config::{parse_duration, ConfigError, ConfigIssue};
+pub use config::{ConfigError, ConfigIssue};
 pub use cpuset::{CpuSet, ParseCpuSetError, PartitionError};
 pub use error::{
     BuildError, BuildErrorKind, RefusalReason, RefusedContinuation, ResizeError, ResizeErrorKind,

@@ -28,9 +28,9 @@ fn u(v: &Value, key: &str) -> u64 {
 /// about twice what it serves), expires (1 ms queue-wait limit behind 2 ms tasks) and panics.
 const SCENARIO: &[&str] = &[
     "--pool",
-    "api:threads=1,queue=64",
+    "api:threads=1,queue_capacity=64",
     "--pool",
-    "noisy:threads=1,queue=4,max_wait=1ms",
+    "noisy:threads=1,queue_capacity=4,max_queue_wait=1ms",
     "--load",
     "api:rate=500,work=spin:20us",
     "--load",
@@ -197,7 +197,7 @@ fn scenario_file_with_unknown_key_exits_2_naming_it() {
 fn durations_use_the_library_syntax_including_hours() {
     let out = bench(&[
         "--pool",
-        "api:threads=1,queue=16,max_wait=0.001h",
+        "api:threads=1,queue_capacity=16,max_queue_wait=0.001h",
         "--load",
         "api:rate=50,work=spin:10us",
         "--duration",
@@ -256,7 +256,7 @@ fn scenario_file_values_cannot_inject_keys() {
     let injected = [
         // Was: max_wait 5ms and, silently, threads=64.
         (
-            "[[pool]]\nname = \"a\"\nmax_wait = \"5ms,threads=64\"\n[[load]]\npool = \"a\"\nrate = 50\n",
+            "[[pool]]\nname = \"a\"\nmax_queue_wait = \"5ms,threads=64\"\n[[load]]\npool = \"a\"\nrate = 50\n",
             "5ms,threads=64",
         ),
         // Was: the pool field parsed as a load spec, setting rate=max.
@@ -270,8 +270,8 @@ fn scenario_file_values_cannot_inject_keys() {
             "fixed,rate=max",
         ),
         (
-            "[[pool]]\nname = \"a\"\ncodel = \"5ms/100ms,budget=9\"\n[[load]]\npool = \"a\"\nrate = 50\n",
-            "budget=9",
+            "[[pool]]\nname = \"a\"\ncodel = \"5ms,100ms,replacement_budget=9\"\n[[load]]\npool = \"a\"\nrate = 50\n",
+            "replacement_budget=9",
         ),
     ];
     for (i, (text, needle)) in injected.into_iter().enumerate() {
@@ -342,11 +342,17 @@ fn invalid_pool_and_load_names_exit_2_before_any_run() {
 fn shared_sums_over_the_limits_exit_2_before_any_run() {
     for (pools, needle) in [
         (
-            ["api:threads=1,queue=16777216", "b:threads=1,queue=16777216"],
+            [
+                "api:threads=1,queue_capacity=16777216",
+                "b:threads=1,queue_capacity=16777216",
+            ],
             "got 33554432",
         ),
         (
-            ["api:threads=1000,queue=1", "b:threads=100,queue=1"],
+            [
+                "api:threads=1000,queue_capacity=1",
+                "b:threads=100,queue_capacity=1",
+            ],
             "got 1100",
         ),
     ] {

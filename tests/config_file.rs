@@ -286,3 +286,51 @@ fn colliding_environment_names_are_an_error_naming_both_pools() {
         .unwrap();
     assert_eq!(rt.pool("ab").unwrap().threads(), 2);
 }
+
+/// Every key of the settings table can be overridden from the environment, in its text
+/// syntax; runtime keys are `BULKHEAD_<KEY>`; the `[runtime]` table takes every runtime key.
+#[test]
+fn every_key_has_an_environment_override() {
+    let b = RuntimeBuilder::from_toml_str(
+        "f",
+        "[runtime]\nmetrics = false\nsupervisor_interval = \"50ms\"\n[pools.api]\nthreads = 1\n",
+    )
+    .unwrap();
+    let rt = b
+        .env_overrides([
+            ("BULKHEAD_API_ELASTIC", "1,3"),
+            ("BULKHEAD_API_CODEL", "5ms,100ms"),
+            ("BULKHEAD_API_REPLACEMENT_BUDGET", "2"),
+            ("BULKHEAD_API_PANIC_POLICY", "count"),
+            ("BULKHEAD_DROP_TIMEOUT", "1s"),
+        ])
+        .unwrap()
+        .build()
+        .unwrap();
+    let api = rt.pool("api").unwrap();
+    assert_eq!(api.thread_range(), (1, 3));
+    assert_eq!(api.replacement_budget(), 2);
+    assert_eq!(
+        api.codel(),
+        Some((Duration::from_millis(5), Duration::from_millis(100)))
+    );
+    assert!(rt.snapshot().pool("api").unwrap().latency.is_none());
+
+    let b = RuntimeBuilder::from_toml_str("f", "[pools.api]\n").unwrap();
+    let err = b
+        .env_overrides([
+            ("BULKHEAD_API_ELASTIC", "1-3"),
+            ("BULKHEAD_METRICS", "maybe"),
+        ])
+        .unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.issues().len(), 2, "{text}");
+    assert!(
+        text.contains("BULKHEAD_API_ELASTIC") && text.contains("\"1-3\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("BULKHEAD_METRICS") && text.contains("\"maybe\""),
+        "{text}"
+    );
+}

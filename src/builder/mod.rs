@@ -37,6 +37,8 @@
 //!   `build()` hands the engine (`PoolSettings`, `RuntimeSettings`), with each pool
 //!   setting's own rule;
 //! - `limits.rs`: defaults and limits;
+//! - `table.rs`: the settings table, every setting that can be given by name (key ->
+//!   setter), which the configuration file, the environment and [`PoolBuilder::set`] read;
 //! - this file: [`RuntimeBuilder`], the cross-pool checks, and `build()`.
 //!
 //! The engine reads only the settings values: nothing below this module imports the
@@ -44,11 +46,13 @@
 
 pub mod limits;
 pub(crate) mod pool;
+pub(crate) mod table;
 
 use std::time::Duration;
 
 pub(crate) use limits::*;
 pub use pool::PoolBuilder;
+pub use table::{parse_duration, pool_settings, runtime_settings, SettingError};
 
 use crate::error::{BuildError, BuildErrorKind, UnknownPool};
 use crate::events::{EventListener, Listeners};

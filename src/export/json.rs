@@ -5,6 +5,7 @@
 
 use crate::metrics::RuntimeSnapshot;
 
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl RuntimeSnapshot {
     /// The snapshot as pretty-printed JSON. Requires the `serde` feature.
     pub fn to_json(&self) -> String {

@@ -52,7 +52,7 @@ use crate::work::{InjectedPanic, Spinner};
 ///
 /// With no arguments it runs the `cpu-runaway` preset (about 25 s on 2 CPUs).
 #[derive(Debug, Parser)]
-#[command(name = "bulkhead-bench", version, after_help = EXAMPLES)]
+#[command(name = "bulkhead-bench", version, after_help = after_help())]
 struct Args {
     /// Built-in scenario (replaced in part by --scenario, --pool and --load)
     #[arg(long, default_value = "cpu-runaway", value_parser = PossibleValuesParser::new(presets::NAMES))]
@@ -62,8 +62,9 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
 
-    /// A pool: NAME:threads=N,queue=N,cpus=LIST,max_wait=DURATION (repeatable; replaces the
-    /// preset's pools). Write CPU lists as 0-1 or 0+2 inside a spec
+    /// A pool: NAME:KEY=VALUE,... with the library's pool keys and syntax, e.g.
+    /// api:threads=2,queue_capacity=256,cpus=0,2-3,max_queue_wait=100ms (repeatable; replaces
+    /// the preset's pools; keys listed below)
     #[arg(long = "pool", value_name = "SPEC", value_parser = spec::parse_pool)]
     pools: Vec<PoolSpec>,
 
@@ -109,12 +110,29 @@ const EXAMPLES: &str = "\
 Examples:
   bulkhead-bench                                   # cpu-runaway, isolated vs shared
   bulkhead-bench --preset blocking-hang --json out.json --plot out.svg
-  bulkhead-bench --pool api:threads=1,queue=256,cpus=0 --pool batch:threads=1,queue=64,cpus=1 \\
+  bulkhead-bench --pool api:threads=1,queue_capacity=256,cpus=0 \\
+      --pool batch:threads=1,queue_capacity=64,cpus=1 \\
       --load api:rate=2000,work=spin:50us --load batch:rate=max,work=spin:10ms \\
       --duration 10s --warmup 1s --mode both
 
 Work: spin:DURATION, sleep:DURATION, hang, panic:P, or a mix such as 9*spin:50us|1*panic:1.
 rate=max: saturating submitters that keep the queue full (execute_timeout, 50 ms per attempt).";
+
+/// The examples, then the pool keys: the library's, from its settings table.
+fn after_help() -> String {
+    let mut text = format!("{EXAMPLES}\n\nPool keys (as in a configuration file's [pools.NAME]):");
+    let width = bulkhead::pool_settings()
+        .map(|(k, _)| k.len())
+        .max()
+        .unwrap_or(0);
+    for (key, doc) in bulkhead::pool_settings() {
+        text.push_str(&format!("\n  {key:<width$}  {doc}"));
+    }
+    text.push_str(
+        "\nValues: durations 50us/1.5ms/2m/1h, CPU sets 0-3,6, pairs A,B (elastic=1,8, codel=5ms,100ms).",
+    );
+    text
+}
 
 /// Exits with status 2 and `msg`, the way clap reports bad arguments.
 fn bad_input(kind: ErrorKind, msg: impl std::fmt::Display) -> ! {
@@ -246,7 +264,7 @@ mod tests {
         let ok = Args::try_parse_from([
             "bulkhead-bench",
             "--pool",
-            "api:threads=1,queue=256,cpus=0",
+            "api:threads=1,queue_capacity=256,cpus=0",
             "--load",
             "api:rate=2000,work=spin:50us",
             "--duration",

@@ -16,7 +16,7 @@
 //! | preset        | variants                                    | load (each)                                     |
 //! |---------------|---------------------------------------------|-------------------------------------------------|
 //! | `overload`    | `codel` (5 ms / 100 ms) vs `plain`, 1 thread, queue 1024 | 1 ms CPU tasks, Poisson 1,500/s (about 1.7x capacity), deadline 50 ms |
-//! | `hang-budget` | `budget` (replacement budget 4) vs `nobudget`, 2 threads, `stuck_after` 100 ms | 2 ms blocking calls at 200/s, deadline 50 ms, plus one call every 2 s that hangs |
+//! | `hang-budget` | `budget` (`replacement_budget` 4) vs `nobudget`, 2 threads, `stuck_after` 100 ms | 2 ms blocking calls at 200/s, deadline 50 ms, plus one call every 2 s that hangs |
 //! | `blocking-burst` | `elastic` (1 to 8 threads, keep-alive 500 ms) vs `fixed` (2 threads), queue 64 | 5 ms blocking calls, Poisson 600/s (about 3 busy threads on average), deadline 50 ms |
 //!
 //! They use the first two CPUs this process may run on; with only one, `cpus` is unset.
@@ -68,8 +68,8 @@ pub(crate) fn preset(name: &str, available: &[usize]) -> Result<Scenario, String
             let load = "rate=1500,work=spin:1ms,arrivals=poisson,deadline=50ms";
             return ab(
                 [
-                    format!("codel:threads=1,queue=1024,codel=5ms/100ms{cpu_a}"),
-                    format!("plain:threads=1,queue=1024{cpu_b}"),
+                    format!("codel:threads=1,queue_capacity=1024,codel=5ms,100ms{cpu_a}"),
+                    format!("plain:threads=1,queue_capacity=1024{cpu_b}"),
                 ],
                 vec![format!("codel:{load}"), format!("plain:{load}")],
                 Duration::from_millis(500),
@@ -80,8 +80,8 @@ pub(crate) fn preset(name: &str, available: &[usize]) -> Result<Scenario, String
             let hangs = "rate=0.5,work=hang";
             return ab(
                 [
-                    format!("budget:threads=2,queue=64,budget=4,stuck_after=100ms{cpu_a}"),
-                    format!("nobudget:threads=2,queue=64,stuck_after=100ms{cpu_b}"),
+                    format!("budget:threads=2,queue_capacity=64,replacement_budget=4,stuck_after=100ms{cpu_a}"),
+                    format!("nobudget:threads=2,queue_capacity=64,stuck_after=100ms{cpu_b}"),
                 ],
                 vec![
                     format!("budget:{calls}"),
@@ -96,8 +96,8 @@ pub(crate) fn preset(name: &str, available: &[usize]) -> Result<Scenario, String
             let calls = "rate=600,work=sleep:5ms,arrivals=poisson,deadline=50ms";
             return ab(
                 [
-                    format!("elastic:elastic=1-8,queue=64,keep_alive=500ms{cpu_a}"),
-                    format!("fixed:threads=2,queue=64{cpu_b}"),
+                    format!("elastic:elastic=1,8,queue_capacity=64,keep_alive=500ms{cpu_a}"),
+                    format!("fixed:threads=2,queue_capacity=64{cpu_b}"),
                 ],
                 vec![format!("elastic:{calls}"), format!("fixed:{calls}")],
                 Duration::from_millis(500),
@@ -107,22 +107,22 @@ pub(crate) fn preset(name: &str, available: &[usize]) -> Result<Scenario, String
     }
     let (neighbour_pool, neighbour_load, drain) = match name {
         "cpu-runaway" => (
-            "batch:threads=1,queue=64",
+            "batch:threads=1,queue_capacity=64",
             "batch:rate=max,inflight=64,work=spin:10ms",
             Duration::from_secs(3),
         ),
         "blocking-hang" => (
-            "downstream:threads=2,queue=64",
+            "downstream:threads=2,queue_capacity=64",
             "downstream:rate=100,work=hang",
             Duration::from_millis(500),
         ),
         "panic-storm" => (
-            "parser:threads=1,queue=64",
+            "parser:threads=1,queue_capacity=64",
             "parser:rate=2000,work=panic:0.9",
             Duration::from_secs(2),
         ),
         "queue-flood" => (
-            "ingest:threads=1,queue=64",
+            "ingest:threads=1,queue_capacity=64",
             "ingest:rate=4000,work=spin:1ms",
             Duration::from_secs(2),
         ),
@@ -137,7 +137,7 @@ pub(crate) fn preset(name: &str, available: &[usize]) -> Result<Scenario, String
     Ok(Scenario {
         name: name.to_owned(),
         pools: vec![
-            parse_pool(&format!("api:threads=1,queue=256{api_cpus}"))?,
+            parse_pool(&format!("api:threads=1,queue_capacity=256{api_cpus}"))?,
             parse_pool(&format!("{neighbour_pool}{other_cpus}"))?,
         ],
         loads: vec![

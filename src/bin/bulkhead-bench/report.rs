@@ -255,7 +255,7 @@ impl Report {
                     s.cancelled,
                     s.refused()
                 );
-                if p.spec.max_threads.is_some() {
+                if p.spec.elastic().is_some() {
                     let _ = write!(out, "; peak threads {}", p.peak_threads);
                 }
                 if s.replacements > 0 {
@@ -347,29 +347,7 @@ fn us(d: Duration) -> f64 {
 }
 
 fn describe_pool(p: &PoolSpec) -> String {
-    let mut s = match p.max_threads {
-        Some(max) => format!("{}: elastic={}-{max}, queue={}", p.name, p.threads, p.queue),
-        None => format!("{}: threads={}, queue={}", p.name, p.threads, p.queue),
-    };
-    if let Some(k) = p.keep_alive {
-        let _ = write!(s, ", keep_alive={}", fmt_duration(k));
-    }
-    if let Some(c) = &p.cpus {
-        let _ = write!(s, ", cpus={c}");
-    }
-    if let Some(w) = p.max_wait {
-        let _ = write!(s, ", max_wait={}", fmt_duration(w));
-    }
-    if let Some((t, i)) = p.codel {
-        let _ = write!(s, ", codel={}/{}", fmt_duration(t), fmt_duration(i));
-    }
-    if p.budget > 0 {
-        let _ = write!(s, ", budget={}", p.budget);
-    }
-    if let Some(d) = p.stuck_after {
-        let _ = write!(s, ", stuck_after={}", fmt_duration(d));
-    }
-    s
+    p.describe()
 }
 
 fn describe_load(l: &LoadSpec) -> String {
@@ -399,18 +377,18 @@ fn describe_load(l: &LoadSpec) -> String {
 }
 
 fn pool_json(p: &PoolSpec) -> Value {
+    let settings: serde_json::Map<String, Value> = p
+        .settings
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+        .collect();
     json!({
         "name": p.name,
-        "threads": p.threads,
-        "queue": p.queue,
-        "cpus": p.cpus.as_ref().map(|c| c.to_string()),
-        "max_wait_us": p.max_wait.map(us),
-        "codel_target_us": p.codel.map(|c| us(c.0)),
-        "codel_interval_us": p.codel.map(|c| us(c.1)),
-        "replacement_budget": p.budget,
-        "max_threads": p.max_threads,
-        "keep_alive_us": p.keep_alive.map(us),
-        "stuck_after_us": p.stuck_after.map(us),
+        "threads": p.threads(),
+        "max_threads": p.elastic().map(|(_, max)| max),
+        "queue_capacity": p.queue_capacity(),
+        "cpus": p.cpus().map(|c| c.to_string()),
+        "settings": settings,
     })
 }
 

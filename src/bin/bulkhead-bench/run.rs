@@ -5,7 +5,7 @@
 //! |------------|----------------------------------------------------|-----------------|
 //! | `alone`    | the first load's pool only                         | the first only  |
 //! | `isolated` | every pool as specified                            | all             |
-//! | `shared`   | one pool `shared`: summed threads and queue, union of CPUs | all     |
+//! | `shared`   | one pool `shared`: summed threads (an elastic pool's minimum), queue capacities and replacement budgets, union of CPUs if every pool has some; every other setting that all pools give the same value (as written), except `elastic` and the resize limits | all |
 //!
 //! Generator threads are placed on the CPUs of the pool their load names in the scenario,
 //! in every mode, so that the modes differ only in how the pools are laid out.
@@ -20,27 +20,19 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bulkhead::{CpuSet, PoolBuilder, PoolStats, Runtime, RuntimeBuilder, ShedReason, ShedTask};
+use bulkhead::{CpuSet, PoolStats, Runtime, RuntimeBuilder, ShedReason, ShedTask};
 
 use crate::generator::{self, GenResult, GenSetup};
 use crate::noise::{self, Noise};
 use crate::record::{self, new_histogram, Point, Recorder, Totals};
-use crate::spec::{fmt_duration, CpuList, LoadSpec, Mode, PoolSpec, Scenario};
+use crate::spec::{fmt_duration, LoadSpec, Mode, PoolSpec, Scenario};
 use crate::work::{Gate, Spinner, Work};
 
-/// Whether pools are really pinned to their `cpus` by this build (they are: through
-/// [`PoolBuilder::cpus`]; each worker's affinity as the OS reports it is in the results).
+/// Whether pools are really pinned to their `cpus` by this build (they are: through the
+/// library's `cpus` setting, `Placement::Spread` by default, so a one-thread pool on one CPU
+/// is pinned there and the shared pool may use the union of the sets; each worker's
+/// affinity as the OS reports it is in the results).
 pub(crate) const POOL_PINNING: bool = true;
-
-/// The one place where a pool is placed on its CPUs: every worker may run on any CPU of
-/// the set (`Placement::Spread`, the library's default), so a one-thread pool on one CPU
-/// is pinned there and the shared pool may use the union of the sets.
-fn place_pool(builder: PoolBuilder, cpus: Option<&CpuList>) -> PoolBuilder {
-    match cpus {
-        Some(c) => builder.cpus(CpuSet::new(c.0.iter().copied())),
-        None => builder,
-    }
-}
 
 /// Which of the three runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,51 +128,42 @@ fn layout(sc: &Scenario, kind: RunKind) -> (Vec<PoolSpec>, Vec<(LoadSpec, String
                 .collect(),
         ),
         RunKind::Shared => {
-            let cpus = if sc.pools.iter().all(|p| p.cpus.is_some()) {
-                let mut all: Vec<usize> = sc
-                    .pools
-                    .iter()
-                    .flat_map(|p| p.cpus.iter().flat_map(|c| c.0.iter().copied()))
-                    .collect();
-                all.sort_unstable();
-                all.dedup();
-                Some(CpuList(all))
-            } else {
-                None
-            };
-            let first_wait = sc.pools[0].max_wait;
-            let max_wait = if sc.pools.iter().all(|p| p.max_wait == first_wait) {
-                first_wait
-            } else {
-                None
-            };
-            let same = |f: &dyn Fn(&PoolSpec) -> Option<Duration>| {
-                let first = f(&sc.pools[0]);
-                sc.pools
-                    .iter()
-                    .all(|p| f(p) == first)
-                    .then_some(first)
-                    .flatten()
-            };
-            let first_codel = sc.pools[0].codel;
-            let pool = PoolSpec {
-                name: "shared".to_owned(),
-                threads: sc.pools.iter().map(|p| p.threads).sum(),
-                queue: sc.pools.iter().map(|p| p.queue).sum(),
-                cpus,
-                max_wait,
-                codel: sc
-                    .pools
-                    .iter()
-                    .all(|p| p.codel == first_codel)
-                    .then_some(first_codel)
-                    .flatten(),
-                budget: sc.pools.iter().map(|p| p.budget).sum(),
-                stuck_after: same(&|p| p.stuck_after),
-                // The shared pool has the summed fixed size; elastic ranges are not merged.
-                max_threads: None,
-                keep_alive: None,
-            };
+            let pools = &sc.pools;
+            let mut shared = PoolSpec::named("shared");
+            let mut put = |k: &str, v: String| shared.settings.push((k.to_owned(), v));
+            put(
+                "threads",
+                pools.iter().map(|p| p.threads()).sum::<usize>().to_string(),
+            );
+            let queue: usize = pools.iter().map(|p| p.queue_capacity()).sum();
+            put("queue_capacity", queue.to_string());
+            let budget: usize = pools.iter().map(|p| p.replacement_budget()).sum();
+            if budget > 0 {
+                put("replacement_budget", budget.to_string());
+            }
+            let sets: Option<Vec<CpuSet>> = pools.iter().map(|p| p.cpus()).collect();
+            if let Some(sets) = sets {
+                let union = CpuSet::new(sets.iter().flat_map(|s| s.iter()));
+                put("cpus", union.to_string());
+            }
+            // Every other setting that all pools give the same value carries over; the
+            // shared pool has the summed fixed size, so elastic ranges and resize limits do not.
+            const LAID_OUT: [&str; 7] = [
+                "threads",
+                "elastic",
+                "queue_capacity",
+                "replacement_budget",
+                "cpus",
+                "max_threads_limit",
+                "queue_capacity_limit",
+            ];
+            for (k, v) in &pools[0].settings {
+                let same = pools.iter().all(|p| p.get(k) == Some(v.as_str()));
+                if !LAID_OUT.contains(&k.as_str()) && same && shared.get(k).is_none() {
+                    shared.settings.push((k.clone(), v.clone()));
+                }
+            }
+            let pool = shared;
             let loads = sc
                 .loads
                 .iter()
@@ -209,7 +192,7 @@ pub(crate) fn kinds(mode: Mode) -> &'static [RunKind] {
 /// that bad input is refused before the first run instead of failing a later one.
 pub(crate) fn check(sc: &Scenario, kind: RunKind) -> Result<(), String> {
     let (pools, _) = layout(sc, kind);
-    match runtime_builder(&pools).problems().into_iter().next() {
+    match runtime_builder(&pools)?.problems().into_iter().next() {
         None => Ok(()),
         Some(e) if kind == RunKind::Shared => Err(format!(
             "the shared run puts every load in one pool \"shared\" with the pools' summed \
@@ -221,51 +204,38 @@ pub(crate) fn check(sc: &Scenario, kind: RunKind) -> Result<(), String> {
 }
 
 fn build_runtime(pools: &[PoolSpec]) -> Result<Runtime, String> {
-    runtime_builder(pools).build().map_err(|e| e.to_string())
+    runtime_builder(pools)?.build().map_err(|e| e.to_string())
 }
 
-/// The runtime of a run with `pools`, configured but not started.
-fn runtime_builder(pools: &[PoolSpec]) -> RuntimeBuilder {
+/// The runtime of a run with `pools`, configured but not started: each pool through the
+/// library's settings table.
+fn runtime_builder(pools: &[PoolSpec]) -> Result<RuntimeBuilder, String> {
     let mut b = Runtime::builder().drop_timeout(Duration::ZERO);
     if pools
         .iter()
-        .any(|p| p.budget > 0 || p.stuck_after.is_some())
+        .any(|p| p.replacement_budget() > 0 || p.get("stuck_after").is_some())
     {
         b = b.supervisor_interval(STUCK_SUPERVISOR_INTERVAL);
     }
     for p in pools {
-        let p = p.clone();
-        b = b.pool(p.name.clone(), move |mut pb| {
-            pb = match p.max_threads {
-                Some(max) => pb.elastic(p.threads, max),
-                None => pb.threads(p.threads),
-            }
-            .queue_capacity(p.queue);
-            if let Some(k) = p.keep_alive {
-                pb = pb.keep_alive(k);
-            }
-            if let Some(w) = p.max_wait {
-                pb = pb.max_queue_wait(w);
-            }
-            if let Some((target, interval)) = p.codel {
-                pb = pb.codel(target, interval);
-            }
-            if p.budget > 0 {
-                pb = pb.replacement_budget(p.budget);
-            }
-            if let Some(s) = p.stuck_after {
-                pb = pb.stuck_after(s);
-            }
+        let mut refused = None;
+        b = b.pool(p.name.clone(), |pb| {
+            let pb = p.configure(pb.clone()).unwrap_or_else(|e| {
+                refused = Some(e);
+                pb
+            });
             // Tasks the pool does not run are counted by their guards; shed ones as shed.
-            pb = pb.on_shed(|t: ShedTask| {
+            pb.on_shed(|t: ShedTask| {
                 if t.reason == ShedReason::Shed {
                     record::drop_as_shed(t.task);
                 }
-            });
-            place_pool(pb, p.cpus.as_ref())
+            })
         });
+        if let Some(e) = refused {
+            return Err(e.to_string());
+        }
     }
-    b
+    Ok(b)
 }
 
 /// Options that do not change what is measured.
@@ -312,8 +282,8 @@ pub(crate) fn run(
             .pools
             .iter()
             .find(|p| p.name == load.pool)
-            .and_then(|p| p.cpus.clone())
-            .map(|c| c.0);
+            .and_then(PoolSpec::cpus)
+            .map(|c| c.iter().collect());
         let setup = GenSetup {
             load: load.clone(),
             pool,

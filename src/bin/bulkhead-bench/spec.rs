@@ -9,12 +9,21 @@
 //! | duration      | `50us`, `1.5ms`, `10s`, `2m`, `1h` (units ns, us/µs, ms, s, m, h; the library's syntax) |
 //! | rate          | `2000`, `2000/s`, `2.5k`, `max`                     |
 //! | work          | `spin:50us`, `sleep:2ms`, `hang`, `panic:0.3`, `9*spin:50us\|1*sleep:5ms` |
-//! | `--pool`      | `NAME:threads=1,queue=256,cpus=0,max_wait=100ms`, `codel=5ms/100ms`, `budget=2,stuck_after=100ms`, `elastic=1-8,keep_alive=2s` |
+//! | `--pool`      | `NAME:threads=1,queue_capacity=256,cpus=0,max_queue_wait=100ms`, `codel=5ms,100ms`, `replacement_budget=2,stuck_after=100ms`, `elastic=1,8,keep_alive=2s`, `cpus=0,2-3` |
+//!
+//! A pool's keys are the library's (`bulkhead::pool_settings`: the keys of a
+//! configuration file's `[pools.NAME]`), and each value is read by the library's settings
+//! table ([`PoolBuilder::set`](bulkhead::PoolBuilder::set)), so its syntax is the library's
+//! too: durations, cpulists, pairs as `A,B`. A scenario file's `[[pool]]` takes the same keys;
+//! its values are given as the same text (an array is its items joined by commas).
 //! | `--load`      | `POOL:rate=2000,work=spin:50us,arrivals=poisson,deadline=50ms` |
 
 use std::fmt;
 use std::time::Duration;
 
+use bulkhead::limits::{DEFAULT_QUEUE_CAPACITY, DEFAULT_THREADS};
+use bulkhead::SettingError;
+use bulkhead::{CpuSet, PoolBuilder, RuntimeBuilder};
 use serde::{Deserialize, Serialize};
 
 /// The longest run the bench accepts for one mode (bounds every loop in time).
@@ -102,52 +111,12 @@ impl fmt::Display for WorkSpec {
     }
 }
 
-/// A CPU list in the kernel's cpulist syntax (`0`, `0-1`, `0,2-3`), sorted, no duplicates.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CpuList(pub(crate) Vec<usize>);
-
-impl fmt::Display for CpuList {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut i = 0;
-        let mut first = true;
-        while i < self.0.len() {
-            let mut j = i;
-            while j + 1 < self.0.len() && self.0[j + 1] == self.0[j] + 1 {
-                j += 1;
-            }
-            if !first {
-                f.write_str(",")?;
-            }
-            first = false;
-            if i == j {
-                write!(f, "{}", self.0[i])?;
-            } else {
-                write!(f, "{}-{}", self.0[i], self.0[j])?;
-            }
-            i = j + 1;
-        }
-        Ok(())
-    }
-}
-
-/// One pool of the scenario.
+/// One pool of the scenario: the library's settings, by key, each value as written.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct PoolSpec {
     pub(crate) name: String,
-    pub(crate) threads: usize,
-    pub(crate) queue: usize,
-    pub(crate) cpus: Option<CpuList>,
-    pub(crate) max_wait: Option<Duration>,
-    /// Queue-delay control: `(target, interval)`.
-    pub(crate) codel: Option<(Duration, Duration)>,
-    /// Replacement budget for stuck workers (0: none).
-    pub(crate) budget: usize,
-    /// The pool's `stuck_after` (default: the library's, 30 s).
-    pub(crate) stuck_after: Option<Duration>,
-    /// Elastic pool: the maximum thread count (`threads` is then the minimum).
-    pub(crate) max_threads: Option<usize>,
-    /// Elastic pool: idle time before a thread above the minimum exits.
-    pub(crate) keep_alive: Option<Duration>,
+    /// In the order given; each was accepted by the library's settings table when parsed.
+    pub(crate) settings: Vec<(String, String)>,
 }
 
 /// One workload of the scenario: what it submits, to which pool, how fast.
@@ -199,8 +168,8 @@ impl Scenario {
             if self.pools[..i].iter().any(|q| q.name == p.name) {
                 return Err(format!("pool {:?} is defined twice", p.name));
             }
-            if let Some(cpus) = &p.cpus {
-                check_cpus(cpus, available_cpus).map_err(|e| format!("pool {:?}: {e}", p.name))?;
+            if let Some(cpus) = p.cpus() {
+                check_cpus(&cpus, available_cpus).map_err(|e| format!("pool {:?}: {e}", p.name))?;
             }
         }
         let known: Vec<&str> = self.pools.iter().map(|p| p.name.as_str()).collect();
@@ -257,11 +226,11 @@ fn check_load_name(name: &str) -> Result<(), String> {
 }
 
 /// Checks that every CPU in `cpus` is one this process may run on.
-pub(crate) fn check_cpus(cpus: &CpuList, available: &[usize]) -> Result<(), String> {
-    match cpus.0.iter().find(|c| !available.contains(c)) {
+pub(crate) fn check_cpus(cpus: &CpuSet, available: &[usize]) -> Result<(), String> {
+    match cpus.iter().find(|c| !available.contains(c)) {
         Some(c) => Err(format!(
             "CPU {c} is not available (this process may use CPUs {})",
-            CpuList(available.to_vec())
+            CpuSet::new(available.iter().copied())
         )),
         None => Ok(()),
     }
@@ -388,47 +357,43 @@ fn parse_one_work(s: &str) -> Result<WorkSpec, String> {
     }
 }
 
-/// Parses a CPU list in cpulist syntax: `0`, `0-1`, `0,2-3`.
-pub(crate) fn parse_cpus(s: &str) -> Result<CpuList, String> {
-    let bad = || format!("invalid CPU list {s:?}: expected e.g. 0, 0-1 or 0,2-3");
-    let mut cpus = Vec::new();
-    for part in s.split(['+', ',']) {
-        let part = part.trim();
-        let (lo, hi) = match part.split_once('-') {
-            Some((a, b)) => (a, b),
-            None => (part, part),
-        };
-        let lo: usize = lo.trim().parse().map_err(|_| bad())?;
-        let hi: usize = hi.trim().parse().map_err(|_| bad())?;
-        if lo > hi || hi >= 4096 {
-            return Err(bad());
-        }
-        cpus.extend(lo..=hi);
-    }
-    cpus.sort_unstable();
-    cpus.dedup();
-    Ok(CpuList(cpus))
-}
-
 type KeyValues<'a> = Vec<(&'a str, &'a str)>;
 
 /// Splits `NAME:k=v,k=v` into the name and its key/value pairs.
 ///
-/// Inside a `--pool`, `cpus=0,1` would be ambiguous; write CPU lists as ranges (`0-1`) or
-/// with `+` (`0+2`).
+/// An item without `=` continues the value before it, comma included, so that values with
+/// commas (a cpulist `cpus=0,2-3`, a pair `elastic=1,8`) are written as in the library:
+/// `api:cpus=0,2,threads=2` sets `cpus` to `0,2`. Each value still goes whole to one key.
 fn split_spec<'a>(s: &'a str, what: &str) -> Result<(&'a str, KeyValues<'a>), String> {
     let (name, rest) = s.split_once(':').unwrap_or((s, ""));
     let name = name.trim();
     if name.is_empty() {
         return Err(format!("invalid {what} {s:?}: expected NAME:key=value,..."));
     }
-    let mut kv = Vec::new();
-    for item in rest.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let (k, v) = item.split_once('=').ok_or_else(|| {
-            format!("invalid {what} {s:?}: {item:?} is not of the form key=value")
-        })?;
-        kv.push((k.trim(), v.trim()));
+    // Each key with where its value starts and ends in `rest`.
+    let mut items: Vec<(&str, usize, usize)> = Vec::new();
+    let mut at = 0;
+    for item in rest.split(',') {
+        let (start, end) = (at, at + item.len());
+        at = end + 1;
+        if item.trim().is_empty() {
+            continue;
+        }
+        match (item.split_once('='), items.last_mut()) {
+            (Some((k, _)), _) => items.push((k.trim(), start + k.len() + 1, end)),
+            (None, Some(last)) => last.2 = end,
+            (None, None) => {
+                return Err(format!(
+                    "invalid {what} {s:?}: {:?} is not of the form key=value",
+                    item.trim()
+                ))
+            }
+        }
     }
+    let kv = items
+        .into_iter()
+        .map(|(k, from, to)| (k, rest[from..to].trim()))
+        .collect();
     Ok((name, kv))
 }
 
@@ -462,80 +427,109 @@ fn parse_key_duration(v: &str, key: &str, min: Duration) -> Result<Duration, Str
     Ok(d)
 }
 
-/// The keys of a pool spec, in the order the help text gives them.
-const POOL_KEYS: &str =
-    "threads, queue, cpus, max_wait, codel, budget, stuck_after, elastic, keep_alive";
 /// The keys of a load spec.
 const LOAD_KEYS: &str = "rate, work, arrivals, submitters, inflight, callers, name, deadline";
 
 impl PoolSpec {
-    /// A pool with the bench's defaults: one thread, a queue of 128, nothing else set.
+    /// A pool with no setting: the library's defaults (one thread, a queue of 128).
     pub(crate) fn named(name: &str) -> PoolSpec {
         PoolSpec {
             name: name.to_owned(),
-            threads: 1,
-            queue: 128,
-            cpus: None,
-            max_wait: None,
-            codel: None,
-            budget: 0,
-            stuck_after: None,
-            max_threads: None,
-            keep_alive: None,
+            settings: Vec::new(),
         }
     }
 
-    /// Sets one key from its value. The value is taken whole by that key's parser, so it can
-    /// never set another key (a `,` in it is an error, not a separator).
+    /// Sets one key from its value, both checked by the library's settings table (the error
+    /// names the pool, the key and the value). The value is taken whole by that key, so it
+    /// can never set another key (a `,` in it is part of it, not a separator).
     pub(crate) fn set(&mut self, k: &str, v: &str) -> Result<(), String> {
-        let one_ms = Duration::from_millis(1);
-        match k {
-            "threads" => self.threads = parse_count(v, k, 1, 1024)?,
-            "queue" => self.queue = parse_count(v, k, 0, 1 << 24)?,
-            "cpus" => self.cpus = Some(parse_cpus(v)?),
-            "max_wait" => self.max_wait = Some(parse_key_duration(v, k, Duration::from_nanos(1))?),
-            "codel" => {
-                let bad = || {
-                    format!("invalid codel={v:?}: expected TARGET/INTERVAL, e.g. 5ms/100ms, target < interval")
-                };
-                let (t, i) = v.split_once('/').ok_or_else(bad)?;
-                let (t, i) = (
-                    parse_key_duration(t, k, Duration::ZERO)?,
-                    parse_key_duration(i, k, Duration::ZERO)?,
-                );
-                if t.is_zero() || t >= i {
-                    return Err(bad());
-                }
-                self.codel = Some((t, i));
-            }
-            "budget" => self.budget = parse_count(v, k, 0, 1024)?,
-            "elastic" => {
-                let bad = || {
-                    format!("invalid elastic={v:?}: expected MIN-MAX with 1 <= MIN <= MAX <= 1024, e.g. 1-8")
-                };
-                let (min, max) = v.split_once('-').ok_or_else(bad)?;
-                let min = parse_count(min.trim(), "elastic", 1, 1024).map_err(|_| bad())?;
-                let max = parse_count(max.trim(), "elastic", 1, 1024).map_err(|_| bad())?;
-                if min > max {
-                    return Err(bad());
-                }
-                self.threads = min;
-                self.max_threads = Some(max);
-            }
-            "keep_alive" => self.keep_alive = Some(parse_key_duration(v, k, one_ms)?),
-            "stuck_after" => self.stuck_after = Some(parse_key_duration(v, k, one_ms)?),
-            _ => {
-                return Err(format!(
-                    "unknown key {k:?} in pool {:?} (keys: {POOL_KEYS})",
-                    self.name
-                ))
+        let mut refused = None;
+        let _ = RuntimeBuilder::new().pool(self.name.clone(), |p| {
+            p.clone().set(k, v).unwrap_or_else(|e| {
+                refused = Some(e);
+                p
+            })
+        });
+        match refused {
+            Some(e) => Err(e.to_string()),
+            None => {
+                self.settings.push((k.to_owned(), v.to_owned()));
+                Ok(())
             }
         }
-        Ok(())
+    }
+
+    /// Applies every setting to `p`, in order, through the library's settings table.
+    pub(crate) fn configure(&self, mut p: PoolBuilder) -> Result<PoolBuilder, SettingError> {
+        for (k, v) in &self.settings {
+            p = p.set(k, v)?;
+        }
+        Ok(p)
+    }
+
+    /// The value last given for `key`, as written.
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+        self.settings
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The elastic range, if the pool is elastic (`threads` after it makes it fixed).
+    pub(crate) fn elastic(&self) -> Option<(usize, usize)> {
+        let last = |key| self.settings.iter().rposition(|(k, _)| k == key);
+        if last("threads") > last("elastic") {
+            return None;
+        }
+        let (min, max) = self.get("elastic")?.split_once(',')?;
+        Some((min.trim().parse().ok()?, max.trim().parse().ok()?))
+    }
+
+    /// The thread count, an elastic pool's minimum.
+    pub(crate) fn threads(&self) -> usize {
+        match self.elastic() {
+            Some((min, _)) => min,
+            None => self.count("threads").unwrap_or(DEFAULT_THREADS),
+        }
+    }
+
+    /// The queue capacity.
+    pub(crate) fn queue_capacity(&self) -> usize {
+        self.count("queue_capacity")
+            .unwrap_or(DEFAULT_QUEUE_CAPACITY)
+    }
+
+    /// The replacement budget.
+    pub(crate) fn replacement_budget(&self) -> usize {
+        self.count("replacement_budget").unwrap_or(0)
+    }
+
+    /// The CPU set, in the library's cpulist syntax.
+    pub(crate) fn cpus(&self) -> Option<CpuSet> {
+        self.get("cpus")?.parse().ok()
+    }
+
+    fn count(&self, key: &str) -> Option<usize> {
+        self.get(key)?.trim().parse().ok()
+    }
+
+    /// The settings as shown in the table: the thread count and queue capacity always (the
+    /// defaults if unset), then every other setting as written.
+    pub(crate) fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if self.get("threads").is_none() && self.get("elastic").is_none() {
+            parts.push(format!("threads={DEFAULT_THREADS}"));
+        }
+        if self.get("queue_capacity").is_none() {
+            parts.push(format!("queue_capacity={DEFAULT_QUEUE_CAPACITY}"));
+        }
+        parts.extend(self.settings.iter().map(|(k, v)| format!("{k}={v}")));
+        format!("{}: {}", self.name, parts.join(", "))
     }
 }
 
-/// Parses `--pool NAME:threads=N,queue=N,cpus=LIST,max_wait=DURATION,codel=TARGET/INTERVAL,budget=N,stuck_after=DURATION,elastic=MIN-MAX,keep_alive=DURATION`.
+/// Parses `--pool NAME:KEY=VALUE,...` with the library's pool keys (see the module docs).
 pub(crate) fn parse_pool(s: &str) -> Result<PoolSpec, String> {
     let (name, kv) = split_spec(s, "pool")?;
     let mut pool = PoolSpec::named(name);
@@ -620,7 +614,7 @@ pub(crate) fn parse_load(s: &str) -> Result<LoadSpec, String> {
 /// [[pool]]
 /// name = "api"
 /// threads = 1
-/// queue = 256
+/// queue_capacity = 256
 /// cpus = "0"
 ///
 /// [[load]]
@@ -643,19 +637,12 @@ pub(crate) struct ScenarioFile {
     load: Vec<LoadEntry>,
 }
 
+/// A `[[pool]]`: its name and the library's pool keys.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct PoolEntry {
     name: String,
-    threads: Option<usize>,
-    queue: Option<usize>,
-    cpus: Option<String>,
-    max_wait: Option<String>,
-    codel: Option<String>,
-    budget: Option<usize>,
-    stuck_after: Option<String>,
-    elastic: Option<String>,
-    keep_alive: Option<String>,
+    #[serde(flatten)]
+    settings: toml::Table,
 }
 
 #[derive(Debug, Deserialize)]
@@ -673,33 +660,37 @@ struct LoadEntry {
 }
 
 impl PoolEntry {
-    /// The pool this entry describes: each field goes to its own key's parser, whole, so a
-    /// value can never set another key (`max_wait = "5ms,threads=64"` is an invalid duration).
+    /// The pool this entry describes: each key goes to the library's settings table with its
+    /// value whole, as text (an array as its items joined by commas), so a value can never
+    /// set another key (`max_queue_wait = "5ms,threads=64"` is an invalid duration).
     fn into_spec(self) -> Result<PoolSpec, String> {
         let mut pool = PoolSpec::named(&self.name);
-        let in_pool = |e: String| format!("pool {:?}: {e}", self.name);
-        if let Some(t) = self.threads {
-            pool.threads = check_count(t, "threads", 1, 1024).map_err(in_pool)?;
-        }
-        if let Some(q) = self.queue {
-            pool.queue = check_count(q, "queue", 0, 1 << 24).map_err(in_pool)?;
-        }
-        if let Some(b) = self.budget {
-            pool.budget = check_count(b, "budget", 0, 1024).map_err(in_pool)?;
-        }
-        for (k, v) in [
-            ("cpus", &self.cpus),
-            ("max_wait", &self.max_wait),
-            ("codel", &self.codel),
-            ("stuck_after", &self.stuck_after),
-            ("elastic", &self.elastic),
-            ("keep_alive", &self.keep_alive),
-        ] {
-            if let Some(v) = v {
-                pool.set(k, v).map_err(in_pool)?;
-            }
+        for (k, v) in &self.settings {
+            let text = toml_text(v).ok_or_else(|| {
+                format!(
+                    "pool {:?}: {k}: expected a string, number, boolean or array, got a {}",
+                    self.name,
+                    v.type_str()
+                )
+            })?;
+            pool.set(k, &text)?;
         }
         Ok(pool)
+    }
+}
+
+/// A scenario file's value as the text the library's settings table reads.
+fn toml_text(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        toml::Value::Array(items) => {
+            let items: Option<Vec<String>> = items.iter().map(toml_text).collect();
+            Some(items?.join(","))
+        }
+        _ => None,
     }
 }
 
@@ -880,50 +871,83 @@ mod tests {
 
     #[test]
     fn pools() {
-        let p = parse_pool("api:threads=2,queue=256,cpus=0-1,max_wait=100ms").unwrap();
+        let p =
+            parse_pool("api:threads=2,queue_capacity=256,cpus=0-1,max_queue_wait=100ms").unwrap();
         assert_eq!(p.name, "api");
-        assert_eq!((p.threads, p.queue), (2, 256));
-        assert_eq!(p.cpus, Some(CpuList(vec![0, 1])));
-        assert_eq!(p.max_wait, Some(Duration::from_millis(100)));
-        assert_eq!(parse_pool("b").unwrap().threads, 1);
-        assert_eq!(parse_cpus("0,2-3").unwrap().to_string(), "0,2-3");
-        assert_eq!(parse_cpus("3+1").unwrap(), CpuList(vec![1, 3]));
-        let p = parse_pool("svc:codel=5ms/100ms,budget=2,stuck_after=100ms").unwrap();
-        assert_eq!(
-            p.codel,
-            Some((Duration::from_millis(5), Duration::from_millis(100)))
-        );
-        assert_eq!(p.budget, 2);
-        assert_eq!(p.stuck_after, Some(Duration::from_millis(100)));
-        let p = parse_pool("io:elastic=1-8,keep_alive=2s").unwrap();
-        assert_eq!((p.threads, p.max_threads), (1, Some(8)));
-        assert_eq!(p.keep_alive, Some(Duration::from_secs(2)));
+        assert_eq!((p.threads(), p.queue_capacity()), (2, 256));
+        assert_eq!(p.cpus().map(|c| c.to_string()), Some("0-1".to_owned()));
+        assert_eq!(p.get("max_queue_wait"), Some("100ms"));
+        assert_eq!(parse_pool("b").unwrap().threads(), 1);
+        // The library's cpulist syntax, commas included: an item without `=` continues
+        // the value before it.
+        let p = parse_pool("api:cpus=0,2-3,threads=2").unwrap();
+        assert_eq!(p.cpus().unwrap().to_string(), "0,2-3");
+        assert_eq!(p.threads(), 2);
+        let p = parse_pool("svc:codel=5ms,100ms,replacement_budget=2,stuck_after=100ms").unwrap();
+        assert_eq!(p.get("codel"), Some("5ms,100ms"));
+        assert_eq!(p.replacement_budget(), 2);
+        assert_eq!(p.get("stuck_after"), Some("100ms"));
+        let p = parse_pool("io:elastic=1,8,keep_alive=2s").unwrap();
+        assert_eq!((p.threads(), p.elastic()), (1, Some((1, 8))));
+        assert_eq!(p.get("keep_alive"), Some("2s"));
         let l = parse_load("svc:deadline=50ms").unwrap();
         assert_eq!(l.deadline, Some(Duration::from_millis(50)));
+    }
+
+    /// Every pool key of the library works here, with the library's value syntax.
+    #[test]
+    fn pools_take_every_library_key() {
+        let p = parse_pool(
+            "p:nice=5,sched_policy=batch,placement=pin-each,cpus=0,exclusive=true,idle_spin=1ms,\
+             panic_policy=abort,max_threads_limit=4,queue_capacity_limit=256,thread_name=w,\
+             stack_size=1048576,max_queue_wait=0.001h",
+        )
+        .unwrap();
+        assert_eq!(p.settings.len(), 12);
     }
 
     #[test]
     fn bad_pools_name_the_value() {
         for (bad, needle) in [
-            ("api:threads=0", "threads=0"),
             ("api:threads=two", "\"two\""),
-            ("api:queue=-1", "\"-1\""),
+            ("api:queue_capacity=-1", "\"-1\""),
             ("api:cpus=1-0", "\"1-0\""),
             ("api:cpus=a", "\"a\""),
             ("api:color=red", "\"color\""),
+            ("api:queue=8", "\"queue\""),
             ("api:threads", "\"threads\""),
             (":threads=1", "\":threads=1\""),
-            ("api:max_wait=0s", "max_wait"),
             ("api:codel=5ms", "codel"),
-            ("api:codel=100ms/5ms", "codel"),
-            ("api:budget=x", "\"x\""),
-            ("api:stuck_after=0s", "stuck_after"),
-            ("api:elastic=4-2", "elastic"),
-            ("api:elastic=0-2", "elastic"),
-            ("api:keep_alive=0s", "keep_alive"),
+            ("api:codel=5ms/100ms", "\"5ms/100ms\""),
+            ("api:replacement_budget=x", "\"x\""),
+            ("api:elastic=1-8", "elastic"),
+            ("api:keep_alive=soon", "keep_alive"),
         ] {
             let err = parse_pool(bad).unwrap_err();
             assert!(err.contains(needle), "{bad}: {err}");
+        }
+    }
+
+    /// Values the library reads but its rules refuse are refused by `check`, before any run,
+    /// with the library's message naming the pool and the key.
+    #[test]
+    fn out_of_range_pools_are_refused_before_any_run() {
+        for (bad, needle) in [
+            ("api:threads=0", "threads"),
+            ("api:max_queue_wait=0s", "max_queue_wait"),
+            ("api:codel=100ms,5ms", "codel"),
+            ("api:stuck_after=0s", "stuck_after"),
+            ("api:elastic=4,2", "elastic"),
+            ("api:elastic=0,2", "elastic"),
+            ("api:keep_alive=0s", "keep_alive"),
+        ] {
+            let mut sc = presets::preset("cpu-runaway", &[0, 1]).unwrap();
+            sc.pools[0] = parse_pool(bad).unwrap();
+            let err = crate::run::check(&sc, crate::run::RunKind::Isolated).unwrap_err();
+            assert!(
+                err.contains(needle) && err.contains("\"api\""),
+                "{bad}: {err}"
+            );
         }
     }
 
@@ -964,7 +988,7 @@ mod tests {
         assert!(err.contains("\"nope\""), "{err}");
 
         let mut sc = presets::preset("cpu-runaway", &[0, 1]).unwrap();
-        sc.pools[0].cpus = Some(CpuList(vec![7]));
+        sc.pools[0].set("cpus", "7").unwrap();
         let err = sc.validate(&[0, 1]).unwrap_err();
         assert!(err.contains("CPU 7"), "{err}");
     }
@@ -980,6 +1004,7 @@ mod tests {
             name = "a"
             threads = 2
             cpus = "0,1"
+            codel = ["5ms", "100ms"]
             [[load]]
             pool = "a"
             rate = 500
@@ -990,7 +1015,8 @@ mod tests {
         assert_eq!(sc.duration, Duration::from_secs(3));
         assert_eq!(sc.mode, Mode::Isolated);
         assert_eq!(sc.pools.len(), 1);
-        assert_eq!(sc.pools[0].cpus, Some(CpuList(vec![0, 1])));
+        assert_eq!(sc.pools[0].cpus().unwrap().to_string(), "0-1");
+        assert_eq!(sc.pools[0].get("codel"), Some("5ms,100ms"));
         assert_eq!(sc.loads[0].rate, Rate::PerSec(500.0));
         assert_eq!(sc.loads[0].work, WorkSpec::Sleep(Duration::from_millis(1)));
     }
@@ -999,9 +1025,12 @@ mod tests {
     fn scenario_file_values_are_taken_whole() {
         let base = || presets::preset("cpu-runaway", &[0, 1]).unwrap();
         for (text, needle) in [
-            ("max_wait = \"5ms,threads=64\"", "\"5ms,threads=64\""),
+            ("max_queue_wait = \"5ms,threads=64\"", "\"5ms,threads=64\""),
             ("cpus = \"0,threads=64\"", "\"0,threads=64\""),
-            ("elastic = \"1-2,queue=0\"", "\"1-2,queue=0\""),
+            (
+                "elastic = \"1,2,queue_capacity=0\"",
+                "\"1,2,queue_capacity=0\"",
+            ),
         ] {
             let file = format!("[[pool]]\nname = \"a\"\n{text}\n[[load]]\npool = \"a\"");
             let err = parse_scenario_file(&file, base()).unwrap_err();
@@ -1010,7 +1039,7 @@ mod tests {
         let file = "[[pool]]\nname = \"a,threads=9\"\n[[load]]\npool = \"a:rate=max\"";
         let sc = parse_scenario_file(file, base()).unwrap();
         assert_eq!(
-            (sc.pools[0].name.as_str(), sc.pools[0].threads),
+            (sc.pools[0].name.as_str(), sc.pools[0].threads()),
             ("a,threads=9", 1)
         );
         assert_eq!(sc.loads[0].pool, "a:rate=max");
