@@ -367,7 +367,7 @@ pub use metrics::{
 };
 pub use overload::{ShedReason, ShedTask};
 pub use placement::{current_cpu, Placement, SchedPolicy};
-pub use pool::Pool;
+pub use pool::{Admission, Pool};
 pub use runtime::{PoolReport, Runtime, ShutdownReport, StuckWorker};
 pub use stats::{PoolStats, WorkerInfo};
 pub use task::TaskHandle;

@@ -68,7 +68,10 @@ use crate::task::{TaskCell, TaskHandle};
 use crate::worker;
 
 pub(crate) mod dynamic;
+mod wait;
 use dynamic::Dynamic;
+pub use wait::Admission;
+pub(crate) use wait::RoomWakers;
 
 pub(crate) const CLOSED: usize = 1;
 pub(crate) const ABANDONED: usize = 2;
@@ -145,9 +148,10 @@ pub(crate) struct PoolShared {
     pub(crate) queue_cap_limit: Option<usize>,
     /// Serialises updates of `limit` (resizes; rare).
     pub(crate) limit_lock: Mutex<()>,
-    /// Submitters with a deadline waiting for a free slot, and where they wait.
+    /// Submitters waiting for a free slot: blocked ones (`room_cv`) plus async ones (their
+    /// wakers in `room`).
     pub(crate) room_waiters: AtomicUsize,
-    pub(crate) room: Mutex<()>,
+    pub(crate) room: Mutex<RoomWakers>,
     pub(crate) room_cv: Condvar,
     /// Workers blocked in `join`/`join_timeout` on an unfinished task of this pool (deadlock
     /// detection, see `task.rs`).
@@ -165,7 +169,7 @@ impl PoolShared {
     /// When a job is enqueued, in nanoseconds since the pool's epoch, or 0 when nothing will
     /// read it.
     #[inline]
-    fn enqueue_stamp(&self) -> u64 {
+    pub(crate) fn enqueue_stamp(&self) -> u64 {
         if self.stamp_enqueue {
             self.now_nanos()
         } else {
@@ -211,7 +215,7 @@ impl PoolShared {
 
     /// Takes one slot if one is free (see the module docs, "Capacity").
     #[inline]
-    fn try_reserve(&self, order: Ordering) -> bool {
+    pub(crate) fn try_reserve(&self, order: Ordering) -> bool {
         let limit = self.limit.load(Ordering::Relaxed);
         let mut cur = self.occupied.load(order);
         while cur < limit {
@@ -250,7 +254,7 @@ impl PoolShared {
     /// under the same lock.
     #[cold]
     #[inline(never)]
-    fn reserve_until(&self, job: Job, deadline: Instant) -> Result<(), (Job, RefusalReason)> {
+    fn reserve_until(&self, mut job: Job, deadline: Instant) -> Result<(), (Job, RefusalReason)> {
         let mut room = self.room.lock();
         self.room_waiters.fetch_add(1, Ordering::SeqCst);
         let outcome = loop {
@@ -271,9 +275,31 @@ impl PoolShared {
         self.room_waiters.fetch_sub(1, Ordering::SeqCst);
         drop(room);
         match outcome {
-            Ok(()) => self.enqueue(job),
+            Ok(()) => {
+                // Queue wait counts from admission, not from when the wait for a slot began.
+                job.enqueued = self.enqueue_stamp();
+                self.enqueue(job)
+            }
             Err(reason) => Err((job, reason)),
         }
+    }
+
+    /// Sends a job for which the caller already took a slot (async admission), with the
+    /// admission word's in-flight protocol; a pool that closed meanwhile refuses it and the
+    /// slot is released.
+    pub(crate) fn send_reserved(&self, job: Job) -> Result<(), (Job, RefusalReason)> {
+        let prev = self.state.fetch_add(IN_FLIGHT, Ordering::Acquire);
+        let result = if prev & CLOSED != 0 {
+            self.release_slot();
+            Err((job, RefusalReason::ShuttingDown))
+        } else {
+            self.enqueue(job)
+        };
+        let prev = self.state.fetch_sub(IN_FLIGHT, Ordering::AcqRel);
+        if prev & ABANDONED != 0 {
+            self.drain_cancel();
+        }
+        result
     }
 
     /// A task ended (or was taken out of the queue to be cancelled): frees its slot. Called
@@ -286,11 +312,24 @@ impl PoolShared {
         }
     }
 
-    /// Wakes submitters waiting for a slot (a slot was freed, the limit grew, or shutdown).
+    /// Wakes submitters waiting for a slot (a slot was freed, the limit grew, or shutdown):
+    /// every blocked one, and every async one (whose waker is taken: it registers again if
+    /// it still finds no slot).
     #[cold]
     pub(crate) fn wake_room_waiters(&self) {
-        let _room = self.room.lock();
-        self.room_cv.notify_all();
+        let wakers = {
+            let mut room = self.room.lock();
+            self.room_cv.notify_all();
+            let wakers = std::mem::take(&mut room.wakers);
+            if !wakers.is_empty() {
+                self.room_waiters.fetch_sub(wakers.len(), Ordering::SeqCst);
+            }
+            wakers
+        };
+        // Outside the lock: a waker is executor code.
+        for (_, waker) in wakers {
+            waker.wake();
+        }
     }
 
     /// The threads that count towards the admission limit now: the fixed size, or a dynamic
@@ -336,7 +375,7 @@ impl PoolShared {
     }
 
     #[cold]
-    fn count_refusal(&self, reason: RefusalReason) {
+    pub(crate) fn count_refusal(&self, reason: RefusalReason) {
         let c = match reason {
             RefusalReason::Full => &self.refused.full,
             RefusalReason::Timeout => &self.refused.timeout,
@@ -560,7 +599,7 @@ impl Pool {
             queue_cap_limit: p.queue_capacity_limit,
             limit_lock: Mutex::new(()),
             room_waiters: AtomicUsize::new(0),
-            room: Mutex::new(()),
+            room: Mutex::new(RoomWakers::default()),
             room_cv: Condvar::new(),
             blocked_joins: AtomicUsize::new(0),
         });
@@ -661,6 +700,89 @@ impl Pool {
         self.submit_with(f, Some(deadline_after(timeout)))
     }
 
+    /// Submits `f`, waiting as long as it takes for room in the queue: back-pressure for a
+    /// thread that has nothing better to do than wait. Refused only when the pool shuts down
+    /// (before or while waiting), with the closure handed back.
+    ///
+    /// For async code use [`submit_async`](Pool::submit_async), which waits without blocking
+    /// a thread of the executor.
+    ///
+    /// # Errors
+    ///
+    /// [`RefusalReason::ShuttingDown`], with the closure, if the pool is or begins shutting
+    /// down before `f` was admitted.
+    ///
+    /// ```
+    /// # let rt = bulkhead::Runtime::builder().pool("batch", |p| p.threads(1).queue_capacity(1)).build().unwrap();
+    /// let batch = rt.pool("batch")?;
+    /// // 100 tasks through a pool that holds at most 2 at once: each waits for room.
+    /// let handles: Vec<_> = (0..100).map(|i| batch.submit(move || i * 2)).collect::<Result<_, _>>()?;
+    /// let sum: i32 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    /// assert_eq!(sum, 9900);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn submit<F, T>(&self, f: F) -> Result<TaskHandle<T>, SubmitError<F>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.submit_with(f, Some(deadline_after(Duration::MAX)))
+    }
+
+    /// Submits `f` from async code, awaiting room in the queue without blocking a thread.
+    ///
+    /// The returned future resolves to the task's [`TaskHandle`] (itself a future of the
+    /// result) once `f` was admitted, or to a refusal with the closure handed back if the
+    /// pool is or begins shutting down first. It is **cancel-safe**: dropping it before it
+    /// resolved leaves nothing behind: `f` was not admitted (it is dropped with the future,
+    /// unrun), holds no slot, and the pool counts nothing for it. Once it resolved, the task
+    /// is the handle's. A pool's [context hook](crate::PoolBuilder::context) captures when
+    /// `f` is admitted, in the task polling the future. Works on any executor.
+    ///
+    /// Many futures waiting on one full pool are all woken when a slot frees; one takes it
+    /// and the others wait again.
+    ///
+    /// ```
+    /// # let rt = bulkhead::Runtime::builder().pool("cpu", |p| p.threads(1).queue_capacity(1)).build().unwrap();
+    /// # let tokio = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// let cpu = rt.pool("cpu")?;
+    /// let total = tokio.block_on(async {
+    ///     let mut handles = Vec::new();
+    ///     for i in 0..10u64 {
+    ///         handles.push(cpu.submit_async(move || i * i).await?); // waits for room
+    ///     }
+    ///     let mut total = 0;
+    ///     for h in handles {
+    ///         total += h.await?;
+    ///     }
+    ///     Ok::<u64, Box<dyn std::error::Error>>(total)
+    /// })?;
+    /// assert_eq!(total, 285);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn submit_async<F, T>(&self, f: F) -> Admission<F, T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        Admission::new(self.clone(), f)
+    }
+
+    /// Builds the task cell and job of `f` (capturing the context here).
+    pub(crate) fn prepare<F, T>(&self, f: F) -> (Arc<TaskCell<F, T>>, Job)
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let ctx = self.shared.config.hooks.capture();
+        let cell = TaskCell::new(f, ctx, self.shared.id());
+        let job = Job {
+            enqueued: self.shared.enqueue_stamp(),
+            work: Work::Handle(cell.clone()),
+        };
+        (cell, job)
+    }
+
     #[inline]
     fn submit_with<F, T>(
         &self,
@@ -755,7 +877,7 @@ impl Pool {
     /// Elastic pools, after an enqueue: starts a thread rather than let the task wait, while
     /// below the maximum. A fixed pool pays one `Option` check.
     #[inline]
-    fn grow_if_needed(&self) {
+    pub(crate) fn grow_if_needed(&self) {
         if let Some(d) = &self.shared.dynamic {
             if d.wants_growth(|| self.shared.tx.len()) {
                 self.shared.grow();
