@@ -168,17 +168,21 @@ pub enum TaskError {
     /// cancelled, and with `join_timeout` the handle stays valid. See
     /// [`TaskHandle::join`](crate::TaskHandle::join) for the exact rule.
     WouldDeadlock,
-    /// Only from a continuation's handle ([`TaskHandle::then_in`](crate::TaskHandle::then_in)):
-    /// its pool refused it when the first task ended. The continuation, with its input bound,
-    /// comes back inside ([`RefusedContinuation::into_task`]).
+    /// From a continuation's handle ([`TaskHandle::then_in`](crate::TaskHandle::then_in)):
+    /// its pool refused it when the first task ended; the continuation, with its input bound,
+    /// comes back inside ([`RefusedContinuation::into_task`]). Also an item of
+    /// [`Pool::map`](crate::Pool::map) that was never submitted because the pool shut down:
+    /// the mapping function bound to that item comes back the same way.
     Refused(RefusedContinuation),
 }
 
-/// A continuation that its pool refused, from [`TaskError::Refused`].
+/// Work that its pool refused after the call that asked for it had returned, from
+/// [`TaskError::Refused`]: a continuation, or an item of [`Pool::map`](crate::Pool::map).
 ///
 /// Like a [`SubmitError`], it names the pool and the reason and hands the work back: the
-/// continuation's closure with the first task's outcome already bound to it, as a
-/// `Box<dyn FnOnce() -> U + Send>` (typed by [`into_task`](RefusedContinuation::into_task)).
+/// continuation's closure with the first task's outcome already bound to it (or the mapping
+/// function bound to its item), as a `Box<dyn FnOnce() -> U + Send>` (typed by
+/// [`into_task`](RefusedContinuation::into_task)).
 ///
 /// ```
 /// use bulkhead::{Runtime, TaskError};

@@ -28,9 +28,10 @@
 //!
 //! ## Refusal and backpressure
 //!
-//! Submissions never block without bound. [`Pool::try_submit`] and [`Pool::execute`] refuse
-//! at once when the queue is full; [`Pool::submit_timeout`] and [`Pool::execute_timeout`]
-//! wait at most their timeout. A refusal is a [`SubmitError`] that gives the closure back, so
+//! Submissions block only as long as you ask. [`Pool::try_submit`] and [`Pool::execute`]
+//! refuse at once when the pool is full; [`Pool::submit_timeout`] and
+//! [`Pool::execute_timeout`] wait at most their timeout; [`Pool::submit`] and
+//! [`Pool::submit_async`] wait for room (below). A refusal is a [`SubmitError`] that gives the closure back, so
 //! the caller decides: retry, fall back, or run it itself.
 //!
 //! ```
@@ -53,6 +54,31 @@
 //! let work = err.into_inner();
 //! assert_eq!(work(), "work"); // ran here instead
 //! release.send(())?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Waiting for room, from threads and from async code, and fan-out
+//!
+//! When waiting is the right answer, wait for room instead of handling refusals by hand:
+//! [`Pool::submit`] blocks the calling thread until a slot frees, [`Pool::submit_async`]
+//! awaits one without blocking the executor (and is cancel-safe: dropping the future submits
+//! nothing), and [`Pool::map`] fans an iterator out over the pool with back-pressure, results
+//! in order. All three are refused, work handed back, only when the pool shuts down.
+//!
+//! ```
+//! # let rt = bulkhead::Runtime::builder().pool("cpu", |p| p.threads(2).queue_capacity(2)).build()?;
+//! let cpu = rt.pool("cpu")?;
+//! // A thousand items through a pool that holds four at once.
+//! let lengths = cpu.map((0..1_000).map(|n| n.to_string()), |s| s.len());
+//! assert_eq!(lengths[999].as_ref().ok(), Some(&3));
+//!
+//! // From async code (any executor; tokio here).
+//! let tokio = tokio::runtime::Builder::new_current_thread().build()?;
+//! let answer = tokio.block_on(async {
+//!     let handle = cpu.submit_async(|| 6 * 7).await?; // waits for room, not a thread
+//!     Ok::<_, Box<dyn std::error::Error>>(handle.await?)
+//! })?;
+//! assert_eq!(answer, 42);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!

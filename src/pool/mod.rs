@@ -502,16 +502,19 @@ impl PoolShared {
 /// A handle to one named pool: cheap to clone (`Arc`), `Send + Sync`, obtained from
 /// [`Runtime::pool`](crate::Runtime::pool).
 ///
-/// Every submission is bounded in time: the `try_` and plain forms never block, the
-/// `_timeout` forms block at most their timeout. A refused task is handed back inside the
-/// [`SubmitError`].
+/// A submission waits only as you ask: the `try_` forms and `execute` never block, the
+/// `_timeout` forms block at most their timeout, `submit` and `submit_async` wait for room
+/// until the pool shuts down. A refused task is handed back inside the [`SubmitError`].
 ///
-/// | method                                        | result slot         | when the queue is full |
+/// | method                                        | result slot         | when the pool is full  |
 /// |-----------------------------------------------|---------------------|------------------------|
 /// | [`try_submit`](Pool::try_submit)              | [`TaskHandle`]      | refused at once        |
 /// | [`submit_timeout`](Pool::submit_timeout)      | [`TaskHandle`]      | waits up to a timeout  |
+/// | [`submit`](Pool::submit)                      | [`TaskHandle`]      | blocks until room      |
+/// | [`submit_async`](Pool::submit_async)          | [`TaskHandle`]      | awaits room (a future) |
 /// | [`execute`](Pool::execute)                    | none (cheapest)     | refused at once        |
 /// | [`execute_timeout`](Pool::execute_timeout)    | none                | waits up to a timeout  |
+/// | [`map`](Pool::map)                            | results, in order   | waits for room         |
 ///
 /// A handle stays usable after the runtime shuts down: submissions are then refused with
 /// [`RefusalReason::ShuttingDown`].
@@ -766,6 +769,82 @@ impl Pool {
         T: Send + 'static,
     {
         Admission::new(self.clone(), f)
+    }
+
+    /// Runs `f` on every item of `items` in this pool and returns the results in the order of
+    /// the items: fan-out with back-pressure.
+    ///
+    /// Items are submitted one by one as room frees ([`submit`](Pool::submit)), so a long
+    /// iterator never floods the queue and nothing is refused for being too many; the call
+    /// returns once every task ended. Each entry is the task's value or why there is none
+    /// (a panic, an expiry by `max_queue_wait`, a shed, a cancellation by a timed-out
+    /// shutdown). If the pool shuts down before every item was submitted, each item not
+    /// submitted comes back as [`TaskError::Refused`](crate::TaskError::Refused), holding
+    /// `f` bound to that item ([`RefusedContinuation::into_task`](crate::RefusedContinuation::into_task)),
+    /// so nothing is lost.
+    ///
+    /// How it differs from rayon's `par_iter().map()`: the work runs on this bulkhead's own
+    /// threads, never on a global pool; at most the pool's capacity is admitted at once (the
+    /// caller waits for room instead of queueing without bound); and failures are values in
+    /// the result, one per item, instead of a panic propagated to the caller. Tasks are
+    /// `'static`: move or share (`Arc`) what they need.
+    ///
+    /// Call it from outside the pool: a task of this pool that fans out into its own pool
+    /// waits for room its own worker holds.
+    ///
+    /// ```
+    /// # let rt = bulkhead::Runtime::builder().pool("cpu", |p| p.threads(2).queue_capacity(4)).build().unwrap();
+    /// let cpu = rt.pool("cpu")?;
+    /// // 1,000 tasks through a pool that holds 6 at once, results in order.
+    /// let squares = cpu.map(0..1_000u64, |n| n * n);
+    /// assert_eq!(squares.len(), 1_000);
+    /// assert_eq!(squares[999].as_ref().ok(), Some(&998_001));
+    /// assert!(squares.iter().all(Result::is_ok));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn map<I, T, F>(
+        &self,
+        items: impl IntoIterator<Item = I>,
+        f: F,
+    ) -> Vec<Result<T, crate::TaskError>>
+    where
+        I: Send + 'static,
+        T: Send + 'static,
+        F: Fn(I) -> T + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        let mut pending: Vec<Result<TaskHandle<T>, crate::TaskError>> = Vec::new();
+        let mut refused = None;
+        for item in items {
+            let g = f.clone();
+            let task = move || g(item);
+            let outcome = match refused {
+                // The pool refused an earlier item: it is shutting down; do not wait again.
+                Some(reason) => Err((Box::new(task) as Box<dyn FnOnce() -> T + Send>, reason)),
+                None => self.submit(task).map_err(|e| {
+                    let reason = e.reason();
+                    (
+                        Box::new(e.into_inner()) as Box<dyn FnOnce() -> T + Send>,
+                        reason,
+                    )
+                }),
+            };
+            pending.push(match outcome {
+                Ok(handle) => Ok(handle),
+                Err((task, reason)) => {
+                    refused = Some(reason);
+                    Err(crate::TaskError::Refused(crate::RefusedContinuation::new(
+                        self.shared.name.clone(),
+                        reason,
+                        Box::new(task),
+                    )))
+                }
+            });
+        }
+        pending
+            .into_iter()
+            .map(|h| h.and_then(TaskHandle::join))
+            .collect()
     }
 
     /// Builds the task cell and job of `f` (capturing the context here).
