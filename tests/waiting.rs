@@ -253,3 +253,41 @@ fn stress_many_async_submitters_through_a_small_pool_lose_nothing() {
     assert_eq!(s.completed, admitted as u64);
     assert_eq!(s.refused(), 0);
 }
+
+#[test]
+fn a_capture_hook_that_panics_at_async_admission_gives_its_slot_back() {
+    use std::sync::atomic::AtomicBool;
+    support::quiet_panics("capture refuses");
+    let fail = Arc::new(AtomicBool::new(false));
+    let f = fail.clone();
+    let rt = Runtime::builder()
+        .pool("p", move |p| {
+            p.threads(1).queue_capacity(1).context(
+                move || {
+                    if f.load(Ordering::SeqCst) {
+                        panic!("capture refuses");
+                    }
+                },
+                |()| (),
+            )
+        })
+        .build()
+        .unwrap();
+    let pool = rt.pool("p").unwrap();
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    fail.store(true, Ordering::SeqCst);
+    let joined = tokio.block_on(async {
+        let p = pool.clone();
+        tokio::spawn(async move { p.submit_async(|| 1).await.map(drop).map_err(drop) }).await
+    });
+    assert!(joined.unwrap_err().is_panic());
+    fail.store(false, Ordering::SeqCst);
+    // Both slots are free: a thread and the queue slot.
+    let (gate, queued) = fill(&pool, 1);
+    drop((gate, queued));
+    let report = rt.shutdown();
+    assert!(report.is_clean(), "{report}");
+}

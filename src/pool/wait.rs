@@ -29,6 +29,15 @@ pub(crate) struct RoomWakers {
     pub(crate) wakers: Vec<(u64, Waker)>,
 }
 
+/// Gives a taken slot back if dropped (by unwinding) before it was handed on.
+struct SlotGuard<'a>(&'a super::PoolShared);
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        self.0.release_slot();
+    }
+}
+
 /// Ids of waiting futures, unique per process.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -64,7 +73,11 @@ where
     /// Admits the closure into a slot this future has taken.
     fn admit(&mut self, f: F) -> Result<TaskHandle<T>, SubmitError<F>> {
         let shared = &self.pool.shared;
+        // The context hook's capture runs here, user code: should it panic, the slot this
+        // future holds is given back, not leaked.
+        let slot = SlotGuard(shared);
         let (cell, job) = self.pool.prepare(f);
+        std::mem::forget(slot);
         // Counted only now: a future dropped while waiting never submitted anything.
         shared.submitted.fetch_add(1, Ordering::Relaxed);
         match shared.send_reserved(job) {
