@@ -25,6 +25,10 @@ pub enum RefusalReason {
     Timeout,
     /// The pool is shutting down (or has shut down) and takes no new work.
     ShuttingDown,
+    /// The task carried a deadline ([`Pool::try_submit_by`](crate::Pool::try_submit_by))
+    /// that had passed, or that the pool predicted it would miss: with every thread busy,
+    /// the tasks ahead of it times the recent mean run time put its start past the deadline.
+    Deadline,
 }
 
 impl RefusalReason {
@@ -35,6 +39,7 @@ impl RefusalReason {
             RefusalReason::Full => "full",
             RefusalReason::Timeout => "timeout",
             RefusalReason::ShuttingDown => "shutting_down",
+            RefusalReason::Deadline => "deadline",
         }
     }
 }
@@ -45,6 +50,7 @@ impl fmt::Display for RefusalReason {
             RefusalReason::Full => "queue is full",
             RefusalReason::Timeout => "queue stayed full for the whole timeout",
             RefusalReason::ShuttingDown => "pool is shutting down",
+            RefusalReason::Deadline => "the task would not start before its deadline",
         })
     }
 }
@@ -105,6 +111,11 @@ impl<F> SubmitError<F> {
     pub fn is_shutting_down(&self) -> bool {
         self.reason == RefusalReason::ShuttingDown
     }
+
+    /// True if refused because of its deadline ([`RefusalReason::Deadline`]).
+    pub fn is_deadline(&self) -> bool {
+        self.reason == RefusalReason::Deadline
+    }
 }
 
 impl<F> fmt::Debug for SubmitError<F> {
@@ -113,6 +124,7 @@ impl<F> fmt::Debug for SubmitError<F> {
             RefusalReason::Full => "Full",
             RefusalReason::Timeout => "Timeout",
             RefusalReason::ShuttingDown => "ShuttingDown",
+            RefusalReason::Deadline => "Deadline",
         };
         write!(f, "{variant}(pool: {:?}, ..)", &*self.pool)
     }

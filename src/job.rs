@@ -18,6 +18,9 @@ pub(crate) enum Outcome {
     Cancelled,
     /// Not run: shed by the pool's queue-delay controller (CoDel).
     Shed,
+    /// Already accounted: the task expired at its deadline while queued (the deadline timer
+    /// counted it and freed its slot); whoever dequeues it later counts nothing more.
+    Settled,
 }
 
 /// Why a worker (or a shutdown drain) resolves a job without running it.
@@ -47,6 +50,11 @@ pub(crate) trait Runnable: Send + Sync {
     /// Resolves the task as shed by the queue-delay controller (or accounts that it was
     /// already cancelled).
     fn shed(&self, waited: Duration, account: Account<'_>);
+    /// The deadline timer: resolves the task as expired if it is still queued, accounting
+    /// `Expired` under the cell's lock before its handle can see it, and marks it settled so
+    /// that the worker that dequeues it later accounts `Settled`. Does nothing (and accounts
+    /// nothing) once the task started, ended, or was cancelled.
+    fn expire_early(&self, waited: Duration, account: Account<'_>);
 }
 
 /// The type-erased job side of a fire-and-forget task.

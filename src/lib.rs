@@ -371,6 +371,7 @@ mod supervisor;
 mod sync;
 mod sys;
 mod task;
+mod timer;
 mod trampoline;
 mod unwind;
 mod worker;

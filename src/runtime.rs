@@ -11,7 +11,8 @@ use crate::placement::Baseline;
 use crate::pool::Pool;
 use crate::stats::PoolStats;
 use crate::supervisor::Supervisor;
-use crate::sync::{AtomicBool, Ordering};
+use crate::sync::{Arc, AtomicBool, Ordering};
+use crate::timer::Timer;
 
 /// A set of named pools ("bulkheads"), each with its own threads and bounded queue.
 ///
@@ -42,21 +43,26 @@ pub struct Runtime {
     shut_down: AtomicBool,
     /// `None` only while `start` is still starting pools.
     supervisor: Option<Supervisor>,
+    /// Resolves queued tasks at their deadlines; stopped at shutdown, after the pools.
+    timer: Arc<Timer>,
 }
 
 impl Runtime {
     pub(crate) fn start(config: RuntimeSettings) -> Result<Runtime, BuildError> {
+        let timer = Arc::new(Timer::new());
         let mut rt = Runtime {
             pools: Vec::with_capacity(config.pools.len()),
             drop_timeout: config.drop_timeout,
             shut_down: AtomicBool::new(false),
             supervisor: None,
+            timer: timer.clone(),
         };
         // What every worker of an unplaced pool runs with, whoever spawns it later.
         let baseline = Baseline::of_current_thread();
         for p in &config.pools {
             // On error `rt` is dropped here, which stops the pools already started.
-            rt.pools.push(Pool::start(p, config.metrics, &baseline)?);
+            rt.pools
+                .push(Pool::start(p, config.metrics, &baseline, &timer)?);
         }
         let supervisor = Supervisor::start(
             &rt.pools,
@@ -167,6 +173,8 @@ impl Runtime {
                 still_running,
             });
         }
+        // Every queued task has been run or resolved: no deadline is left to watch.
+        self.timer.stop();
         // The supervisor takes a last sample (delivering the last interval's events), then stops.
         if let Some(s) = &self.supervisor {
             s.stop(deadline);

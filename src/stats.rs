@@ -74,6 +74,7 @@ impl WorkerSlot {
             Outcome::Expired => &self.expired,
             Outcome::Cancelled => &self.cancelled,
             Outcome::Shed => &self.shed,
+            Outcome::Settled => return,
         };
         // Single writer: no read-modify-write needed.
         c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
@@ -210,6 +211,10 @@ pub struct PoolStats {
     pub refused_timeout: u64,
     /// Refused because the pool was shutting down.
     pub refused_shutting_down: u64,
+    /// Refused because the task's deadline had passed or would be missed
+    /// ([`RefusalReason::Deadline`](crate::RefusalReason::Deadline)).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub refused_deadline: u64,
     /// Ran and returned.
     pub completed: u64,
     /// Ran and panicked (the panic was caught).
@@ -250,6 +255,7 @@ impl PoolStats {
             refused_full: 0,
             refused_timeout: 0,
             refused_shutting_down: 0,
+            refused_deadline: 0,
             completed: 0,
             panicked: 0,
             expired: 0,
@@ -263,7 +269,10 @@ impl PoolStats {
 
     /// All refusals, whatever the reason.
     pub fn refused(&self) -> u64 {
-        self.refused_full + self.refused_timeout + self.refused_shutting_down
+        self.refused_full
+            + self.refused_timeout
+            + self.refused_shutting_down
+            + self.refused_deadline
     }
 
     /// Submissions that were accepted into the queue.

@@ -298,6 +298,14 @@ impl State {
                 std::mem::swap(&mut l.last_interval, &mut l.open);
                 l.open.reset();
                 l.last_interval_length = length;
+                // The run-time estimate deadline admission predicts with: the mean run
+                // time of the interval just closed (kept while an interval ran nothing).
+                if !l.last_interval.run.is_empty() {
+                    let mean = l.last_interval.run.mean().max(1.0) as u64;
+                    t.shared
+                        .est_run_nanos
+                        .store(mean, crate::sync::Ordering::Relaxed);
+                }
             }
             let stats = t.shared.stats();
             let name = &*t.shared.name;
@@ -314,6 +322,10 @@ impl State {
                 (
                     RefusalReason::ShuttingDown,
                     delta(stats.refused_shutting_down, t.prev.refused_shutting_down),
+                ),
+                (
+                    RefusalReason::Deadline,
+                    delta(stats.refused_deadline, t.prev.refused_deadline),
                 ),
             ] {
                 if count > 0 {

@@ -91,6 +91,32 @@ struct CellState<B, T> {
     stage: Stage<B, T>,
     waker: Option<Waker>,
     extra: Option<Box<Extra<T>>>,
+    /// Set by the deadline timer when it expired the task while queued: its outcome is
+    /// counted and its slot freed already (see `Runnable::expire_early`).
+    settled: bool,
+}
+
+/// Where a cell stood when a worker, an expiry or a drain came to resolve it.
+#[derive(Clone, Copy)]
+enum Prior {
+    /// Still queued: the caller resolves it.
+    Pending,
+    /// Left `Pending` through its handle (cancelled): not counted yet.
+    Left,
+    /// Expired at its deadline by the timer: counted already.
+    Settled,
+}
+
+impl Prior {
+    /// What to account: `pending` for a task resolved now, `Cancelled` for one cancelled
+    /// through its handle, nothing more (`Settled`) for one the timer counted.
+    fn outcome(self, pending: Outcome) -> Outcome {
+        match self {
+            Prior::Pending => pending,
+            Prior::Left => Outcome::Cancelled,
+            Prior::Settled => Outcome::Settled,
+        }
+    }
 }
 
 impl<B, T> CellState<B, T> {
@@ -140,6 +166,7 @@ where
             state: Mutex::new(CellState {
                 stage: Stage::Pending(body),
                 waker: None,
+                settled: false,
                 extra: ctx.map(|ctx| {
                     Box::new(Extra {
                         ctx: Some(ctx),
@@ -196,14 +223,18 @@ where
     fn resolve_pending(
         &self,
         err: impl FnOnce() -> TaskError,
-        before: impl FnOnce(bool),
+        before: impl FnOnce(Prior),
     ) -> Option<(B, Option<Captured>)> {
         let mut st = self.state.lock();
         if !matches!(st.stage, Stage::Pending(_)) {
-            before(false);
+            before(if st.settled {
+                Prior::Settled
+            } else {
+                Prior::Left
+            });
             return None;
         }
-        before(true);
+        before(Prior::Pending);
         let taken = match std::mem::replace(&mut st.stage, Stage::Running) {
             Stage::Pending(f) => (f, st.take_ctx()),
             _ => unreachable!(),
@@ -241,9 +272,15 @@ where
         let (f, ctx) = {
             let mut st = self.state.lock();
             if !matches!(st.stage, Stage::Pending(_)) {
-                // Cancelled through the handle while it sat in the queue.
+                // Cancelled through the handle while it sat in the queue, or expired at its
+                // deadline (already accounted).
+                let settled = st.settled;
                 drop(st);
-                account(Outcome::Cancelled);
+                account(if settled {
+                    Outcome::Settled
+                } else {
+                    Outcome::Cancelled
+                });
                 return;
             }
             match std::mem::replace(&mut st.stage, Stage::Running) {
@@ -265,13 +302,7 @@ where
     fn expire(&self, waited: Duration, account: Account<'_>) {
         let taken = self.resolve_pending(
             || TaskError::Expired { waited },
-            |pending| {
-                account(if pending {
-                    Outcome::Expired
-                } else {
-                    Outcome::Cancelled
-                })
-            },
+            |prior| account(prior.outcome(Outcome::Expired)),
         );
         if let Some((f, ctx)) = taken {
             hooks::discard(f, ctx);
@@ -279,7 +310,10 @@ where
     }
 
     fn cancel_queued(&self, account: Account<'_>) {
-        let taken = self.resolve_pending(|| TaskError::Cancelled, |_| account(Outcome::Cancelled));
+        let taken = self.resolve_pending(
+            || TaskError::Cancelled,
+            |prior| account(prior.outcome(Outcome::Cancelled)),
+        );
         if let Some((f, ctx)) = taken {
             hooks::discard(f, ctx);
         }
@@ -288,17 +322,26 @@ where
     fn shed(&self, waited: Duration, account: Account<'_>) {
         let taken = self.resolve_pending(
             || TaskError::Shed { waited },
-            |pending| {
-                account(if pending {
-                    Outcome::Shed
-                } else {
-                    Outcome::Cancelled
-                })
-            },
+            |prior| account(prior.outcome(Outcome::Shed)),
         );
         if let Some((f, ctx)) = taken {
             hooks::discard(f, ctx);
         }
+    }
+
+    fn expire_early(&self, waited: Duration, account: Account<'_>) {
+        let mut st = self.state.lock();
+        if !matches!(st.stage, Stage::Pending(_)) {
+            return;
+        }
+        st.settled = true;
+        account(Outcome::Expired);
+        let (f, ctx) = match std::mem::replace(&mut st.stage, Stage::Running) {
+            Stage::Pending(f) => (f, st.take_ctx()),
+            _ => unreachable!(),
+        };
+        self.complete(st, Err(TaskError::Expired { waited }));
+        hooks::discard(f, ctx);
     }
 }
 

@@ -231,8 +231,10 @@ impl Worker {
                     end = Some(now);
                 }
                 slot.set_idle();
-                slot.count(outcome);
-                shared.release_slot();
+                if outcome != Outcome::Settled {
+                    slot.count(outcome);
+                    shared.release_slot();
+                }
             },
             &|payload| shared.config.hooks.panic.handle(&shared.name, payload),
         );
@@ -245,8 +247,10 @@ impl Worker {
     fn not_run(&self, job: Job, why: NotRun) {
         let slot = &self.shared.workers[self.index];
         let unrun = job.not_run(why, &mut |outcome| {
-            slot.count(outcome);
-            self.shared.release_slot();
+            if outcome != Outcome::Settled {
+                slot.count(outcome);
+                self.shared.release_slot();
+            }
         });
         self.shared.dispose(unrun, why);
     }

@@ -165,7 +165,32 @@ fn context_panic_path_clears_before_the_panic_is_caught() {
 }
 
 #[test]
-fn context_expiry_path_installs_around_the_drop_on_the_worker() {
+fn context_expiry_path_installs_around_the_drop_on_the_deadline_timer() {
+    // A task with a handle is resolved at its deadline by the runtime's deadline timer,
+    // while the only worker is still blocked: the closure is dropped in its context there.
+    let log = Log::default();
+    let max_wait = Duration::from_millis(20);
+    let rt = runtime(&log, |p| p.threads(1).max_queue_wait(max_wait));
+    let pool = rt.pool("p").unwrap();
+    let release = block_worker(&pool);
+    let probe = DropProbe(log.clone(), 4);
+    let handle = submit_tagged(&pool, 4, move || drop(probe));
+    assert!(handle.join().unwrap_err().is_expired());
+    // The timer resolves the handle first, then drops the closure in its context.
+    wait_until("the expired closure's clean-up", || log.whats(4).len() == 3);
+    assert_eq!(log.whats(4), ["install", "drop", "clear"]);
+    assert!(
+        log.of(4).iter().all(|(_, t)| t == "bulkhead-deadlines"),
+        "{:?}",
+        log.of(4)
+    );
+    drop(release);
+}
+
+#[test]
+fn context_expiry_path_of_a_detached_task_installs_around_the_drop_on_the_worker() {
+    // A fire-and-forget task has no handle to resolve early: the worker that reaches it
+    // after the limit expires it and drops it in its context.
     let log = Log::default();
     let max_wait = Duration::from_millis(20);
     let rt = runtime(&log, |p| p.threads(1).max_queue_wait(max_wait));
@@ -173,17 +198,17 @@ fn context_expiry_path_installs_around_the_drop_on_the_worker() {
     let release = block_worker(&pool);
     let probe = DropProbe(log.clone(), 4);
     let submitted = Instant::now();
-    let handle = submit_tagged(&pool, 4, move || drop(probe));
-    // Outcome only: wait past the limit, then let the worker reach the task.
+    TAG.with(|t| t.set(4));
+    pool.execute(move || drop(probe)).unwrap();
+    TAG.with(|t| t.set(0));
     wait_until("the task to be stale", || {
         submitted.elapsed() > max_wait * 2
     });
     drop(release);
-    assert!(handle.join().unwrap_err().is_expired());
-    // The worker resolves the handle first, then drops the closure in its context.
     wait_until("the expired closure's clean-up", || log.whats(4).len() == 3);
     assert_eq!(log.whats(4), ["install", "drop", "clear"]);
     assert!(log.of(4).iter().all(|(_, t)| t == "p-0"), "{:?}", log.of(4));
+    assert_eq!(pool.stats().expired, 1);
 }
 
 #[test]

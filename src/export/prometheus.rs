@@ -114,6 +114,7 @@ impl RuntimeSnapshot {
                     ("full", s.refused_full),
                     ("timeout", s.refused_timeout),
                     ("shutting_down", s.refused_shutting_down),
+                    ("deadline", s.refused_deadline),
                 ] {
                     f.sample(p, &[("reason", reason)], v as f64);
                 }

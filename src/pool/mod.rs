@@ -57,7 +57,7 @@ use crate::error::{
     BuildError, RefusalReason, ResizeError, ResizeErrorKind, SetupError, SubmitError,
 };
 use crate::hooks::{Hooks, InContext};
-use crate::job::{DetachedTask, Job, NotRun, Runnable, Work};
+use crate::job::{DetachedTask, Job, NotRun, Outcome, Runnable, Work};
 use crate::metrics::LatencyRecorder;
 use crate::overload::{Codel, CodelConfig, ShedHandler, ShedReason};
 use crate::placement::{Baseline, CpuConfig};
@@ -66,6 +66,8 @@ use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Order
 use crate::sys;
 use crate::task::{TaskCell, TaskHandle};
 use crate::worker;
+
+use crate::timer::Timer;
 
 pub(crate) mod dynamic;
 mod wait;
@@ -97,6 +99,7 @@ pub(crate) struct RefusalCounters {
     pub(crate) full: AtomicU64,
     pub(crate) timeout: AtomicU64,
     pub(crate) shutting_down: AtomicU64,
+    pub(crate) deadline: AtomicU64,
 }
 
 /// State shared by a pool's handles and its workers.
@@ -156,6 +159,13 @@ pub(crate) struct PoolShared {
     /// Workers blocked in `join`/`join_timeout` on an unfinished task of this pool (deadlock
     /// detection, see `task.rs`).
     pub(crate) blocked_joins: AtomicUsize,
+    /// The runtime's deadline timer: resolves queued tasks at their deadline.
+    pub(crate) timer: Arc<Timer>,
+    /// Tasks the timer expired while queued (their outcome; see `Runnable::expire_early`).
+    pub(crate) timer_expired: AtomicU64,
+    /// The recent mean run time in nanoseconds (the supervisor's last interval; 0 until a
+    /// task ran with metrics on): what deadline admission predicts with.
+    pub(crate) est_run_nanos: AtomicU64,
 }
 
 impl PoolShared {
@@ -369,6 +379,54 @@ impl PoolShared {
         }
     }
 
+    /// Whether a task submitted `now` with `deadline` would start too late, by the pool's
+    /// prediction: with every thread busy, the tasks ahead of it (those queued, plus one
+    /// finishing) run in waves of `threads`, each as long as the recent mean run time. No
+    /// prediction (false) until the supervisor has measured a run time (metrics on).
+    fn predicts_late(&self, now: Instant, deadline: Instant) -> bool {
+        let est = self.est_run_nanos.load(Ordering::Relaxed);
+        if est == 0 {
+            return false;
+        }
+        let threads = match &self.dynamic {
+            None => self.config.threads,
+            Some(d) => d.active(),
+        }
+        .max(1);
+        let occupied = self.occupied.load(Ordering::Relaxed);
+        if occupied < threads {
+            return false;
+        }
+        let waves = (occupied - threads + 1).div_ceil(threads) as u64;
+        let wait = Duration::from_nanos(est.saturating_mul(waves));
+        now.checked_add(wait).map_or(true, |start| start > deadline)
+    }
+
+    /// Resolves `cell` as expired at `at` if it is still queued then (see
+    /// `Runnable::expire_early`): counted, its slot freed, its handle resolved, on the
+    /// timer's thread, even while every worker is stuck. `since` is when it was submitted.
+    pub(crate) fn watch(self: &Arc<Self>, cell: Arc<dyn Runnable>, at: Instant, since: Instant) {
+        let cell = Arc::downgrade(&cell);
+        let pool = Arc::downgrade(self);
+        let expire = Box::new(move || {
+            let (Some(cell), Some(pool)) = (cell.upgrade(), pool.upgrade()) else {
+                return;
+            };
+            let waited = since.elapsed();
+            cell.expire_early(waited, &mut |_| {
+                pool.timer_expired.fetch_add(1, Ordering::Relaxed);
+                pool.release_slot();
+            });
+        });
+        // A timer that stopped (shutdown) leaves the task to the shutdown.
+        let _ = self.timer.schedule(at, expire);
+    }
+
+    /// The deadline the pool's `max_queue_wait` gives a task submitted at `now`, if any.
+    pub(crate) fn default_deadline(&self, now: Instant) -> Option<Instant> {
+        self.config.max_queue_wait.and_then(|w| now.checked_add(w))
+    }
+
     /// The current queue capacity.
     pub(crate) fn queue_capacity(&self) -> usize {
         self.queue_cap.load(Ordering::Relaxed)
@@ -380,6 +438,7 @@ impl PoolShared {
             RefusalReason::Full => &self.refused.full,
             RefusalReason::Timeout => &self.refused.timeout,
             RefusalReason::ShuttingDown => &self.refused.shutting_down,
+            RefusalReason::Deadline => &self.refused.deadline,
         };
         c.fetch_add(1, Ordering::Relaxed);
     }
@@ -406,9 +465,11 @@ impl PoolShared {
     #[cold]
     pub(crate) fn drain_cancel(&self) {
         while let Ok(job) = self.rx.try_recv() {
-            let unrun = job.not_run(NotRun::Cancelled, &mut |_| {
-                self.drained.fetch_add(1, Ordering::Relaxed);
-                self.release_slot();
+            let unrun = job.not_run(NotRun::Cancelled, &mut |outcome| {
+                if outcome != Outcome::Settled {
+                    self.drained.fetch_add(1, Ordering::Relaxed);
+                    self.release_slot();
+                }
             });
             self.dispose(unrun, NotRun::Cancelled);
         }
@@ -484,6 +545,8 @@ impl PoolShared {
         s.refused_full = self.refused.full.load(Ordering::Relaxed);
         s.refused_timeout = self.refused.timeout.load(Ordering::Relaxed);
         s.refused_shutting_down = self.refused.shutting_down.load(Ordering::Relaxed);
+        s.refused_deadline = self.refused.deadline.load(Ordering::Relaxed);
+        s.expired += self.timer_expired.load(Ordering::Relaxed);
         s.queued = self.tx.len();
         s.shutting_down = self.state.load(Ordering::Relaxed) & CLOSED != 0;
         s.codel_dropping = self.codel.as_ref().is_some_and(|c| c.is_dropping());
@@ -531,6 +594,7 @@ impl Pool {
         p: &PoolSettings,
         metrics: bool,
         baseline: &Baseline,
+        timer: &Arc<Timer>,
     ) -> Result<Pool, BuildError> {
         // One slot per thread the pool can ever have at once (see `dynamic`).
         let slots = p.slots();
@@ -605,6 +669,9 @@ impl Pool {
             room: Mutex::new(RoomWakers::default()),
             room_cv: Condvar::new(),
             blocked_joins: AtomicUsize::new(0),
+            timer: timer.clone(),
+            timer_expired: AtomicU64::new(0),
+            est_run_nanos: AtomicU64::new(0),
         });
         shared.update_limit();
         let pool = Pool { shared };
@@ -771,6 +838,96 @@ impl Pool {
         Admission::new(self.clone(), f)
     }
 
+    /// Submits `f` with a deadline: the task must *start* by `deadline`, or not run at all.
+    /// Never blocks.
+    ///
+    /// - Refused at once ([`RefusalReason::Deadline`], closure handed back) if `deadline`
+    ///   has passed, or if the pool predicts it would start too late: with every thread
+    ///   busy, the tasks ahead of it run in waves of the pool's threads, each as long as the
+    ///   recent mean run time (the supervisor's last interval; with metrics off, or before
+    ///   any task ran, there is no prediction and only a passed deadline is refused).
+    /// - Admitted, it runs if a worker takes it before `deadline`. If it is still queued at
+    ///   `deadline`, it is resolved then, by the runtime's deadline timer, not when a worker
+    ///   next reaches it: its handle reports [`TaskError::Expired`](crate::TaskError::Expired),
+    ///   its slot is free at once, and it never runs, even while every worker of the pool is
+    ///   stuck. It is counted as expired once, whoever gets there first.
+    /// - The pool's [`max_queue_wait`](crate::PoolBuilder::max_queue_wait), if set, is the
+    ///   default deadline of every task with a handle; the earlier of the two applies.
+    ///
+    /// # Errors
+    ///
+    /// [`RefusalReason::Deadline`] as above, [`RefusalReason::Full`] or
+    /// [`RefusalReason::ShuttingDown`], with the closure.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// # let rt = bulkhead::Runtime::builder().pool("api", |p| p).build().unwrap();
+    /// let api = rt.pool("api")?;
+    /// let answer = api.try_submit_by(|| 42, Instant::now() + Duration::from_secs(5))?;
+    /// assert_eq!(answer.join()?, 42);
+    /// let late = api.try_submit_by(|| 0, Instant::now() - Duration::from_millis(1));
+    /// assert!(late.unwrap_err().is_deadline());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_submit_by<F, T>(
+        &self,
+        f: F,
+        deadline: Instant,
+    ) -> Result<TaskHandle<T>, SubmitError<F>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let shared = &self.shared;
+        let now = Instant::now();
+        if deadline <= now || shared.predicts_late(now, deadline) {
+            shared.submitted.fetch_add(1, Ordering::Relaxed);
+            shared.count_refusal(RefusalReason::Deadline);
+            return Err(SubmitError::new(
+                f,
+                RefusalReason::Deadline,
+                shared.name.clone(),
+            ));
+        }
+        let (cell, job) = self.prepare(f);
+        match shared.send(job, None) {
+            Ok(()) => {
+                self.grow_if_needed();
+                let at = shared
+                    .default_deadline(now)
+                    .map_or(deadline, |d| d.min(deadline));
+                shared.watch(cell.clone(), at, now);
+                Ok(TaskHandle::new(cell))
+            }
+            Err((job, reason)) => {
+                drop(job);
+                Err(SubmitError::new(
+                    cell.reclaim(),
+                    reason,
+                    shared.name.clone(),
+                ))
+            }
+        }
+    }
+
+    /// [`try_submit_by`](Pool::try_submit_by) with a budget: the task must start within
+    /// `budget` from now.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_submit_by`](Pool::try_submit_by).
+    pub fn try_submit_within<F, T>(
+        &self,
+        f: F,
+        budget: Duration,
+    ) -> Result<TaskHandle<T>, SubmitError<F>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.try_submit_by(f, deadline_after(budget))
+    }
+
     /// Runs `f` on every item of `items` in this pool and returns the results in the order of
     /// the items: fan-out with back-pressure.
     ///
@@ -881,6 +1038,10 @@ impl Pool {
         match self.shared.send(job, deadline) {
             Ok(()) => {
                 self.grow_if_needed();
+                let now = Instant::now();
+                if let Some(at) = self.shared.default_deadline(now) {
+                    self.shared.watch(cell.clone(), at, now);
+                }
                 Ok(TaskHandle::new(cell))
             }
             Err((job, reason)) => {
@@ -966,13 +1127,27 @@ impl Pool {
 
     /// Queues a continuation's cell without blocking (see `TaskHandle::then_in`).
     pub(crate) fn submit_cell(&self, cell: Arc<dyn Runnable>) -> Result<(), RefusalReason> {
+        let watched = self
+            .shared
+            .config
+            .max_queue_wait
+            .is_some()
+            .then(|| cell.clone());
         let job = Job {
             enqueued: self.shared.enqueue_stamp(),
             work: Work::Handle(cell),
         };
         self.shared
             .send(job, None)
-            .map(|()| self.grow_if_needed())
+            .map(|()| {
+                self.grow_if_needed();
+                if let Some(cell) = watched {
+                    let now = Instant::now();
+                    if let Some(at) = self.shared.default_deadline(now) {
+                        self.shared.watch(cell, at, now);
+                    }
+                }
+            })
             .map_err(|(job, reason)| {
                 // The job holds one of two references to the cell: dropping it leaves the
                 // cell to the caller, which resolves it as refused.

@@ -83,6 +83,10 @@ where
         match shared.send_reserved(job) {
             Ok(()) => {
                 self.pool.grow_if_needed();
+                let now = std::time::Instant::now();
+                if let Some(at) = shared.default_deadline(now) {
+                    shared.watch(cell.clone(), at, now);
+                }
                 Ok(TaskHandle::new(cell))
             }
             Err((job, reason)) => {
