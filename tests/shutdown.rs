@@ -65,7 +65,14 @@ fn shutdown_timeout_returns_while_a_task_hangs() {
     let queued: Vec<_> = (0..3)
         .map(|i| stuck.try_submit(move || i).unwrap())
         .collect();
-    rt.pool("fine").unwrap().execute(|| ()).unwrap();
+    // The healthy pool's task has ended before shutdown starts: on a busy machine it might
+    // not even have started within the 200 ms, and the report would show it cancelled.
+    rt.pool("fine")
+        .unwrap()
+        .try_submit(|| ())
+        .unwrap()
+        .join()
+        .unwrap();
 
     let start = Instant::now();
     let report = rt.shutdown_timeout(Duration::from_millis(200));

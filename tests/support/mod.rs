@@ -86,10 +86,26 @@ pub fn quiet_panics(marker: &'static str) {
 }
 
 /// Occupies one worker of `pool` until the returned sender is dropped or sent to; returns
-/// once the task has started. In a pool with a `max_queue_wait`, a loaded machine may let the
-/// blocking task itself expire before a worker reaches it: it is then submitted again.
+/// once the task has started. In a pool with a `max_queue_wait` (or queue-delay control), a
+/// loaded machine may let the blocking task itself expire (or be shed) before a worker
+/// reaches it: it is then submitted again. See [`block_worker_counted`] for tests that count
+/// outcomes.
 pub fn block_worker(pool: &Pool) -> std::sync::mpsc::Sender<()> {
+    block_worker_counted(pool).0
+}
+
+/// Like [`block_worker`], and also returns how many of its blocking tasks the pool did not
+/// run (each expired or was shed in the queue: a slow wake-up on a loaded machine). Each of
+/// those is counted in the pool's stats like any fire-and-forget task, and, by the time this
+/// returns, has been through the pool's shed handler if it has one: a test that counts
+/// outcomes adds this number instead of hoping it is 0.
+///
+/// "Not run" is seen as the task's closure being dropped unrun. A shed handler that *runs*
+/// the closures it gets would run the blocking task in the handler: use [`occupy_all`] on a
+/// fresh pool there.
+pub fn block_worker_counted(pool: &Pool) -> (std::sync::mpsc::Sender<()>, u64) {
     let deadline = std::time::Instant::now() + HANG_GUARD;
+    let mut not_run = 0;
     loop {
         let (release_tx, release_rx) = mpsc::channel::<()>();
         let (started_tx, started_rx) = mpsc::channel();
@@ -100,9 +116,9 @@ pub fn block_worker(pool: &Pool) -> std::sync::mpsc::Sender<()> {
         .unwrap_or_else(|_| panic!("could not submit the blocking task"));
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match started_rx.recv_timeout(left) {
-            Ok(()) => return release_tx,
-            // Dropped unrun: it expired in the queue. Try again.
-            Err(mpsc::RecvTimeoutError::Disconnected) => continue,
+            Ok(()) => return (release_tx, not_run),
+            // Dropped unrun: it expired (or was shed) in the queue. Try again.
+            Err(mpsc::RecvTimeoutError::Disconnected) => not_run += 1,
             Err(mpsc::RecvTimeoutError::Timeout) => panic!("blocking task did not start"),
         }
     }
