@@ -316,6 +316,7 @@
 //! | `config`  | `RuntimeBuilder::from_toml_file`/`from_toml_str` and `RuntimeBuilder::env_overrides` (the `config` module), through the same settings table as [`PoolBuilder::set`]; depends on `toml` |
 //! | `serde`   | `Serialize`/`Deserialize` for the snapshot types, and `RuntimeSnapshot::to_json`/`from_json`; depends on `serde`, `serde_json` |
 //! | `tracing` | every supervisor [`Event`] is also emitted as a `tracing` event (target `"bulkhead"`) |
+//! | `metrics` | at every supervisor tick, counters, gauges and latency histograms are published through the [`metrics`](https://docs.rs/metrics) facade, with a `pool` label (docs/METRICS.md); depends on `metrics` |
 //! | `cli`     | the `bulkhead-bench` load-generation binary (docs/BENCHMARKS.md); turns on `config` and `serde`, and pulls in `clap` and `core_affinity` for the binary only |
 //!
 //! Without `config`, settings can still be given by name: [`PoolBuilder::set`] and
@@ -325,6 +326,7 @@
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod buckets;
 mod builder;
 #[cfg(feature = "config")]
 mod config;
@@ -349,6 +351,7 @@ mod trampoline;
 mod unwind;
 mod worker;
 
+pub use buckets::{LatencyBuckets, LatencyHistograms};
 pub use builder::{
     limits, parse_duration, pool_settings, runtime_settings, PoolBuilder, RuntimeBuilder,
     SettingError,
@@ -361,6 +364,7 @@ pub use error::{
     SubmitError, TaskError, UnknownPool,
 };
 pub use events::{Event, EventListener};
+pub use export::PROMETHEUS_CONTENT_TYPE;
 pub use hooks::{on_drop, OnDrop, PanicHandler, PanicPolicy, WorkerId, WorkerThread};
 pub use metrics::{
     Health, LatencySummary, LatencyView, PoolLatency, PoolSnapshot, RuntimeSnapshot, StuckTask,
