@@ -99,7 +99,7 @@ fn print_table(rt: &Runtime) {
             wait,
             run,
             e2e,
-            p.cpu_time.as_secs_f64(),
+            p.cpu_time.unwrap_or_default().as_secs_f64(),
             p.cpus_seen,
         );
     }

@@ -1,57 +1,67 @@
-//! A small HTTP service (std's `TcpListener`, loopback only) whose endpoints hand their work
-//! to separate bulkheads:
+//! An HTTP service on axum and tokio (loopback only) whose handlers hand their work to
+//! separate bulkheads and `.await` the handles:
 //!
 //! | endpoint        | work                                  | pool                          |
 //! |-----------------|---------------------------------------|-------------------------------|
 //! | `GET /fast?n=N` | CPU work (Fibonacci by recursion)     | `cpu`                         |
 //! | `GET /slow`     | a call to a slow downstream (a sleep) | `downstream` (small queue)    |
-//! | `GET /metrics`  | Prometheus text of every pool         | answered on the `http` pool   |
+//! | `GET /metrics`  | Prometheus text of every pool         | answered on the tokio task    |
 //!
-//! Connections are parsed on the `http` pool; the work goes to `cpu` or `downstream` with the
-//! connection's [`Reply`] inside the closure, so **no thread of one compartment is parked on
-//! another**: the `http` workers hand the request on and return at once. When a bulkhead
-//! refuses (queue full), sheds (the request waited past `max_queue_wait`) or is shut down,
-//! the closure is dropped and the `Reply` answers `503 Service Unavailable` with
+//! No tokio worker ever runs the work or waits on it: a handler submits with
+//! `try_submit`, which never blocks, and awaits the [`TaskHandle`](bulkhead::TaskHandle)
+//! (a future). When a bulkhead refuses (queue full), sheds (the request waited past
+//! `max_queue_wait`) or is shut down, the handler answers `503 Service Unavailable` with
 //! `Retry-After: 1`. A flood of `/slow` therefore fills and overflows `downstream` only:
 //! `/fast` keeps answering 200.
 //!
-//! Slow clients cannot hold the `http` workers: a connection must deliver its whole request
-//! head within [`Sizes::request_deadline`], counted once from the moment an `http` worker
-//! takes it, not per read, so a client that trickles a byte now and then is answered
-//! `408 Request Timeout` and its worker freed at the deadline. The accept loop never waits
-//! on a connection it cannot place: it hands each one to `http` with a submission that never
-//! blocks, and a refused one goes, still unanswered, to a fourth bulkhead, `busy` (one
-//! thread, small queue), which answers `503` with `Retry-After: 1`; if `busy` is full as well
-//! the connection is simply closed. Writing an answer and draining the connection before
-//! closing it are bounded as a whole too (5 s and 100 ms).
+//! Slow clients cannot hold the server either:
 //!
-//! A request id, set by the `http` worker for each request, follows the request into `cpu`
-//! and `downstream` through their context hooks (`PoolBuilder::context`) and comes back in
-//! the `X-Request-Id` header.
+//! - **Request deadline.** hyper's `header_read_timeout` bounds the time a connection has
+//!   to deliver its whole request head ([`Sizes::request_deadline`], 5 s), counted once
+//!   from the moment the head starts to be read, not per read. A connection that misses it
+//!   on its first request is answered `408 Request Timeout` and closed; an idle keep-alive
+//!   connection is just closed.
+//! - **Connection limit.** At most [`Sizes::connections`] connections are served at once.
+//!   The accept loop never waits for room: a connection beyond the limit is answered `503`
+//!   with `Retry-After: 1` by a small, separately bounded set of responders (16), or simply
+//!   closed when those are busy too.
+//! - **Connection lifetime.** A connection is closed after [`Sizes::connection_lifetime`]
+//!   (60 s) whatever it does, which bounds a client that never reads its answer.
+//!
+//! A request id, set by the handler on its thread just around the submission, follows the
+//! request into `cpu` and `downstream` through their context hooks (`PoolBuilder::context`)
+//! and comes back in the `X-Request-Id` header and the body.
 //!
 //! Run with `cargo run --example service` (prints where to point curl); `--port N` picks the
 //! port (default: any free one), `--seconds N` how long to serve (default 600).
-//! `tests/service.rs` drives the same server over real HTTP.
+//! `tests/service.rs` drives the same server over real HTTP on loopback.
 
 use std::cell::Cell;
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::future::Future;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bulkhead::{Pool, Runtime};
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use bulkhead::{Pool, Runtime, SubmitError, TaskError, TaskHandle};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
 
-/// How long writing a response may take, as a whole.
+/// How many connections beyond the limit may be answered 503 at once; more are closed.
+const BUSY_RESPONDERS: usize = 16;
+/// How long writing a canned answer (408, 503) may take, as a whole.
 const WRITE_DEADLINE: Duration = Duration::from_secs(5);
-/// How long a closed connection is drained, as a whole, so that closing it does not reset it
-/// before the client has read the answer.
+/// How long a connection is drained before it is closed after a canned answer, so that
+/// closing it does not reset it before the client has read the answer.
 const LINGER: Duration = Duration::from_millis(100);
-/// The largest request head read.
-const MAX_HEAD: usize = 8 * 1024;
-/// Queue capacity of the `busy` pool, which answers 503 to connections `http` refused.
-const BUSY_QUEUE: usize = 16;
 
 thread_local! {
     /// The id of the request this thread works on (0: none).
@@ -61,16 +71,14 @@ thread_local! {
 /// The sizes and limits that matter for the demonstration.
 #[derive(Debug, Clone, Copy)]
 pub struct Sizes {
-    /// Threads of the `http` pool, which reads request heads (default 4).
-    pub http_threads: usize,
-    /// Queue capacity of the `http` pool: accepted connections waiting for an `http` worker
-    /// (default 16; 0: a connection is taken only if a worker is idle). Beyond it, a
-    /// connection is answered 503 by the `busy` pool.
-    pub http_queue: usize,
-    /// How long a connection may take to send its whole request head, counted from the
-    /// moment an `http` worker takes it, across all reads (default 5 s). Past it the client is
-    /// answered 408 and the worker is free again. Must be above zero.
+    /// Connections served at once (default 256). Beyond it, a connection is answered 503.
+    pub connections: usize,
+    /// How long a connection may take to send a whole request head, across all reads
+    /// (default 5 s). Past it the connection is closed, with a 408 if it was its first
+    /// request. Must be above zero.
     pub request_deadline: Duration,
+    /// How long a connection may stay open, whatever it does (default 60 s).
+    pub connection_lifetime: Duration,
     /// Threads of the slow downstream's pool.
     pub downstream_threads: usize,
     /// Queue capacity of the slow downstream's pool.
@@ -84,9 +92,9 @@ pub struct Sizes {
 impl Default for Sizes {
     fn default() -> Self {
         Sizes {
-            http_threads: 4,
-            http_queue: 16,
+            connections: 256,
             request_deadline: Duration::from_secs(5),
+            connection_lifetime: Duration::from_secs(60),
             downstream_threads: 2,
             downstream_queue: 4,
             cpu_max_wait: Duration::from_millis(500),
@@ -95,7 +103,7 @@ impl Default for Sizes {
     }
 }
 
-/// Carries the request id from the `http` worker into the pool, and clears it afterwards.
+/// Carries the request id from the submitting thread into the pool, and clears it afterwards.
 fn with_request_id(p: bulkhead::PoolBuilder) -> bulkhead::PoolBuilder {
     p.context(
         || REQUEST_ID.with(Cell::get),
@@ -106,16 +114,10 @@ fn with_request_id(p: bulkhead::PoolBuilder) -> bulkhead::PoolBuilder {
     )
 }
 
-/// The service's bulkheads: `http` (request heads), `busy` (503 to the connections `http`
-/// refused), `cpu` and `downstream`.
+/// The service's bulkheads: `cpu` and `downstream`.
 pub fn build_runtime(sizes: Sizes) -> Result<Runtime, bulkhead::BuildError> {
-    let cores = thread::available_parallelism().map_or(2, |n| n.get());
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     Runtime::builder()
-        .pool("http", |p| {
-            p.threads(sizes.http_threads)
-                .queue_capacity(sizes.http_queue)
-        })
-        .pool("busy", |p| p.threads(1).queue_capacity(BUSY_QUEUE))
         .pool("cpu", |p| {
             with_request_id(p)
                 .threads(cores)
@@ -134,147 +136,113 @@ pub fn build_runtime(sizes: Sizes) -> Result<Runtime, bulkhead::BuildError> {
 /// What `/slow` calls: the simulated downstream. Returns the response body.
 pub type Downstream = Arc<dyn Fn() -> String + Send + Sync>;
 
+/// The handlers' state.
 #[derive(Clone)]
-struct Service {
-    /// Where request heads are read and requests dispatched.
-    http: Pool,
-    /// Where refused connections are answered 503.
-    busy: Pool,
-    request_deadline: Duration,
+struct App {
     cpu: Pool,
     downstream: Pool,
-    /// Weak, so that a task never holds the last reference to the runtime it runs on.
+    /// Weak, so that the server never holds the last reference to the runtime.
     rt: Weak<Runtime>,
     call_downstream: Downstream,
     next_id: Arc<AtomicU64>,
 }
 
-/// Serves on `listener` until `stop` is set; every connection is handled on `rt`'s pools.
-/// `rt` must have been built by [`build_runtime`] with the same `sizes`.
-pub fn serve(
-    listener: TcpListener,
-    rt: &Arc<Runtime>,
-    sizes: Sizes,
-    call_downstream: Downstream,
-    stop: &AtomicBool,
-) -> io::Result<()> {
-    let svc = Service {
-        http: rt.pool("http").map_err(io::Error::other)?,
-        busy: rt.pool("busy").map_err(io::Error::other)?,
-        request_deadline: sizes.request_deadline,
-        cpu: rt.pool("cpu").map_err(io::Error::other)?,
-        downstream: rt.pool("downstream").map_err(io::Error::other)?,
-        rt: Arc::downgrade(rt),
-        call_downstream,
-        next_id: Arc::new(AtomicU64::new(1)),
-    };
-    // Non-blocking accept, so the loop sees `stop` within a few milliseconds.
-    listener.set_nonblocking(true)?;
-    while !stop.load(Ordering::Relaxed) {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                let conn = Accepted {
-                    stream: Some(stream),
-                    busy: svc.busy.clone(),
-                };
-                let svc2 = svc.clone();
-                // Never blocks. Refused, the closure comes back and is dropped here, and the
-                // dropped `Accepted` passes the connection on to `busy`: no I/O on this thread.
-                let _ = svc.http.execute(move || handle(conn, &svc2));
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                thread::sleep(Duration::from_millis(2));
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+/// What the server did with its connections, for the tests and the curious.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Connections being served now.
+    pub open: AtomicU64,
+    /// Connections beyond the limit answered 503.
+    pub answered_busy: AtomicU64,
+    /// Connections beyond the limit closed without an answer (every responder was busy).
+    pub closed_busy: AtomicU64,
+    /// Connections answered 408 (request head not in within the deadline).
+    pub timed_out: AtomicU64,
 }
 
-/// An accepted connection on its way to an `http` worker. Dropped before a worker takes it
-/// (the `http` pool refused it, or cancelled it at shutdown), it is handed to the `busy`
-/// pool, which answers 503; if `busy` refuses it too, it is closed. The thread that drops it
-/// does no I/O on it, so a refused connection never makes the accept loop wait.
-struct Accepted {
-    stream: Option<TcpStream>,
-    busy: Pool,
+/// The router: `/fast`, `/slow` and `/metrics`; anything else is 404.
+fn router(app: App) -> Router {
+    Router::new()
+        .route("/fast", get(fast))
+        .route("/slow", get(slow))
+        .route("/metrics", get(metrics))
+        .with_state(app)
 }
 
-impl Accepted {
-    fn take(mut self) -> Option<TcpStream> {
-        self.stream.take()
-    }
-}
-
-impl Drop for Accepted {
-    fn drop(&mut self) {
-        if let Some(stream) = self.stream.take() {
-            // Refused by `busy` too: the closure, and the stream in it, is dropped: closed.
-            let _ = self.busy.execute(move || {
-                if let Ok(reply) = Reply::new(stream) {
-                    // Dropped unsent, it answers 503 with Retry-After, bounded in time.
-                    drop(reply);
-                }
-            });
-        }
-    }
-}
-
-/// Reads one request head and hands the request on; runs on the `http` pool.
-fn handle(conn: Accepted, svc: &Service) {
-    let Some(Ok(mut reply)) = conn.take().map(Reply::new) else {
-        return;
-    };
-    let target = match reply.read_request_target(svc.request_deadline) {
-        Ok(target) => target,
-        Err(HeadError::TimedOut) => {
-            return reply.send("408 Request Timeout", "text/plain", "request timeout\n")
-        }
-        Err(HeadError::Bad) => return reply.send("400 Bad Request", "text/plain", "bad request\n"),
-    };
-    let id = svc.next_id.fetch_add(1, Ordering::Relaxed);
+/// Runs `submit` with the request id set on this thread, so that the pool's context hook
+/// captures it; no `.await` in between, so the id cannot leak to another request.
+fn with_id<T>(id: u64, submit: impl FnOnce() -> T) -> T {
     REQUEST_ID.with(|r| r.set(id));
-    reply.request_id = id;
-    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-    match path {
-        "/fast" => {
-            let n = query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("n="))
-                .and_then(|v| v.parse::<u32>().ok())
-                .unwrap_or(25)
-                .min(32);
-            // On refusal or expiry the closure, and its Reply, is dropped: 503.
-            let _ = svc.cpu.execute(move || {
-                let f = fib(n);
-                let body = format!("fib({n}) = {f} (request {})\n", REQUEST_ID.with(Cell::get));
-                reply.send("200 OK", "text/plain", &body);
-            });
-        }
-        "/slow" => {
-            let call = svc.call_downstream.clone();
-            let _ = svc.downstream.execute(move || {
-                let body = call();
-                reply.send("200 OK", "text/plain", &body);
-            });
-        }
-        "/metrics" => match svc.rt.upgrade() {
-            Some(rt) => {
-                let text = rt.snapshot().to_prometheus();
-                reply.send("200 OK", "text/plain; version=0.0.4", &text);
-            }
-            None => drop(reply), // shutting down: 503
-        },
-        "/" => reply.send(
-            "200 OK",
-            "text/plain",
-            "endpoints: /fast?n=N (cpu), /slow (downstream), /metrics\n",
-        ),
-        _ => reply.send("404 Not Found", "text/plain", "not found\n"),
-    }
-    // Nothing here waits for the work just handed on: this worker is free again.
+    let out = submit();
     REQUEST_ID.with(|r| r.set(0));
+    out
+}
+
+async fn fast(State(app): State<App>, RawQuery(query): RawQuery) -> Response {
+    // `?n=N`, at most 35 (about a tenth of a second); 25 if absent or unreadable.
+    let n = query
+        .as_deref()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("n=")))
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or(25)
+        .min(35);
+    let id = app.next_id.fetch_add(1, Ordering::Relaxed);
+    let submitted = with_id(id, || {
+        app.cpu.try_submit(move || {
+            let request = REQUEST_ID.with(Cell::get);
+            format!("fib({n}) = {} (request {request})\n", fib(n))
+        })
+    });
+    answer(id, submitted).await
+}
+
+async fn slow(State(app): State<App>) -> Response {
+    let id = app.next_id.fetch_add(1, Ordering::Relaxed);
+    let call = app.call_downstream.clone();
+    let submitted = with_id(id, || app.downstream.try_submit(move || call()));
+    answer(id, submitted).await
+}
+
+/// Awaits the task's handle and turns its outcome into a response: 200 with the body, 503
+/// with `Retry-After: 1` for a refusal, an expiry, a shed or a cancellation, 500 for a panic.
+async fn answer<F>(id: u64, submitted: Result<TaskHandle<String>, SubmitError<F>>) -> Response {
+    let result = match submitted {
+        Ok(handle) => handle.await,
+        Err(refused) => return unavailable(id, &refused.to_string()),
+    };
+    match result {
+        Ok(body) => (StatusCode::OK, [("x-request-id", id.to_string())], body).into_response(),
+        Err(e @ TaskError::Panicked(_)) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response()
+        }
+        Err(e) => unavailable(id, &e.to_string()),
+    }
+}
+
+fn unavailable(id: u64, why: &str) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [
+            (header::RETRY_AFTER, HeaderValue::from_static("1")),
+            (header::HeaderName::from_static("x-request-id"), id.into()),
+        ],
+        format!("{why}\n"),
+    )
+        .into_response()
+}
+
+/// The Prometheus text of every pool. A snapshot takes well under a millisecond, so it is
+/// taken on the tokio task.
+async fn metrics(State(app): State<App>) -> Response {
+    let Some(rt) = app.rt.upgrade() else {
+        return unavailable(0, "shutting down");
+    };
+    let text = rt.snapshot().to_prometheus();
+    (
+        [(header::CONTENT_TYPE, bulkhead::PROMETHEUS_CONTENT_TYPE)],
+        text,
+    )
+        .into_response()
 }
 
 fn fib(n: u32) -> u64 {
@@ -285,159 +253,130 @@ fn fib(n: u32) -> u64 {
     }
 }
 
-/// Why no request target could be read from a connection.
-#[derive(Debug)]
-enum HeadError {
-    /// The whole head did not arrive within the request deadline.
-    TimedOut,
-    /// Too large, not a GET, not HTTP, or the connection closed or failed first.
-    Bad,
-}
-
-/// One connection's answer. Dropped without [`send`](Reply::send), it answers
-/// `503 Service Unavailable` with `Retry-After: 1` (or 500 if dropped by a panic): that is how
-/// a refused, shed or cancelled request is answered without any code on those paths.
-#[derive(Debug)]
-pub struct Reply {
-    stream: Option<TcpStream>,
-    request_id: u64,
-}
-
-impl Reply {
-    fn new(stream: TcpStream) -> io::Result<Reply> {
-        // Timeouts are set before each read and write, from a deadline for the whole.
-        stream.set_nonblocking(false)?;
-        Ok(Reply {
-            stream: Some(stream),
-            request_id: 0,
-        })
-    }
-
-    /// Reads the request head, bounded in size and, as a whole, by `deadline` from now, and
-    /// returns the target of a GET.
-    fn read_request_target(&mut self, deadline: Duration) -> Result<String, HeadError> {
-        let stream = self.stream.as_mut().ok_or(HeadError::Bad)?;
-        let until = Instant::now() + deadline;
-        let mut head = Vec::with_capacity(512);
-        let mut buf = [0u8; 1024];
-        // Bounded: every turn checks the deadline first, and reads at most MAX_HEAD bytes.
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            if head.len() > MAX_HEAD {
-                return Err(HeadError::Bad);
-            }
-            // Each read may take only what is left of the whole deadline, so a client that
-            // trickles a byte at a time cannot push it back.
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-                return Err(HeadError::TimedOut);
-            }
-            match stream.read(&mut buf) {
-                Ok(0) => return Err(HeadError::Bad),
-                Ok(n) => head.extend_from_slice(&buf[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Err(HeadError::TimedOut)
+/// Serves on `listener` until `shutdown` completes; the work runs on `rt`'s pools, which
+/// must have been built by [`build_runtime`]. Connections still open then are left to
+/// finish on their tokio tasks.
+pub async fn serve(
+    listener: TcpListener,
+    rt: &Arc<Runtime>,
+    sizes: Sizes,
+    call_downstream: Downstream,
+    counters: Arc<Counters>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let app = App {
+        cpu: rt.pool("cpu").map_err(io::Error::other)?,
+        downstream: rt.pool("downstream").map_err(io::Error::other)?,
+        rt: Arc::downgrade(rt),
+        call_downstream,
+        next_id: Arc::new(AtomicU64::new(1)),
+    };
+    let router = router(app);
+    let connections = Arc::new(Semaphore::new(sizes.connections));
+    let responders = Arc::new(Semaphore::new(BUSY_RESPONDERS));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // Out of file descriptors and the like: try again a moment later.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Err(HeadError::Bad),
-            }
-        }
-        let head = String::from_utf8_lossy(&head);
-        let mut parts = head
-            .lines()
-            .next()
-            .ok_or(HeadError::Bad)?
-            .split_whitespace();
-        match (parts.next(), parts.next()) {
-            (Some("GET"), Some(target)) => Ok(target.to_owned()),
-            _ => Err(HeadError::Bad),
-        }
-    }
-
-    /// Writes the response and closes the connection.
-    pub fn send(mut self, status: &str, content_type: &str, body: &str) {
-        self.write(status, content_type, &[], body);
-    }
-
-    fn write(&mut self, status: &str, content_type: &str, extra: &[&str], body: &str) {
-        let Some(mut stream) = self.stream.take() else {
-            return;
+            },
         };
-        let mut head = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-             Connection: close\r\nX-Request-Id: {}\r\n",
-            body.len(),
-            self.request_id
-        );
-        for h in extra {
-            head.push_str(h);
-            head.push_str("\r\n");
-        }
-        head.push_str("\r\n");
-        head.push_str(body);
-        let _ = write_all_by(
-            &mut stream,
-            head.as_bytes(),
-            Instant::now() + WRITE_DEADLINE,
-        );
-        // Close our side, then read what the client may still send, for at most LINGER as a
-        // whole, so that the close does not reset the connection before the client read the
-        // answer.
-        let _ = stream.shutdown(Shutdown::Write);
-        let until = Instant::now() + LINGER;
-        let mut sink = [0u8; 1024];
-        for _ in 0..64 {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-                break;
+        // Never waits: a connection beyond the limit goes to a responder, or is closed.
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            match responders.clone().try_acquire_owned() {
+                Ok(responder) => {
+                    counters.answered_busy.fetch_add(1, Ordering::Relaxed);
+                    tokio::spawn(async move {
+                        let _responder = responder;
+                        canned(stream, BUSY).await;
+                    });
+                }
+                Err(_) => {
+                    counters.closed_busy.fetch_add(1, Ordering::Relaxed);
+                }
             }
-            if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
-                break;
-            }
-        }
+            continue;
+        };
+        let (router, counters) = (router.clone(), counters.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            counters.open.fetch_add(1, Ordering::Relaxed);
+            let _ = serve_connection(stream, router, sizes, &counters).await;
+            counters.open.fetch_sub(1, Ordering::Relaxed);
+        });
     }
 }
 
-/// Writes all of `bytes` by `until`: each write may take only what is left, so a client that
-/// reads a byte at a time cannot stretch it.
-fn write_all_by(stream: &mut TcpStream, mut bytes: &[u8], until: Instant) -> io::Result<()> {
-    while !bytes.is_empty() {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::ErrorKind::TimedOut.into());
+/// The answer to a connection beyond the limit.
+const BUSY: (&str, &str, &str) = (
+    "503 Service Unavailable",
+    "retry-after: 1\r\n",
+    "the server is at its connection limit\n",
+);
+/// The answer to a connection whose first request head missed the deadline.
+const TIMED_OUT: (&str, &str, &str) = (
+    "408 Request Timeout",
+    "",
+    "the request head did not arrive in time\n",
+);
+
+/// One connection: HTTP/1.1 through hyper, with the request deadline and the lifetime.
+async fn serve_connection(
+    stream: TcpStream,
+    router: Router,
+    sizes: Sizes,
+    counters: &Counters,
+) -> io::Result<()> {
+    // A second handle on the socket, to answer 408 once hyper has given up on it.
+    let std_stream = stream.into_std()?;
+    let spare = std_stream.try_clone()?;
+    let stream = TcpStream::from_std(std_stream)?;
+    let served = Arc::new(AtomicU64::new(0));
+    let counted = served.clone();
+    let service = hyper::service::service_fn(move |req| {
+        counted.fetch_add(1, Ordering::Relaxed);
+        router.clone().oneshot(req)
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(sizes.request_deadline)
+        .serve_connection(TokioIo::new(stream), service);
+    match tokio::time::timeout(sizes.connection_lifetime, conn).await {
+        Ok(Err(e)) if e.is_timeout() && served.load(Ordering::Relaxed) == 0 => {
+            counters.timed_out.fetch_add(1, Ordering::Relaxed);
+            canned(TcpStream::from_std(spare)?, TIMED_OUT).await;
         }
-        stream.set_write_timeout(Some(left))?;
-        match stream.write(bytes) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+        _ => {}
     }
     Ok(())
 }
 
-impl Drop for Reply {
-    fn drop(&mut self) {
-        if thread::panicking() {
-            self.write(
-                "500 Internal Server Error",
-                "text/plain",
-                &[],
-                "internal error\n",
-            );
-        } else {
-            self.write(
-                "503 Service Unavailable",
-                "text/plain",
-                &["Retry-After: 1"],
-                "busy: this endpoint's bulkhead is full, try again later\n",
-            );
-        }
+/// Writes a whole canned answer (bounded by [`WRITE_DEADLINE`]), then closes the
+/// connection after draining it for [`LINGER`].
+async fn canned(mut stream: TcpStream, (status, headers, body): (&str, &str, &str)) {
+    let answer = format!(
+        "HTTP/1.1 {status}\r\n{headers}content-type: text/plain; charset=utf-8\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let write = stream.write_all(answer.as_bytes());
+    if let Ok(Ok(())) = tokio::time::timeout(WRITE_DEADLINE, write).await {
+        let _ = stream.shutdown().await;
+        let mut sink = [0u8; 1024];
+        let _ = tokio::time::timeout(LINGER, async {
+            while let Ok(n) = stream.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
     }
 }
 
@@ -447,16 +386,16 @@ fn arg(name: &str) -> Option<u64> {
     args.get(i + 1)?.parse().ok()
 }
 
-#[allow(dead_code)] // the test includes this file as a module and calls `serve` directly
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let port = arg("--port").unwrap_or(0);
     let seconds = arg("--seconds").unwrap_or(600);
     let sizes = Sizes::default();
     let rt = Arc::new(build_runtime(sizes)?);
-    let listener = TcpListener::bind(("127.0.0.1", u16::try_from(port)?))?;
+    let listener = TcpListener::bind(("127.0.0.1", u16::try_from(port)?)).await?;
     let addr = listener.local_addr()?;
     let base = format!("http://{addr}");
-    println!("bulkhead service example listening on {base} for {seconds} s (Ctrl-C to stop)");
+    println!("bulkhead service example (axum) on {base} for {seconds} s (Ctrl-C to stop)");
     println!("  curl {base}/fast?n=25     CPU work on pool \"cpu\"");
     println!(
         "  curl {base}/slow          a 1 s downstream call on pool \"downstream\" ({} threads, queue {})",
@@ -468,24 +407,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "  for i in $(seq 20); do curl -s -o /dev/null -w '%{{http_code}} ' {base}/slow & done; \
          curl -s {base}/fast; wait; echo"
     );
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let timer_stop = stop.clone();
-    thread::spawn(move || {
-        thread::sleep(Duration::from_secs(seconds));
-        timer_stop.store(true, Ordering::Relaxed);
-    });
     let downstream: Downstream = Arc::new(|| {
-        let started = Instant::now();
-        thread::sleep(Duration::from_secs(1));
+        let started = std::time::Instant::now();
+        std::thread::sleep(Duration::from_secs(1));
         format!(
             "downstream answered after {:?} (request {})\n",
             started.elapsed(),
             REQUEST_ID.with(Cell::get)
         )
     });
-    serve(listener, &rt, sizes, downstream, &stop)?;
-    let report = rt.shutdown_timeout(Duration::from_secs(5));
+    let stop = async move {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(seconds)) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    serve(listener, &rt, sizes, downstream, Arc::default(), stop).await?;
+    let rt = Arc::try_unwrap(rt).map_err(|_| "the runtime is still shared")?;
+    // Off the tokio threads: shutting down waits for the workers.
+    let report =
+        tokio::task::spawn_blocking(move || rt.shutdown_timeout(Duration::from_secs(5))).await?;
     println!("{report}");
     Ok(())
 }

@@ -194,6 +194,11 @@ impl RuntimeBuilder {
     /// ```toml
     /// [runtime]
     /// drop_timeout = "5s"
+    /// latency_buckets = ["1ms", "10ms", "100ms", "1s"]
+    ///
+    /// [defaults]              # every pool starts from these; its own keys override them
+    /// queue_capacity = 64
+    /// stuck_after = "10s"
     ///
     /// [pools.api]
     /// threads = 2
@@ -227,8 +232,12 @@ impl RuntimeBuilder {
     /// Every key is the name of the [`PoolBuilder`] or [`RuntimeBuilder`] setter it stands for,
     /// with the same defaults and rules: the keys and how each value is read come from one
     /// table, the one [`PoolBuilder::set`] and [`RuntimeBuilder::set`] read (an unknown key's
-    /// error lists the known ones). `[runtime]` takes `drop_timeout`, `metrics` and
-    /// `supervisor_interval`. Pools are registered in file order. Durations are strings with a
+    /// error lists the known ones). `[runtime]` takes every runtime setting
+    /// ([`runtime_settings`](crate::runtime_settings): `drop_timeout`, `metrics`,
+    /// `supervisor_interval`, `latency_buckets`); `[defaults]` takes every pool key, and each
+    /// pool starts from it, its own keys overriding (like the default configuration of a
+    /// Resilience4j registry); `[pools.NAME]` takes every pool key
+    /// ([`pool_settings`](crate::pool_settings)). Pools are registered in file order. Durations are strings with a
     /// unit, as [`parse_duration`] reads them: `"250us"`, `"200ms"`, `"1.5s"`, `"2m"`, `"1h"`.
     ///
     /// Loading reports **every** problem at once, each with the pool, the key and the line:
@@ -266,8 +275,34 @@ impl RuntimeBuilder {
         let mut builder = RuntimeBuilder::new();
         let mut key_lines: Vec<PoolLines> = Vec::new();
         let mut runtime_lines: Vec<(String, usize)> = Vec::new();
+        // `[defaults]` first, wherever it stands in the file: every pool starts from it.
+        let mut defaults: Vec<(&Setting<PoolBuilder>, Value)> = Vec::new();
+        let mut default_lines: Vec<(String, usize)> = Vec::new();
+        if let Some((_, v)) = doc
+            .get_ref()
+            .iter()
+            .find(|(k, _)| k.get_ref() == "defaults")
+        {
+            if let Some(t) = loader.table(None, "defaults", v) {
+                let template = PoolBuilder::new("defaults".to_owned());
+                let (_, lines) = loader.apply(POOL_SETTINGS, None, t, template);
+                default_lines = lines;
+                // The values that applied (the others are issues already).
+                for (k, v) in t.iter() {
+                    if let (Ok(setting), Ok(value)) =
+                        (table::find(POOL_SETTINGS, k.get_ref()), value(v.get_ref()))
+                    {
+                        let probe = PoolBuilder::new("defaults".to_owned());
+                        if (setting.set)(probe, &value).is_ok() {
+                            defaults.push((setting, value));
+                        }
+                    }
+                }
+            }
+        }
         for (k, v) in doc.get_ref().iter() {
             match k.get_ref().as_ref() {
+                "defaults" => {}
                 "runtime" => {
                     if let Some(t) = loader.table(None, "runtime", v) {
                         let (b, lines) = loader.apply(RUNTIME_SETTINGS, None, t, builder);
@@ -282,7 +317,13 @@ impl RuntimeBuilder {
                     for (name, pv) in pools.iter() {
                         let name_str = name.get_ref().as_ref();
                         if let Some(t) = loader.table(Some(name_str), name_str, pv) {
-                            let p = PoolBuilder::new(name_str.to_owned());
+                            let mut p = PoolBuilder::new(name_str.to_owned());
+                            for (setting, value) in &defaults {
+                                // Checked on the template above: it applies.
+                                if let Ok(next) = (setting.set)(p.clone(), value) {
+                                    p = next;
+                                }
+                            }
                             let (p, lines) = loader.apply(POOL_SETTINGS, Some(name_str), t, p);
                             key_lines.push(PoolLines {
                                 name: name_str.to_owned(),
@@ -295,7 +336,7 @@ impl RuntimeBuilder {
                 }
                 other => {
                     let msg =
-                        format!("unknown top-level key {other:?} (use [runtime] and [pools.NAME])");
+                        format!("unknown top-level key {other:?} (use [runtime], [defaults] and [pools.NAME])");
                     loader.issue(None, Some(other), k.span().start, msg);
                 }
             }
@@ -307,10 +348,12 @@ impl RuntimeBuilder {
                     keys.iter().find(|(k, _)| k == e.field()).map(|(_, at)| *at)
                 };
                 let at = match e.pool() {
-                    Some(p) => key_lines
-                        .iter()
-                        .find(|l| l.name == p)
-                        .map(|l| key_at(&l.keys).unwrap_or(l.table_at)),
+                    // The pool's own key, else the default it inherited, else its table.
+                    Some(p) => key_lines.iter().find(|l| l.name == p).map(|l| {
+                        key_at(&l.keys)
+                            .or_else(|| key_at(&default_lines))
+                            .unwrap_or(l.table_at)
+                    }),
                     None => key_at(&runtime_lines),
                 }
                 .unwrap_or(0);

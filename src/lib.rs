@@ -216,7 +216,10 @@
 //! or, with the `serde` feature, JSON. Listeners registered with
 //! [`RuntimeBuilder::on_event`] hear about refusals, panics, expiries, stuck tasks and
 //! recoveries on the supervisor thread, never on a submitting or worker thread.
-//! docs/METRICS.md explains every metric.
+//! Latencies are exported as Prometheus histograms whose `le` buckets
+//! ([`RuntimeBuilder::latency_buckets`]) add up across a fleet and a time window; with the
+//! `metrics` feature the same figures also reach any recorder of the `metrics` facade.
+//! `docs/METRICS.md` explains every metric.
 //!
 //! ```
 //! use std::time::Duration;
@@ -240,8 +243,10 @@
 //! assert_eq!(latency.cumulative.end_to_end.count, 10);
 //! println!("p99 queue wait: {:?}", latency.cumulative.queue_wait.p99);
 //!
-//! let text = snap.to_prometheus(); // serve this on /metrics
+//! // Serve this on /metrics, with bulkhead::PROMETHEUS_CONTENT_TYPE as its Content-Type.
+//! let text = snap.to_prometheus();
 //! assert!(text.contains("bulkhead_queue_depth{pool=\"api\"} 0"));
+//! assert!(text.contains("bulkhead_run_seconds_bucket{pool=\"api\",le=\"+Inf\"} 10"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -315,8 +320,11 @@
 //!
 //! With the `config` feature, a whole runtime loads from a TOML file
 //! (`RuntimeBuilder::from_toml_file`, every error reported at once with its pool, key and
-//! line), and [`RuntimeBuilder::configure_pool`] adds the hooks that only code can set.
-//! `examples/service.rs` is a small HTTP service built this way (docs/SERVICES.md).
+//! line; a `[defaults]` table that every pool inherits), and
+//! [`RuntimeBuilder::configure_pool`] adds the hooks that only code can set.
+//! `examples/service.rs` is an axum service on tokio whose handlers `.await` the handles of
+//! two bulkheads, answer 503 with `Retry-After` on a refusal and serve `/metrics`; it builds
+//! its runtime in code (`build_runtime`), not from a file.
 //!
 //! The `Send + 'static` bounds on submitted closures are checked at compile time:
 //!
@@ -333,6 +341,16 @@
 //! rt.pool("p").unwrap().execute(move || drop(rc)); // `Rc` is not `Send`
 //! ```
 //!
+//! ## Further reading
+//!
+//! The `docs/` folder of the repository (also in the published crate's source) goes
+//! deeper than this tour: `docs/ARCHITECTURE.md` (the modules, a task's path, the
+//! admission and shutdown protocols), `docs/METRICS.md` (every metric, its unit and how it
+//! is obtained), `docs/OVERLOAD.md` (CoDel, elastic pools, replacement, resizing),
+//! `docs/CPU_SETS.md`, `docs/SERVICES.md` (configuration files, hooks, the service example),
+//! `docs/RELIABILITY.md` (how the crate is tested: Miri, ThreadSanitizer, soak) and
+//! `docs/BENCHMARKS.md` (measured figures).
+//!
 //! ## Cargo features
 //!
 //! None is on by default; the runtime itself needs none.
@@ -342,6 +360,7 @@
 //! | `config`  | `RuntimeBuilder::from_toml_file`/`from_toml_str` and `RuntimeBuilder::env_overrides` (the `config` module), through the same settings table as [`PoolBuilder::set`]; depends on `toml` |
 //! | `serde`   | `Serialize`/`Deserialize` for the snapshot types, and `RuntimeSnapshot::to_json`/`from_json`; depends on `serde`, `serde_json` |
 //! | `tracing` | every supervisor [`Event`] is also emitted as a `tracing` event (target `"bulkhead"`) |
+//! | `metrics` | at every supervisor tick, counters, gauges and latency histograms are published through the [`metrics`](https://docs.rs/metrics) facade, with a `pool` label (docs/METRICS.md); depends on `metrics` |
 //! | `cli`     | the `bulkhead-bench` load-generation binary (docs/BENCHMARKS.md); turns on `config` and `serde`, and pulls in `clap` and `core_affinity` for the binary only |
 //!
 //! Without `config`, settings can still be given by name: [`PoolBuilder::set`] and
@@ -351,6 +370,7 @@
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod buckets;
 mod builder;
 #[cfg(feature = "config")]
 mod config;
@@ -376,6 +396,7 @@ mod trampoline;
 mod unwind;
 mod worker;
 
+pub use buckets::{LatencyBuckets, LatencyHistograms};
 pub use builder::{
     limits, parse_duration, pool_settings, runtime_settings, PoolBuilder, RuntimeBuilder,
     SettingError,
@@ -388,6 +409,7 @@ pub use error::{
     SubmitError, TaskError, UnknownPool,
 };
 pub use events::{Event, EventListener};
+pub use export::PROMETHEUS_CONTENT_TYPE;
 pub use hooks::{on_drop, OnDrop, PanicHandler, PanicPolicy, WorkerId, WorkerThread};
 pub use metrics::{
     Health, LatencySummary, LatencyView, PoolLatency, PoolSnapshot, RuntimeSnapshot, StuckTask,

@@ -68,6 +68,7 @@ impl Runtime {
             &rt.pools,
             config.supervisor_interval,
             config.metrics,
+            config.latency_buckets.clone(),
             config.listeners.clone(),
         )
         .map_err(|e| {

@@ -14,7 +14,9 @@
 //! 4. compares counters and worker states with the previous tick and derives the
 //!    [`Event`]s: refusals per reason, panics, expiries, tasks newly past `stuck_after`,
 //!    stuck tasks that ended, health changes;
-//! 5. releases its state lock, then calls the listeners on this thread.
+//! 5. releases its state lock, then calls the listeners on this thread and, with the
+//!    `metrics` feature, publishes the tick's figures through the `metrics` facade
+//!    (`export/facade.rs`).
 //!
 //! [`Runtime::snapshot`](crate::Runtime::snapshot) shares the state: it runs steps 1 and 2
 //! on the caller's thread (so cumulative counts are exact at the moment of the call) and
@@ -38,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 
+use crate::buckets::{LatencyBuckets, LatencyHistograms};
 use crate::error::RefusalReason;
 use crate::events::{Event, Listeners};
 use crate::metrics::{Health, Latencies, PoolLatency, PoolSnapshot, RuntimeSnapshot, StuckTask};
@@ -59,9 +62,12 @@ impl Supervisor {
         pools: &[Pool],
         interval: Duration,
         metrics: bool,
+        latency_buckets: Vec<Duration>,
         listeners: Listeners,
     ) -> io::Result<Supervisor> {
-        let state = Arc::new(Mutex::new(State::new(pools, interval, metrics)));
+        let mut state = State::new(pools, interval, metrics);
+        state.latency_buckets = latency_buckets;
+        let state = Arc::new(Mutex::new(state));
         let (stop_tx, stop_rx) = bounded::<()>(0);
         let (done_tx, done_rx) = unbounded::<()>();
         let thread_state = state.clone();
@@ -111,11 +117,18 @@ fn run(state: &Mutex<State>, stop_rx: &Receiver<()>, interval: Duration, listene
             _ => true,
         };
         let now = Instant::now();
-        let events = state.lock().tick(now);
-        // Listeners run outside the state lock, so a slow one never blocks `snapshot()`.
+        let mut state_now = state.lock();
+        let events = state_now.tick(now);
+        #[cfg(feature = "metrics")]
+        let batch = state_now.facade_batch(now);
+        drop(state_now);
+        // Listeners and the `metrics` recorder run outside the state lock, so a slow one
+        // never blocks `snapshot()`.
         for e in &events {
             listeners.deliver(e);
         }
+        #[cfg(feature = "metrics")]
+        batch.publish();
         if stop {
             return;
         }
@@ -144,6 +157,9 @@ struct Track {
     /// Per worker slot: the CPU time of its workers (see `collect_cpu`).
     cpu: Vec<SlotCpu>,
     cpus_seen: BTreeSet<usize>,
+    /// Whether any CPU time was measured: a `/proc` reading or a retired worker's clock.
+    /// Without one, the snapshot reports no CPU time rather than a false zero.
+    cpu_measured: bool,
     /// Counters at the previous tick, for event deltas.
     prev: PoolStats,
     /// Per worker: the `busy_stamp` of the task already reported stuck, and how long it had
@@ -206,6 +222,7 @@ impl Track {
             }
             let settled = w.retired_cpu_nanos();
             if settled != c.settled {
+                self.cpu_measured = true;
                 c.settled = settled;
                 c.sampled = Duration::ZERO;
                 c.tid = 0;
@@ -219,6 +236,7 @@ impl Track {
                 c.tid = tid;
             }
             if let Some(stat) = sys::thread_stat(tid) {
+                self.cpu_measured = true;
                 c.sampled = stat.cpu_time;
                 self.cpus_seen.insert(stat.last_cpu);
             }
@@ -232,6 +250,8 @@ pub(crate) struct State {
     interval: Duration,
     metrics: bool,
     last_tick: Instant,
+    /// Bounds of the cumulative latency buckets ([`LatencyBuckets`]), increasing.
+    latency_buckets: Vec<Duration>,
     pools: Vec<Track>,
 }
 
@@ -243,6 +263,7 @@ impl State {
             interval,
             metrics,
             last_tick: now,
+            latency_buckets: crate::buckets::DEFAULT_LATENCY_BUCKETS.to_vec(),
             pools: pools
                 .iter()
                 .map(|p| {
@@ -257,6 +278,7 @@ impl State {
                         }),
                         cpu: vec![SlotCpu::default(); n],
                         cpus_seen: BTreeSet::new(),
+                        cpu_measured: false,
                         prev: shared.stats(),
                         flagged: vec![None; n],
                         health: Health::Healthy,
@@ -417,7 +439,24 @@ impl State {
 
     pub(crate) fn snapshot(&mut self, now: Instant) -> RuntimeSnapshot {
         let _ = self.collect();
+        self.current(now)
+    }
+
+    /// What the `metrics` facade gets after a tick: the snapshot of what the tick collected
+    /// and the interval it closed.
+    #[cfg(feature = "metrics")]
+    fn facade_batch(&self, now: Instant) -> crate::export::facade::Batch {
+        let intervals = self
+            .pools
+            .iter()
+            .map(|t| t.latency.as_ref().map(|l| &l.last_interval));
+        crate::export::facade::Batch::new(self.current(now), intervals)
+    }
+
+    /// The snapshot of what was collected last, without collecting.
+    fn current(&self, now: Instant) -> RuntimeSnapshot {
         let metrics = self.metrics;
+        let bounds = &self.latency_buckets;
         let pools = self
             .pools
             .iter()
@@ -442,12 +481,19 @@ impl State {
                     health: health_of(&t.shared, &stats, &t.prev, now_nanos),
                     stuck_after,
                     stuck,
-                    cpu_time: t.cpu.iter().map(SlotCpu::total).sum(),
+                    cpu_time: t
+                        .cpu_measured
+                        .then(|| t.cpu.iter().map(SlotCpu::total).sum()),
                     cpus_seen: t.cpus_seen.iter().copied().collect(),
                     latency: t.latency.as_ref().map(|l| PoolLatency {
                         cumulative: l.cumulative.view(),
                         last_interval: l.last_interval.view(),
                         last_interval_length: l.last_interval_length,
+                        buckets: LatencyHistograms {
+                            queue_wait: LatencyBuckets::of(&l.cumulative.queue_wait, bounds),
+                            run: LatencyBuckets::of(&l.cumulative.run, bounds),
+                            end_to_end: LatencyBuckets::of(&l.cumulative.end_to_end, bounds),
+                        },
                     }),
                     stats,
                 }

@@ -58,6 +58,25 @@ fn json_report_structure_and_accounting() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("p99/alone"), "{stdout}");
+    // The default table fits 100 columns: every line of the report does.
+    for line in stdout.lines() {
+        assert!(
+            line.chars().count() <= 100,
+            "a line of {} characters:\n{line}\n---\n{stdout}",
+            line.chars().count()
+        );
+    }
+    let header = stdout.lines().find(|l| l.starts_with("workload")).unwrap();
+    for column in [
+        "done/s",
+        "refused",
+        "not run",
+        "e2e p50",
+        "p99.9",
+        "p99/alone",
+    ] {
+        assert!(header.contains(column), "{header}");
+    }
     assert!(
         !stderr.contains("panicked at"),
         "injected panics must stay quiet: {stderr}"
@@ -373,4 +392,90 @@ fn shared_sums_over_the_limits_exit_2_before_any_run() {
         assert_exit_2_naming(&out, needle);
         assert_exit_2_naming(&out, "pool \"shared\"");
     }
+}
+
+/// `--help` and `--list-presets` say what each preset runs and shows.
+#[test]
+fn help_and_list_presets_describe_every_preset() {
+    let list = bench(&["--list-presets"]);
+    assert!(list.status.success());
+    let list = String::from_utf8_lossy(&list.stdout);
+    let help = bench(&["--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    for preset in [
+        "cpu-runaway",
+        "blocking-hang",
+        "panic-storm",
+        "queue-flood",
+        "overload",
+        "hang-budget",
+        "blocking-burst",
+    ] {
+        for text in [&list, &help] {
+            let at = text
+                .find(&format!("  {preset}"))
+                .unwrap_or_else(|| panic!("{preset}: {text}"));
+            let rest = &text[at..];
+            assert!(
+                rest.contains("runs:") && rest.contains("shows:"),
+                "{preset}: {text}"
+            );
+        }
+    }
+    assert!(
+        help.contains("--wide") && help.contains("--list-presets"),
+        "{help}"
+    );
+}
+
+/// `--wide` has every column; piped, the live line is one line per update, with the mode's
+/// place among the runs and the time left, never rewritten in place; the plot's panels have
+/// labelled axes with units.
+#[test]
+fn wide_table_piped_live_lines_and_labelled_plot() {
+    let svg_path = temp_path("wide.svg");
+    let out = bench(&[
+        "--pool",
+        "api:threads=1,queue_capacity=64",
+        "--pool",
+        "noisy:threads=1,queue_capacity=4",
+        "--load",
+        "api:rate=200,work=spin:20us",
+        "--load",
+        "noisy:rate=200,work=spin:1ms",
+        "--duration",
+        "1200ms",
+        "--warmup",
+        "100ms",
+        "--drain",
+        "1s",
+        "--mode",
+        "isolated",
+        "--wide",
+        "--plot",
+        svg_path.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let header = stdout.lines().find(|l| l.starts_with("workload")).unwrap();
+    for column in ["offered/s", "expired", "wait p50", "p50/alone", "cancelled"] {
+        assert!(header.contains(column), "{header}");
+    }
+    assert!(
+        !stderr.contains('\r'),
+        "piped, nothing is rewritten in place: {stderr:?}"
+    );
+    let live: Vec<&str> = stderr.lines().filter(|l| l.starts_with('[')).collect();
+    assert!(!live.is_empty(), "{stderr}");
+    assert!(
+        live.iter()
+            .any(|l| l.contains(" 2/2, ") && l.contains("s left]")),
+        "{stderr}"
+    );
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    let _ = std::fs::remove_file(&svg_path);
+    assert!(svg.contains("time since the end of warmup (s)"));
+    assert!(svg.contains("end-to-end p99, log scale (µs, ms, s)"));
+    assert!(svg.contains("queue depth (tasks)"));
 }

@@ -334,3 +334,88 @@ fn every_key_has_an_environment_override() {
         "{text}"
     );
 }
+
+/// `[defaults]` (wherever it stands in the file) is what every pool starts from; a pool's own
+/// keys override it, and the environment overrides both.
+#[test]
+fn pools_inherit_the_defaults_table_and_override_it() {
+    let text = r#"
+[pools.api]
+threads = 2
+
+[defaults]
+queue_capacity = 7
+max_queue_wait = "150ms"
+threads = 3
+
+[pools.batch]
+queue_capacity = 1
+"#;
+    let rt = RuntimeBuilder::from_toml_str("defaults.toml", text)
+        .unwrap()
+        .env_overrides([("BULKHEAD_BATCH_THREADS", "1")])
+        .unwrap()
+        .build()
+        .unwrap();
+    let api = rt.pool("api").unwrap();
+    assert_eq!((api.threads(), api.queue_capacity()), (2, 7));
+    let batch = rt.pool("batch").unwrap();
+    assert_eq!((batch.threads(), batch.queue_capacity()), (1, 1));
+    let names: Vec<_> = rt.pools().iter().map(|p| p.name().to_owned()).collect();
+    assert_eq!(names, ["api", "batch"]);
+}
+
+/// A bad default is reported once, on its own line; a default `build()` refuses is reported
+/// for each pool that inherited it, on the default's line.
+#[test]
+fn errors_in_defaults_carry_their_line() {
+    let text = "[defaults]\ncolour = \"red\"\nthreads = 0\n\n[pools.a]\nqueue_capacity = 1\n\n[pools.b]\nthreads = 2\n";
+    let err = RuntimeBuilder::from_toml_str("bad.toml", text).unwrap_err();
+    let issues: Vec<String> = err.issues().iter().map(|i| i.to_string()).collect();
+    assert_eq!(issues.len(), 2, "{err}");
+    assert!(
+        issues[0].starts_with("line 2: colour: unknown key"),
+        "{err}"
+    );
+    assert!(
+        issues[1].starts_with("line 3: pool \"a\": threads: must be between 1"),
+        "{err}"
+    );
+}
+
+/// `[runtime]` takes every runtime setting, including the latency buckets.
+#[test]
+fn the_runtime_table_takes_latency_buckets() {
+    let text = "[runtime]\nlatency_buckets = [\"1ms\", \"1s\"]\n\n[pools.a]\n";
+    let rt = RuntimeBuilder::from_toml_str("buckets.toml", text)
+        .unwrap()
+        .build()
+        .unwrap();
+    rt.pool("a")
+        .unwrap()
+        .try_submit(|| ())
+        .unwrap()
+        .join()
+        .unwrap();
+    let snap = rt.snapshot();
+    let run = &snap
+        .pool("a")
+        .unwrap()
+        .latency
+        .as_ref()
+        .unwrap()
+        .buckets
+        .run;
+    let bounds: Vec<Duration> = run.buckets.iter().map(|(b, _)| *b).collect();
+    assert_eq!(bounds, [Duration::from_millis(1), Duration::from_secs(1)]);
+    let err = RuntimeBuilder::from_toml_str(
+        "b.toml",
+        "[runtime]\nlatency_buckets = [\"1s\", \"1ms\"]\n[pools.a]\n",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("line 2: latency_buckets: bounds must increase"),
+        "{err}"
+    );
+}

@@ -259,7 +259,12 @@ fn cpu_time_and_cpus_seen_are_reported() {
     })
     .unwrap();
     wait_until("cpu time accounted", || {
-        rt.snapshot().pool("spin").unwrap().cpu_time >= Duration::from_millis(50)
+        rt.snapshot()
+            .pool("spin")
+            .unwrap()
+            .cpu_time
+            .unwrap_or_default()
+            >= Duration::from_millis(50)
     });
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let snap = rt.snapshot();

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+pub use crate::buckets::{DEFAULT_LATENCY_BUCKETS, MAX_LATENCY_BUCKETS};
 pub use crate::metrics::{HIGHEST_TRACKABLE, SIGNIFICANT_DIGITS};
 pub use crate::placement::{MAX_NICE, MIN_NICE};
 

@@ -26,6 +26,7 @@
 //! | `queue_capacity_limit` | `queue_capacity` (at least 1) to [`MAX_QUEUE_CAPACITY`], if set |
 //! | `codel`            | target and interval in (0, [`MAX_CODEL_DURATION`]], target < interval, if set |
 //! | `supervisor_interval` | [`MIN_SUPERVISOR_INTERVAL`] to [`MAX_SUPERVISOR_INTERVAL`] |
+//! | `latency_buckets`  | 1 to [`MAX_LATENCY_BUCKETS`] bounds, above zero, strictly increasing |
 //!
 //! A value outside its range is an error naming the pool and the setting; nothing is
 //! clamped or rounded silently.
@@ -90,6 +91,7 @@ pub struct RuntimeBuilder {
     pub(crate) drop_timeout: Duration,
     pub(crate) metrics: bool,
     pub(crate) supervisor_interval: Duration,
+    pub(crate) latency_buckets: Vec<Duration>,
     pub(crate) listeners: Listeners,
 }
 
@@ -102,6 +104,7 @@ impl Default for RuntimeBuilder {
             // interpretation time, so they are off unless a test turns them on.
             metrics: !cfg!(miri),
             supervisor_interval: DEFAULT_SUPERVISOR_INTERVAL,
+            latency_buckets: DEFAULT_LATENCY_BUCKETS.to_vec(),
             listeners: Listeners::default(),
         }
     }
@@ -197,6 +200,36 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The upper bounds of the latency buckets that [`Runtime::snapshot`] counts and
+    /// [`RuntimeSnapshot::to_prometheus`](crate::RuntimeSnapshot::to_prometheus) exports as
+    /// the `le` buckets of the `bulkhead_queue_wait_seconds`, `bulkhead_run_seconds` and
+    /// `bulkhead_end_to_end_seconds` histograms (a `+Inf` bucket is always added).
+    ///
+    /// Default: [`DEFAULT_LATENCY_BUCKETS`], 50 µs to 30 s in a 1-2.5-5 series. From 1 to
+    /// [`MAX_LATENCY_BUCKETS`] bounds, each above zero, strictly increasing; anything else is
+    /// a build error. The bounds only decide how the exact histograms are cut up at
+    /// snapshot time: they cost nothing per task, and every instance of a fleet must use the
+    /// same ones for `histogram_quantile` to add them up. Without `metrics(true)` there are
+    /// no histograms to cut.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let ms = Duration::from_millis;
+    /// let rt = bulkhead::Runtime::builder()
+    ///     .latency_buckets([ms(1), ms(10), ms(100), ms(1000)])
+    ///     .pool("api", |p| p)
+    ///     .build()?;
+    /// rt.pool("api")?.try_submit(|| ())?.join()?;
+    /// let text = rt.snapshot().to_prometheus();
+    /// assert!(text.contains(r#"bulkhead_run_seconds_bucket{pool="api",le="0.01"} 1"#));
+    /// assert!(text.contains(r#"bulkhead_run_seconds_bucket{pool="api",le="+Inf"} 1"#));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn latency_buckets(mut self, bounds: impl IntoIterator<Item = Duration>) -> Self {
+        self.latency_buckets = bounds.into_iter().collect();
+        self
+    }
+
     /// Registers a listener told of every [`Event`](crate::Event) (refusals, panics,
     /// expiries, stuck tasks, recoveries, health changes), on the supervisor thread, once per
     /// sampling interval. Never called on a submitting or worker thread.
@@ -238,6 +271,7 @@ impl RuntimeBuilder {
             drop_timeout: self.drop_timeout,
             metrics: self.metrics,
             supervisor_interval: self.supervisor_interval,
+            latency_buckets: self.latency_buckets,
             listeners: self.listeners,
         }
     }
@@ -265,6 +299,14 @@ impl RuntimeBuilder {
                     "must be between {MIN_SUPERVISOR_INTERVAL:?} and {MAX_SUPERVISOR_INTERVAL:?}, got {:?}",
                     self.supervisor_interval
                 ),
+            ));
+        }
+        if let Err(why) = crate::buckets::check_bounds(&self.latency_buckets) {
+            out.push(BuildError::new(
+                None,
+                "latency_buckets",
+                BuildErrorKind::OutOfRange,
+                why,
             ));
         }
         if self.pools.is_empty() {

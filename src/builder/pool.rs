@@ -49,6 +49,7 @@ pub(crate) struct RuntimeSettings {
     pub(crate) drop_timeout: Duration,
     pub(crate) metrics: bool,
     pub(crate) supervisor_interval: Duration,
+    pub(crate) latency_buckets: Vec<Duration>,
     pub(crate) listeners: Listeners,
 }
 

@@ -16,6 +16,7 @@
 //! | name     | `"pin-each"`             | `pin-each`                             |
 //! | CPU set  | `"0-3,6"` or `[0, 1]`    | `0-3,6` (the kernel's cpulist syntax)  |
 //! | pair     | `[1, 16]`, `["5ms", "100ms"]` | `1,16`, `5ms,100ms` (two values, one comma) |
+//! | list of durations | `["1ms", "10ms", "1s"]` | `1ms,10ms,1s` (values separated by commas) |
 //!
 //! A setter only reads and converts its value; the ranges are the builder's rules, checked by
 //! `build()` (and reported by the loader with every other problem).
@@ -212,6 +213,11 @@ pub(crate) static RUNTIME_SETTINGS: &[Setting<RuntimeBuilder>] = &[
         doc: "how often the supervisor samples every pool (duration)",
         set: |b, v| Ok(b.supervisor_interval(duration(v)?)),
     },
+    Setting {
+        key: "latency_buckets",
+        doc: "upper bounds of the exported latency histogram buckets (list of durations)",
+        set: |b, v| Ok(b.latency_buckets(durations(v)?)),
+    },
 ];
 
 /// Every pool setting that [`PoolBuilder::set`], a configuration file's `[pools.NAME]`
@@ -374,8 +380,8 @@ impl PoolBuilder {
 }
 
 impl RuntimeBuilder {
-    /// Applies the runtime setting `key` (`"drop_timeout"`, `"metrics"` or
-    /// `"supervisor_interval"`) from text, as a configuration file's `[runtime]` table would;
+    /// Applies the runtime setting `key` (`"drop_timeout"`, `"metrics"`,
+    /// `"supervisor_interval"` or `"latency_buckets"`) from text, as a configuration file's `[runtime]` table would;
     /// the text syntax is that of [`PoolBuilder::set`].
     ///
     /// # Errors
@@ -451,6 +457,19 @@ fn cpus(v: &Value) -> Result<CpuSet, String> {
             .map(CpuSet::new),
         other => Err(format!(
             "expected a cpulist string such as \"0-3,6\" or an array of CPU numbers, found {}",
+            other.kind()
+        )),
+    }
+}
+
+/// Durations: a TOML array of duration strings, or text with the durations separated by
+/// commas.
+fn durations(v: &Value) -> Result<Vec<Duration>, String> {
+    match v {
+        Value::Array(items) => items.iter().map(duration).collect(),
+        Value::Text(s) => s.split(',').map(|d| parse_duration(d.trim())).collect(),
+        other => Err(format!(
+            "expected an array of durations such as [\"1ms\", \"10ms\"], found {}",
             other.kind()
         )),
     }
@@ -578,6 +597,13 @@ mod tests {
         assert!(err.message().contains("\"5ms,threads=64\""), "{err}");
         let b = RuntimeBuilder::new().set("metrics", "false").unwrap();
         assert!(!b.metrics);
+        let b = b.set("latency_buckets", "1ms, 10ms,1s").unwrap();
+        let ms = Duration::from_millis;
+        assert_eq!(b.latency_buckets, [ms(1), ms(10), ms(1000)]);
+        let err = RuntimeBuilder::new()
+            .set("latency_buckets", "1ms,x")
+            .unwrap_err();
+        assert!(err.message().contains("\"x\""), "{err}");
         assert!(RuntimeBuilder::new().set("threads", "1").is_err());
     }
 }

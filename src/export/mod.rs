@@ -2,6 +2,10 @@
 //! (no dependency) and JSON (with the `serde` feature).
 
 mod prometheus;
+pub use prometheus::PROMETHEUS_CONTENT_TYPE;
+
+#[cfg(feature = "metrics")]
+pub(crate) mod facade;
 
 #[cfg(feature = "serde")]
 mod json;

@@ -1,17 +1,28 @@
 //! Prometheus text exposition format (version 0.0.4) of a snapshot.
 //!
 //! Every sample carries a `pool` label. Counters end in `_total`; times are in seconds;
-//! latencies are summaries (quantiles 0.5, 0.9, 0.99, 0.999 plus `_sum` and `_count`) over
-//! the pool's whole life, since Prometheus derives rates and windows itself. The names and
-//! their meaning are listed in docs/METRICS.md.
+//! latencies are histograms (cumulative `le` buckets with the runtime's bounds, plus `+Inf`,
+//! `_sum` and `_count`) over the pool's whole life, so that Prometheus can take rates and
+//! windows, and `histogram_quantile` can add instances up. A value that was not measured
+//! (CPU time off Linux) has no sample, never a zero. The names and their meaning are listed
+//! in docs/METRICS.md.
+//!
+//! Serve it with the content type [`PROMETHEUS_CONTENT_TYPE`]: pool names may be any
+//! UTF-8.
 
 use std::fmt::Write;
 use std::time::Duration;
 
-use crate::metrics::{Health, LatencySummary, PoolSnapshot, RuntimeSnapshot};
+use crate::buckets::{LatencyBuckets, LatencyHistograms};
+use crate::metrics::{Health, PoolSnapshot, RuntimeSnapshot};
+
+/// The HTTP `Content-Type` of [`RuntimeSnapshot::to_prometheus`]'s text: the text format
+/// 0.0.4, in UTF-8 (pool names may be non-ASCII).
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 impl RuntimeSnapshot {
-    /// The snapshot in the Prometheus text exposition format, ready to serve on `/metrics`.
+    /// The snapshot in the Prometheus text exposition format, ready to serve on `/metrics`
+    /// with the content type [`PROMETHEUS_CONTENT_TYPE`]. docs/METRICS.md lists the names.
     ///
     /// ```
     /// let rt = bulkhead::Runtime::builder().pool("api", |p| p).build()?;
@@ -149,9 +160,13 @@ impl RuntimeSnapshot {
         out.family(
             "bulkhead_cpu_seconds_total",
             "counter",
-            "CPU time (user + system) consumed by the pool's worker threads.",
+            "CPU time (user + system) consumed by the pool's worker threads; absent where not measured.",
             pools,
-            |p, f| f.sample(p, &[], secs(p.cpu_time)),
+            |p, f| {
+                if let Some(t) = p.cpu_time {
+                    f.sample(p, &[], secs(t));
+                }
+            },
         );
         out.family(
             "bulkhead_cpu_seen",
@@ -168,22 +183,22 @@ impl RuntimeSnapshot {
             (
                 "bulkhead_queue_wait_seconds",
                 "Time from submission to the start of the task.",
-                (|v| &v.queue_wait) as fn(&crate::LatencyView) -> &LatencySummary,
+                (|h| &h.queue_wait) as fn(&LatencyHistograms) -> &LatencyBuckets,
             ),
             (
                 "bulkhead_run_seconds",
                 "Time from the start to the end of the task.",
-                |v| &v.run,
+                |h| &h.run,
             ),
             (
                 "bulkhead_end_to_end_seconds",
                 "Time from submission to the end of the task.",
-                |v| &v.end_to_end,
+                |h| &h.end_to_end,
             ),
         ] {
-            out.family(name, "summary", help, pools, |p, f| {
+            out.family(name, "histogram", help, pools, |p, f| {
                 if let Some(l) = &p.latency {
-                    f.summary(p, pick(&l.cumulative));
+                    f.histogram(p, pick(&l.buckets));
                 }
             });
         }
@@ -250,19 +265,15 @@ impl Family<'_> {
         let _ = writeln!(self.text, "}} {}", number(value));
     }
 
-    fn summary(&mut self, p: &PoolSnapshot, s: &LatencySummary) {
-        for (q, v) in [
-            ("0.5", s.p50),
-            ("0.9", s.p90),
-            ("0.99", s.p99),
-            ("0.999", s.p999),
-        ] {
-            self.sample(p, &[("quantile", q)], secs(v));
+    fn histogram(&mut self, p: &PoolSnapshot, h: &LatencyBuckets) {
+        for (bound, count) in &h.buckets {
+            let le = number(secs(*bound));
+            self.sample_suffixed("_bucket", p, &[("le", &le)], *count as f64);
         }
-        // hdrhistogram keeps no exact sum; mean * count is exact to the histogram's precision.
-        let sum = secs(s.mean) * s.count as f64;
-        self.sample_suffixed("_sum", p, &[], sum);
-        self.sample_suffixed("_count", p, &[], s.count as f64);
+        self.sample_suffixed("_bucket", p, &[("le", "+Inf")], h.count as f64);
+        // To the histogram's precision (src/buckets.rs): the recorders keep no exact sum.
+        self.sample_suffixed("_sum", p, &[], secs(h.sum));
+        self.sample_suffixed("_count", p, &[], h.count as f64);
     }
 }
 

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::buckets::LatencyHistograms;
 use crate::stats::PoolStats;
 
 /// Everything the supervisor knows about a runtime, from
@@ -50,7 +51,11 @@ pub struct PoolSnapshot {
     /// time of workers that have exited (each adds its own thread CPU clock as it leaves),
     /// plus the live workers' time as of the last `/proc` read (resolution: one clock tick,
     /// 10 ms on Linux). See docs/METRICS.md.
-    pub cpu_time: Duration,
+    ///
+    /// `None` when nothing was measured: off Linux, or where `/proc` cannot be read (under
+    /// Miri, in some sandboxes). Prometheus then gets no `bulkhead_cpu_seconds_total`
+    /// sample for the pool rather than a false zero.
+    pub cpu_time: Option<Duration>,
     /// The CPUs on which the supervisor has seen the pool's workers, sorted. Sampled: it is
     /// the CPU each worker last ran on at each supervisor tick, so a CPU used only briefly
     /// between two samples may be missing.
@@ -81,6 +86,10 @@ pub struct PoolLatency {
     pub last_interval: LatencyView,
     /// The length of that interval (about the sampling interval; zero before the first).
     pub last_interval_length: Duration,
+    /// Every task that ran since the runtime started, as cumulative buckets with the
+    /// runtime's bounds ([`RuntimeBuilder::latency_buckets`](crate::RuntimeBuilder::latency_buckets)):
+    /// the Prometheus histograms, which add up across instances and windows.
+    pub buckets: LatencyHistograms,
 }
 
 /// The three latencies of a set of tasks that ran (completed or panicked).

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: deterministic ways to occupy workers.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod prometheus;
+
 use std::sync::mpsc;
 use std::time::Duration;
 

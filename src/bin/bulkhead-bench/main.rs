@@ -37,6 +37,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::io::IsTerminal;
+
 use clap::builder::PossibleValuesParser;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
@@ -101,9 +103,34 @@ struct Args {
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
 
-    /// No live line on stderr
+    /// No live line on stderr (on a terminal it updates in place; piped, one line per second)
     #[arg(long, short)]
     quiet: bool,
+
+    /// Every column of the table (about 200 characters wide); by default only the columns
+    /// that decide containment, within 100 characters
+    #[arg(long)]
+    wide: bool,
+
+    /// List the presets, what each runs and what it shows, and exit
+    #[arg(long)]
+    list_presets: bool,
+}
+
+/// The presets, one paragraph each.
+fn presets_text() -> String {
+    let mut text = String::new();
+    for (name, runs, shows) in presets::ABOUT {
+        let default = if name == presets::NAMES[0] {
+            " (default)"
+        } else {
+            ""
+        };
+        text.push_str(&format!(
+            "  {name}{default}\n      runs:  {runs}\n      shows: {shows}\n"
+        ));
+    }
+    text
 }
 
 const EXAMPLES: &str = "\
@@ -120,7 +147,10 @@ rate=max: saturating submitters that keep the queue full (execute_timeout, 50 ms
 
 /// The examples, then the pool keys: the library's, from its settings table.
 fn after_help() -> String {
-    let mut text = format!("{EXAMPLES}\n\nPool keys (as in a configuration file's [pools.NAME]):");
+    let mut text = format!(
+        "{EXAMPLES}\n\nPresets (--preset NAME; --list-presets prints this alone):\n{}\nPool keys (as in a configuration file's [pools.NAME]):",
+        presets_text()
+    );
     let width = bulkhead::pool_settings()
         .map(|(k, _)| k.len())
         .max()
@@ -206,6 +236,10 @@ fn install_panic_filter() {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.list_presets {
+        print!("{}", presets_text());
+        return ExitCode::SUCCESS;
+    }
     // The CPUs this process may run on (its affinity mask), else all it can count.
     let cpus: Vec<usize> = match bulkhead::CpuSet::available() {
         Ok(set) if !set.is_empty() => set.iter().collect(),
@@ -216,8 +250,16 @@ fn main() -> ExitCode {
 
     let spinner = Spinner::calibrate();
     let mut runs = Vec::new();
-    for &kind in run::kinds(sc.mode) {
-        match run::run(&sc, kind, &spinner, RunOpts { live: !args.quiet }) {
+    let kinds = run::kinds(sc.mode);
+    // In place on a terminal; one line per update when piped (a log keeps every line).
+    let in_place = std::io::stderr().is_terminal();
+    for (i, &kind) in kinds.iter().enumerate() {
+        let opts = RunOpts {
+            live: !args.quiet,
+            in_place,
+            mode: (i + 1, kinds.len()),
+        };
+        match run::run(&sc, kind, &spinner, opts) {
             Ok(r) => runs.push(r),
             Err(e) => {
                 eprintln!("bulkhead-bench: {} run failed: {e}", kind.as_str());
@@ -231,7 +273,7 @@ fn main() -> ExitCode {
         spinner,
         runs,
     };
-    print!("{}", report.table());
+    print!("{}", report.table(args.wide));
     if let Some(path) = &args.json {
         let text = match serde_json::to_string_pretty(&report.json()) {
             Ok(t) => t,

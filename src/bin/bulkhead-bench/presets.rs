@@ -25,6 +25,45 @@ use std::time::Duration;
 
 use crate::spec::{parse_load, parse_pool, Mode, Scenario};
 
+/// Per preset, in [`NAMES`] order: what it runs, and what its table shows.
+pub(crate) const ABOUT: [(&str, &str, &str); 7] = [
+    (
+        "cpu-runaway",
+        "api (50 us CPU tasks, 2,000/s) next to a neighbour keeping 64 tasks of 10 ms CPU in flight",
+        "a CPU hog contained: api's p99/alone near 1 isolated, far above it shared",
+    ),
+    (
+        "blocking-hang",
+        "api next to a neighbour whose tasks block until shutdown (a dead downstream), 100/s",
+        "hung calls fill only their own pool: shared, api's tasks wait behind them",
+    ),
+    (
+        "panic-storm",
+        "api next to a neighbour whose tasks panic with probability 0.9, 2,000/s",
+        "panics are caught and counted; api is unaffected in either layout",
+    ),
+    (
+        "queue-flood",
+        "api next to a neighbour offered 1 ms CPU tasks at 4x what its thread serves",
+        "an overloaded queue refuses its own work (refused) instead of delaying api's",
+    ),
+    (
+        "overload",
+        "the same overload (1 ms tasks at ~1.7x capacity) on a CoDel pool and a plain one",
+        "CoDel sheds stale work and keeps good/s up; the plain queue serves only late work",
+    ),
+    (
+        "hang-budget",
+        "2 ms blocking calls plus one that hangs every 2 s, with and without a replacement budget",
+        "replacement threads keep the pool serving while workers are stuck",
+    ),
+    (
+        "blocking-burst",
+        "5 ms blocking calls in Poisson bursts on an elastic pool (1-8 threads) and a fixed one (2)",
+        "elastic threads absorb bursts within the deadline; a fixed pool queues them",
+    ),
+];
+
 /// The preset names, default first.
 pub(crate) const NAMES: [&str; 7] = [
     "cpu-runaway",
@@ -158,6 +197,9 @@ mod tests {
 
     #[test]
     fn every_preset_is_valid() {
+        for (name, about) in NAMES.iter().zip(ABOUT) {
+            assert_eq!(*name, about.0);
+        }
         for name in NAMES {
             for cpus in [&[0][..], &[0, 1], &[2, 5, 6]] {
                 let sc = preset(name, cpus).unwrap();

@@ -104,8 +104,18 @@ impl Report {
             .collect()
     }
 
-    /// The human-readable table.
-    pub(crate) fn table(&self) -> String {
+    /// The human-readable table. By default, only the columns that decide containment and
+    /// every line within [`NARROW`] characters; `wide`, every column, lines unwrapped.
+    pub(crate) fn table(&self, wide: bool) -> String {
+        let text = self.table_text(wide);
+        if wide {
+            text
+        } else {
+            wrap(&text, NARROW)
+        }
+    }
+
+    fn table_text(&self, wide: bool) -> String {
         let mut out = String::new();
         let sc = &self.scenario;
         let _ = writeln!(
@@ -125,6 +135,19 @@ impl Report {
         }
         let _ = writeln!(out);
         let ratios = self.ratios();
+        // Narrow: the columns that decide containment, how much work got through and
+        // how late, against the workload alone.
+        const NARROW_COLUMNS: [&str; 9] = [
+            "workload",
+            "mode",
+            "done/s",
+            "refused",
+            "not run",
+            "e2e p50",
+            "p99",
+            "p99.9",
+            "p99/alone",
+        ];
         let header = [
             "workload",
             "mode",
@@ -148,6 +171,7 @@ impl Report {
             "p50/alone",
             "p99/alone",
         ];
+        let header: &[&str] = if wide { &header } else { &NARROW_COLUMNS };
         let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
         for w_name in sc.loads.iter().map(|l| &l.name) {
             for r in &self.runs {
@@ -183,6 +207,22 @@ impl Report {
                         row.push(fmt_ratio(x.value()));
                     }
                     None => row.extend(["-".to_owned(), "-".to_owned()]),
+                }
+                if !wide {
+                    // workload, mode, done/s, refused, not run (expired + shed + cancelled),
+                    // e2e p50, p99, p99.9, p99/alone.
+                    let not_run = w.totals.expired + w.totals.shed + w.totals.cancelled;
+                    row = vec![
+                        row[0].clone(),
+                        row[1].clone(),
+                        row[3].clone(),
+                        row[5].clone(),
+                        not_run.to_string(),
+                        row[15].clone(),
+                        row[16].clone(),
+                        row[17].clone(),
+                        row[20].clone(),
+                    ];
                 }
                 rows.push(row);
             }
@@ -513,6 +553,40 @@ fn run_json(r: &RunResult) -> Value {
         }).collect::<Vec<_>>(),
         "workloads": r.workloads.iter().map(|w| workload_json(w, secs)).collect::<Vec<_>>(),
     })
+}
+
+/// The width the default table keeps within.
+pub(crate) const NARROW: usize = 100;
+
+/// `text` with every line longer than `width` broken at spaces; continuation lines are
+/// indented four spaces. A word longer than the width stays whole.
+fn wrap(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        if line.chars().count() <= width {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let indent = line.len() - line.trim_start().len();
+        let mut current = line[..indent].to_owned();
+        let mut fresh = true; // no word on `current` yet
+        for word in line.trim_start().split(' ') {
+            let len = current.chars().count();
+            if !fresh && len + 1 + word.chars().count() > width {
+                out.push_str(current.trim_end());
+                out.push('\n');
+                current = format!("{}    ", &line[..indent]);
+            } else if !fresh {
+                current.push(' ');
+            }
+            current.push_str(word);
+            fresh = false;
+        }
+        out.push_str(current.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// Lays out rows as aligned columns: left-aligned for the `left` columns, right for others.

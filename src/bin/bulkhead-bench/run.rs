@@ -241,8 +241,17 @@ fn runtime_builder(pools: &[PoolSpec]) -> Result<RuntimeBuilder, String> {
 /// Options that do not change what is measured.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RunOpts {
+    /// Print a live line on stderr every second.
     pub(crate) live: bool,
+    /// Rewrite it in place (stderr is a terminal) instead of one line per update.
+    pub(crate) in_place: bool,
+    /// This run's place among the runs: (k, N) for "mode k of N".
+    pub(crate) mode: (usize, usize),
 }
+
+/// Width of the live line when it is rewritten in place, so that it never wraps (a wrapped
+/// line cannot be rewritten with a carriage return).
+const LIVE_WIDTH: usize = 100;
 
 const TICK: Duration = Duration::from_millis(100);
 
@@ -347,11 +356,14 @@ pub(crate) fn run(
             });
         }
         if k % 10 == 0 && opts.live {
+            let total = sc.warmup + sc.duration;
+            let left = total.saturating_sub(Instant::now() - start);
             let mut line = format!(
-                "[{:<8} {:>4.1}s/{}] ",
+                "[{} {}/{}, {:.0}s left] ",
                 kind.as_str(),
-                (Instant::now() - start).as_secs_f64(),
-                fmt_duration(sc.warmup + sc.duration)
+                opts.mode.0,
+                opts.mode.1,
+                left.as_secs_f64().ceil()
             );
             for (i, rec) in recs.iter().enumerate() {
                 let ended = rec.ended_count();
@@ -371,11 +383,22 @@ pub(crate) fn run(
                 second[i].reset();
             }
             let line = line.trim_end_matches(" | ");
-            let _ = writeln!(std::io::stderr(), "{line}");
+            if opts.in_place {
+                let line: String = line.chars().take(LIVE_WIDTH).collect();
+                // Carriage return, the line, clear to the end of the terminal line.
+                let _ = write!(std::io::stderr(), "\r{line}\x1b[K");
+                let _ = std::io::stderr().flush();
+            } else {
+                let _ = writeln!(std::io::stderr(), "{line}");
+            }
         }
         if Instant::now() >= window.1 {
             break;
         }
+    }
+    if opts.live && opts.in_place {
+        // End the line rewritten in place, so that what follows starts on its own line.
+        let _ = writeln!(std::io::stderr());
     }
 
     let noise = noise_start

@@ -53,7 +53,9 @@ impl Panel {
         self.x0 + (t - self.t_min) / (self.t_max - self.t_min) * PANEL_W
     }
 
-    fn frame(&self, out: &mut String, title: &str) {
+    /// The frame, its title, the time axis (ticks and label) and the `y_label` (with its
+    /// unit) along the left edge.
+    fn frame(&self, out: &mut String, title: &str, y_label: &str) {
         let _ = writeln!(
             out,
             r##"<rect x="{}" y="{}" width="{PANEL_W}" height="{PANEL_H}" fill="#fff" stroke="#333"/>"##,
@@ -86,9 +88,15 @@ impl Panel {
         }
         let _ = writeln!(
             out,
-            r#"<text x="{}" y="{}" font-size="11" text-anchor="middle">seconds since the end of warmup</text>"#,
+            r#"<text x="{}" y="{}" font-size="11" text-anchor="middle">time since the end of warmup (s)</text>"#,
             self.x0 + PANEL_W / 2.0,
             self.y0 + PANEL_H + 30.0
+        );
+        let (lx, ly) = (self.x0 - 54.0, self.y0 + PANEL_H / 2.0);
+        let _ = writeln!(
+            out,
+            r#"<text x="{lx:.1}" y="{ly:.1}" font-size="11" text-anchor="middle" transform="rotate(-90 {lx:.1} {ly:.1})">{}</text>"#,
+            esc(y_label)
         );
     }
 
@@ -195,6 +203,7 @@ pub(crate) fn render(report: &Report) -> String {
         lat.frame(
             &mut out,
             &format!("{name}: end-to-end p99 per 100 ms (log scale)"),
+            "end-to-end p99, log scale (µs, ms, s)",
         );
         let max_us = series
             .iter()
@@ -243,7 +252,11 @@ pub(crate) fn render(report: &Report) -> String {
             t_min,
             t_max,
         };
-        q.frame(&mut out, &format!("{name}: queue depth of its pool"));
+        q.frame(
+            &mut out,
+            &format!("{name}: queue depth of its pool"),
+            "queue depth (tasks)",
+        );
         let max_q = series
             .iter()
             .flat_map(|(_, s)| s.iter().map(|p| p.queue_depth))

@@ -1,0 +1,230 @@
+//! Publication through the `metrics` facade (cargo feature `metrics`), for services that
+//! already export with `metrics-exporter-prometheus`, an OpenTelemetry bridge or any other
+//! `metrics` recorder.
+//!
+//! At every supervisor tick, after the listeners, the supervisor hands the recorder the
+//! application installed (none: every call is a no-op):
+//!
+//! - every counter of docs/METRICS.md, with its Prometheus name, as an absolute value
+//!   (`Counter::absolute`): `bulkhead_tasks_total{outcome}`, `bulkhead_tasks_refused_total{reason}`,
+//!   ...; `bulkhead_cpu_seconds_total` is a gauge here (the facade's counters are integers),
+//!   absent where not measured;
+//! - every gauge (`bulkhead_queue_depth`, `bulkhead_workers{state}`, `bulkhead_health{state}`, ...);
+//! - the latencies of the tasks that ended during the interval just closed, into the
+//!   histograms `bulkhead_queue_wait_seconds`, `bulkhead_run_seconds` and
+//!   `bulkhead_end_to_end_seconds`, one `record_many` per distinct value of the exact
+//!   HdrHistogram (its bucket's midpoint, in seconds): the recorder then buckets or
+//!   summarises them as it is configured to.
+//!
+//! Every metric carries the `pool` label. The work is done on the supervisor thread, outside
+//! its state lock, so a slow recorder delays the next tick, never a task or a `snapshot()`.
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{SharedString, Unit};
+
+use crate::metrics::{Health, Latencies, RuntimeSnapshot};
+
+/// The three latency histograms, by name.
+const LATENCIES: [(&str, &str); 3] = [
+    (
+        "bulkhead_queue_wait_seconds",
+        "Time from submission to the start of the task.",
+    ),
+    (
+        "bulkhead_run_seconds",
+        "Time from the start to the end of the task.",
+    ),
+    (
+        "bulkhead_end_to_end_seconds",
+        "Time from submission to the end of the task.",
+    ),
+];
+
+/// What one tick publishes, taken under the supervisor's lock and published outside it.
+pub(crate) struct Batch {
+    snapshot: RuntimeSnapshot,
+    /// Per pool, in snapshot order: the last interval's values of queue wait, run and end to
+    /// end, as (seconds, count); empty with metrics off.
+    intervals: Vec<[Vec<(f64, u64)>; 3]>,
+}
+
+impl Batch {
+    /// `last_intervals` holds, per pool in snapshot order, the interval just closed.
+    pub(crate) fn new<'a>(
+        snapshot: RuntimeSnapshot,
+        last_intervals: impl Iterator<Item = Option<&'a Latencies>>,
+    ) -> Batch {
+        let intervals = last_intervals
+            .map(|l| match l {
+                Some(l) => [values(&l.queue_wait), values(&l.run), values(&l.end_to_end)],
+                None => Default::default(),
+            })
+            .collect();
+        Batch {
+            snapshot,
+            intervals,
+        }
+    }
+
+    /// Hands everything to the installed recorder.
+    pub(crate) fn publish(self) {
+        describe();
+        for (p, interval) in self.snapshot.pools.iter().zip(self.intervals) {
+            let pool = SharedString::from(p.stats.name.clone());
+            let s = &p.stats;
+            let set = |name: &'static str, v: f64| gauge!(name, "pool" => pool.clone()).set(v);
+            set("bulkhead_threads", s.threads as f64);
+            set("bulkhead_queue_capacity", s.queue_capacity as f64);
+            set("bulkhead_queue_depth", s.queued as f64);
+            set(
+                "bulkhead_codel_dropping",
+                f64::from(u8::from(s.codel_dropping)),
+            );
+            set("bulkhead_replaced_workers", s.replaced as f64);
+            set("bulkhead_stuck_tasks", p.stuck.len() as f64);
+            set("bulkhead_stuck_after_seconds", secs(p.stuck_after));
+            if let Some(t) = p.cpu_time {
+                set("bulkhead_cpu_seconds_total", secs(t));
+            }
+            for (state, v) in [("busy", s.busy), ("idle", p.idle)] {
+                gauge!("bulkhead_workers", "pool" => pool.clone(), "state" => state).set(v as f64);
+            }
+            for h in Health::ALL {
+                let v = f64::from(u8::from(p.health == h));
+                gauge!("bulkhead_health", "pool" => pool.clone(), "state" => h.as_str()).set(v);
+            }
+            counter!("bulkhead_tasks_submitted_total", "pool" => pool.clone())
+                .absolute(s.submitted);
+            counter!("bulkhead_replacements_total", "pool" => pool.clone())
+                .absolute(s.replacements);
+            for (outcome, v) in [
+                ("completed", s.completed),
+                ("panicked", s.panicked),
+                ("expired", s.expired),
+                ("shed", s.shed),
+                ("cancelled", s.cancelled),
+            ] {
+                counter!("bulkhead_tasks_total", "pool" => pool.clone(), "outcome" => outcome)
+                    .absolute(v);
+            }
+            for (reason, v) in [
+                ("full", s.refused_full),
+                ("timeout", s.refused_timeout),
+                ("shutting_down", s.refused_shutting_down),
+            ] {
+                counter!("bulkhead_tasks_refused_total", "pool" => pool.clone(), "reason" => reason)
+                    .absolute(v);
+            }
+            for ((name, _), values) in LATENCIES.iter().zip(interval) {
+                let h = histogram!(*name, "pool" => pool.clone());
+                for (v, n) in values {
+                    h.record_many(v, usize::try_from(n).unwrap_or(usize::MAX));
+                }
+            }
+        }
+    }
+}
+
+/// Each distinct recorded value of `h` (nanoseconds), as its bucket's midpoint in seconds,
+/// with its count.
+fn values(h: &Histogram<u64>) -> Vec<(f64, u64)> {
+    h.iter_recorded()
+        .map(|v| {
+            let mid = h.median_equivalent(v.value_iterated_to());
+            (mid as f64 / 1e9, v.count_at_value())
+        })
+        .collect()
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// Units and help texts; recorders keep the first description of a name.
+fn describe() {
+    let simple: [(&'static str, Unit, &'static str); 12] = [
+        (
+            "bulkhead_threads",
+            Unit::Count,
+            "Worker threads of the pool.",
+        ),
+        (
+            "bulkhead_queue_capacity",
+            Unit::Count,
+            "Capacity of the pool's bounded queue, in tasks.",
+        ),
+        (
+            "bulkhead_queue_depth",
+            Unit::Count,
+            "Tasks waiting in the pool's queue.",
+        ),
+        (
+            "bulkhead_workers",
+            Unit::Count,
+            "Worker threads by state (busy, idle).",
+        ),
+        (
+            "bulkhead_codel_dropping",
+            Unit::Count,
+            "1 while the pool's CoDel controller sheds tasks.",
+        ),
+        (
+            "bulkhead_replaced_workers",
+            Unit::Count,
+            "Stuck workers replaced, not yet returned.",
+        ),
+        (
+            "bulkhead_stuck_tasks",
+            Unit::Count,
+            "Tasks running longer than stuck_after.",
+        ),
+        (
+            "bulkhead_stuck_after_seconds",
+            Unit::Seconds,
+            "The pool's stuck_after threshold.",
+        ),
+        (
+            "bulkhead_health",
+            Unit::Count,
+            "1 for the pool's current health state.",
+        ),
+        (
+            "bulkhead_cpu_seconds_total",
+            Unit::Seconds,
+            "CPU time of the pool's workers (monotonic).",
+        ),
+        (
+            "bulkhead_tasks_submitted_total",
+            Unit::Count,
+            "Submission attempts, accepted or refused.",
+        ),
+        (
+            "bulkhead_replacements_total",
+            Unit::Count,
+            "Replacement threads started for stuck workers.",
+        ),
+    ];
+    for (name, unit, help) in simple {
+        if name.ends_with("_total") && name != "bulkhead_cpu_seconds_total" {
+            describe_counter!(name, unit, help);
+        } else {
+            describe_gauge!(name, unit, help);
+        }
+    }
+    describe_counter!(
+        "bulkhead_tasks_total",
+        Unit::Count,
+        "Accepted tasks that ended, by outcome."
+    );
+    describe_counter!(
+        "bulkhead_tasks_refused_total",
+        Unit::Count,
+        "Submissions refused, by reason."
+    );
+    for (name, help) in LATENCIES {
+        describe_histogram!(name, Unit::Seconds, help);
+    }
+}
