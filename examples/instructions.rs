@@ -8,8 +8,8 @@
 //! ```
 //!
 //! SHAPE is `unboxed` (a closure), `boxed` (an already boxed `Box<dyn FnOnce() + Send>`
-//! handed to `execute`, which boxes it again) or `execute_boxed` (the same box through
-//! [`Pool::execute_boxed`](bulkhead::Pool::execute_boxed), if this build has it); METRICS is
+//! handed to `execute`; before `Pool::execute_boxed` existed `execute` boxed it again) or
+//! `execute_boxed` (the same box through [`Pool::execute_boxed`](bulkhead::Pool::execute_boxed)); METRICS is
 //! `on` or `off`. Per-task cost: the difference of the totals for two N (e.g. 20,000 and
 //! 120,000) divided by the difference of N, which removes start-up and shutdown.
 
@@ -46,10 +46,10 @@ fn main() {
                 let b: Box<dyn FnOnce() + Send> = Box::new(task);
                 pool.execute(b).is_ok()
             }
-            // "execute_boxed" => {
-            //     let b: Box<dyn FnOnce() + Send> = Box::new(task);
-            //     pool.execute_boxed(b).is_ok()
-            // }
+            "execute_boxed" => {
+                let b: Box<dyn FnOnce() + Send> = Box::new(task);
+                pool.execute_boxed(b).is_ok()
+            }
             other => panic!("unknown shape {other}"),
         };
         assert!(ok, "refused");

@@ -115,8 +115,8 @@ impl Anchor {
         match self {
             Anchor::Bare { tx, .. } => tx.as_ref().unwrap().send(f).unwrap(),
             Anchor::Bulkhead { pool, .. } => {
-                if let Err(e) = pool.execute(f) {
-                    if pool.execute_timeout(e.into_inner(), LONG).is_err() {
+                if let Err(e) = pool.execute_boxed(f) {
+                    if pool.execute_boxed_timeout(e.into_inner(), LONG).is_err() {
                         panic!("pool refused for {LONG:?}");
                     }
                 }

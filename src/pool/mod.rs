@@ -57,7 +57,7 @@ use crate::error::{
     BuildError, RefusalReason, ResizeError, ResizeErrorKind, SetupError, SubmitError,
 };
 use crate::hooks::{Hooks, InContext};
-use crate::job::{DetachedTask, Job, NotRun, Runnable, Work};
+use crate::job::{same_type, BoxedFn, DetachedTask, Job, NotRun, Runnable, Work};
 use crate::metrics::LatencyRecorder;
 use crate::overload::{Codel, CodelConfig, ShedHandler, ShedReason};
 use crate::placement::{Baseline, CpuConfig};
@@ -722,33 +722,76 @@ impl Pool {
         self.execute_with(f, Some(deadline_after(timeout)))
     }
 
+    /// Runs an already boxed closure on the pool: the box is queued as it is, not boxed a
+    /// second time, so a task that arrives boxed still costs one allocation (its own). Never
+    /// blocks. [`execute`](Pool::execute) given a `Box<dyn FnOnce() + Send>` takes the same
+    /// path; this method names it.
+    ///
+    /// In a pool with a [context hook](crate::PoolBuilder::context), the box is wrapped
+    /// with the captured context, as any closure is (one more allocation).
+    ///
+    /// # Errors
+    ///
+    /// Refused with the box handed back if the queue is full or the pool is shutting down.
+    ///
+    /// ```
+    /// # let rt = bulkhead::Runtime::builder().pool("api", |p| p).build().unwrap();
+    /// let api = rt.pool("api")?;
+    /// let task: Box<dyn FnOnce() + Send> = Box::new(|| println!("hello from a pool"));
+    /// api.execute_boxed(task)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn execute_boxed(
+        &self,
+        f: Box<dyn FnOnce() + Send + 'static>,
+    ) -> Result<(), SubmitError<Box<dyn FnOnce() + Send + 'static>>> {
+        self.execute_with(f, None)
+    }
+
+    /// Like [`execute_boxed`](Pool::execute_boxed), but waits at most `timeout` for room in
+    /// the queue.
+    ///
+    /// # Errors
+    ///
+    /// Refused with the box handed back if the queue stayed full for the whole timeout or the
+    /// pool is shutting down.
+    pub fn execute_boxed_timeout(
+        &self,
+        f: Box<dyn FnOnce() + Send + 'static>,
+        timeout: Duration,
+    ) -> Result<(), SubmitError<Box<dyn FnOnce() + Send + 'static>>> {
+        self.execute_with(f, Some(deadline_after(timeout)))
+    }
+
     #[inline]
     fn execute_with<F>(&self, f: F, deadline: Option<Instant>) -> Result<(), SubmitError<F>>
     where
         F: FnOnce() + Send + 'static,
     {
-        let task: Box<dyn DetachedTask> = match self.shared.config.hooks.capture() {
-            None => Box::new(f),
-            Some(ctx) => Box::new(InContext { f, ctx }),
+        let work = match self.shared.config.hooks.capture() {
+            // A task that came boxed is queued as it is (the type test is resolved at
+            // compile time).
+            None => match same_type::<F, BoxedFn>(f) {
+                Ok(boxed) => Work::Boxed(boxed),
+                Err(f) => Work::Detached(Box::new(f)),
+            },
+            Some(ctx) => Work::Detached(Box::new(InContext { f, ctx })),
         };
         let job = Job {
             enqueued: self.shared.enqueue_stamp(),
-            work: Work::Detached(task),
+            work,
         };
         match self.shared.send(job, deadline) {
             Ok(()) => {
                 self.grow_if_needed();
                 Ok(())
             }
-            Err((job, reason)) => {
-                let Work::Detached(task) = job.work else {
-                    unreachable!("execute always sends a detached job")
-                };
-                match task.into_any().downcast::<F>() {
-                    Ok(f) => Err(SubmitError::new(*f, reason, self.shared.name.clone())),
-                    Err(_) => unreachable!("a detached job holds the closure it was built from"),
-                }
-            }
+            Err((job, reason)) => Err(SubmitError::new(
+                refused_closure::<F>(job.work),
+                reason,
+                self.shared.name.clone(),
+            )),
         }
     }
 
@@ -959,6 +1002,22 @@ impl fmt::Debug for Pool {
             .field("threads", &self.threads())
             .field("queue_capacity", &self.queue_capacity())
             .finish_non_exhaustive()
+    }
+}
+
+/// The closure of a refused fire-and-forget job, as the caller gave it.
+#[cold]
+fn refused_closure<F: FnOnce() + Send + 'static>(work: Work) -> F {
+    match work {
+        Work::Boxed(boxed) => match same_type::<BoxedFn, F>(boxed) {
+            Ok(f) => f,
+            Err(_) => unreachable!("a boxed job comes from a closure of type BoxedFn"),
+        },
+        Work::Detached(task) => match task.into_any().downcast::<F>() {
+            Ok(f) => *f,
+            Err(_) => unreachable!("a detached job holds the closure it was built from"),
+        },
+        Work::Handle(_) => unreachable!("execute always sends a detached job"),
     }
 }
 
