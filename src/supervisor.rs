@@ -273,14 +273,12 @@ impl State {
         let mut read = 0;
         for t in &mut self.pools {
             if let (Some(recorders), Some(l)) = (&t.shared.recorders, &mut t.latency) {
-                for (w, r) in t.shared.workers.iter().zip(recorders.iter()) {
-                    // A slot never used has recorded nothing; a recorder whose task count
-                    // has not moved is skipped after one load. So an idle pool costs a load
-                    // per slot, whatever its `max_threads_limit`.
-                    if w.was_used() && r.take_into(&mut l.cumulative, &mut l.open) {
-                        read += 1;
-                    }
-                }
+                // A slot never used has recorded nothing; a recorder whose head has not
+                // moved is skipped after two loads. So an idle pool costs a few loads per
+                // slot, whatever its `max_threads_limit`.
+                let workers = &t.shared.workers;
+                read +=
+                    recorders.take_into(|i| workers[i].was_used(), &mut l.cumulative, &mut l.open);
             }
             t.collect_cpu();
         }

@@ -227,7 +227,7 @@ impl Worker {
                     (&shared.recorders, outcome)
                 {
                     let now = shared.now_nanos();
-                    recorders[self.index].record(enqueued, start, now);
+                    recorders.record(self.index, enqueued, start, now);
                     end = Some(now);
                 }
                 slot.set_idle();

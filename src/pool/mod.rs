@@ -58,7 +58,7 @@ use crate::error::{
 };
 use crate::hooks::{Hooks, InContext};
 use crate::job::{same_type, BoxedFn, DetachedTask, Job, NotRun, Runnable, Work};
-use crate::metrics::LatencyRecorder;
+use crate::metrics::LatencySink;
 use crate::overload::{Codel, CodelConfig, ShedHandler, ShedReason};
 use crate::placement::{Baseline, CpuConfig};
 use crate::stats::{PoolStats, WorkerInfo, WorkerSlot};
@@ -111,8 +111,9 @@ pub(crate) struct PoolShared {
     /// Tasks cancelled by a drain (abandoned shutdown), not by a worker.
     pub(crate) drained: AtomicU64,
     pub(crate) workers: Box<[CachePadded<WorkerSlot>]>,
-    /// One latency recorder per worker (same index), or `None` when metrics are off.
-    pub(crate) recorders: Option<Box<[CachePadded<LatencyRecorder>]>>,
+    /// One latency recorder per worker slot (same index) and what full ones spill into, or
+    /// `None` when metrics are off.
+    pub(crate) recorders: Option<LatencySink>,
     /// Whether anything reads a job's enqueue time (latency metrics, a maximum queue wait or
     /// CoDel); if not, submissions skip the clock read.
     pub(crate) stamp_enqueue: bool,
@@ -531,11 +532,7 @@ impl Pool {
             max_queue_wait_nanos: p
                 .max_queue_wait
                 .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
-            recorders: metrics.then(|| {
-                (0..slots)
-                    .map(|_| CachePadded::new(LatencyRecorder::new()))
-                    .collect()
-            }),
+            recorders: metrics.then(|| LatencySink::new(slots)),
             epoch_nanos: sys::monotonic_nanos(),
             shutdown_tx: Mutex::new(Some(shutdown_tx)),
             shutdown_rx,
