@@ -121,6 +121,9 @@ pub(crate) struct PoolShared {
     pub(crate) max_queue_wait_nanos: Option<u64>,
     /// `PoolBuilder::idle_spin` in nanoseconds.
     pub(crate) idle_spin_nanos: u64,
+    /// Set while one of the pool's workers spins for `idle_spin` (at most one at a time, so
+    /// idle workers never take more than one CPU from the submitters; see `worker.rs`).
+    pub(crate) spinning: CachePadded<AtomicBool>,
     /// The monotonic-clock reading (`sys::monotonic_nanos`) the pool clock counts from.
     pub(crate) epoch_nanos: u64,
     /// Disconnected (dropped) when shutdown begins, to wake idle workers.
@@ -529,6 +532,7 @@ impl Pool {
             workers,
             stamp_enqueue: metrics || p.max_queue_wait.is_some() || p.codel.is_some(),
             idle_spin_nanos: u64::try_from(p.idle_spin.as_nanos()).unwrap_or(u64::MAX),
+            spinning: CachePadded::new(AtomicBool::new(false)),
             max_queue_wait_nanos: p
                 .max_queue_wait
                 .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
