@@ -126,17 +126,17 @@ fn main() {
         "gen late p50/p99/p99.9 µs"
     );
     for rate in [20_000, 100_000] {
-        // Per pool, per repetition: [p50, p99, p99.9, max, late p50, late p99, late p99.9].
-        let mut cells = vec![vec![[0.0f64; 7]; reps]; NAMES.len()];
+        // Per repetition, per pool: [p50, p99, p99.9, max, late p50, late p99, late p99.9].
+        let mut cells = vec![vec![[0.0f64; 7]; NAMES.len()]; reps];
         let mut counts = vec![0u64; NAMES.len()];
-        for rep in 0..reps {
+        for row in cells.iter_mut() {
             for (i, name) in NAMES.iter().enumerate() {
                 let anchor = Anchor::new(name, 2);
                 // Warm the pool's threads before measuring.
                 run(&anchor, rate, duration / 10);
                 let (h, late) = run(&anchor, rate, duration);
                 counts[i] = h.len();
-                cells[i][rep] = [
+                row[i] = [
                     us(&h, 0.5),
                     us(&h, 0.99),
                     us(&h, 0.999),
@@ -148,14 +148,14 @@ fn main() {
             }
         }
         for (i, name) in NAMES.iter().enumerate() {
-            let col = |k: usize| -> Vec<f64> { cells[i].iter().map(|c| c[k]).collect() };
+            let col = |k: usize| -> Vec<f64> { cells.iter().map(|row| row[i][k]).collect() };
             let mut ratio: Vec<f64> = (0..reps)
                 .map(|r| {
                     let best = (0..NAMES.len())
                         .filter(|&j| NAMES[j] != "bulkhead")
-                        .map(|j| cells[j][r][1])
+                        .map(|j| cells[r][j][1])
                         .fold(f64::MAX, f64::min);
-                    cells[i][r][1] / best
+                    cells[r][i][1] / best
                 })
                 .collect();
             let p99 = col(1);
