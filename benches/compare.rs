@@ -3,10 +3,13 @@
 //! pools alike, and ratios are taken inside a repetition.
 //!
 //! Matrix:
-//! - `execute` throughput of empty tasks, one submitter, 1 and 2 worker threads: bare
-//!   crossbeam loop, bulkhead with metrics on, bulkhead with metrics off, threadpool, rayon
-//!   `spawn`, tokio `spawn_blocking`. Each sample submits a batch and waits until every task
-//!   has run (a padded counter), so it is submit-to-completion throughput.
+//! - `execute` throughput of empty tasks, one submitter, 1 and 2 worker threads, task shape
+//!   {unboxed closure, already boxed `Box<dyn FnOnce() + Send>`}: bare crossbeam loop,
+//!   bulkhead with metrics on, bulkhead with metrics off, threadpool, rayon `spawn`, tokio
+//!   `spawn_blocking`. Each sample submits a batch and waits until every task has run (a
+//!   padded counter), so it is submit-to-completion throughput. Boxed tasks are boxed by
+//!   the submitter inside the timed loop for every pool alike (the bare loop sends the box
+//!   as it is; the others take it as they take any closure, see `common::Anchor::spawn_boxed`).
 //! - round trip from a caller thread, 1 worker: bare loop + crossbeam oneshot, bulkhead
 //!   `try_submit` + `join`.
 //!
@@ -27,14 +30,19 @@ use std::time::{Duration, Instant};
 use common::Anchor;
 use crossbeam_utils::CachePadded;
 
-fn batch(anchor: &Anchor, n: u64) -> f64 {
+fn batch(anchor: &Anchor, n: u64, boxed: bool) -> f64 {
     let done = Arc::new(CachePadded::new(AtomicU64::new(0)));
     let start = Instant::now();
     for _ in 0..n {
         let d = done.clone();
-        anchor.spawn(move || {
+        let task = move || {
             d.fetch_add(1, Ordering::Relaxed);
-        });
+        };
+        if boxed {
+            anchor.spawn_boxed(Box::new(task));
+        } else {
+            anchor.spawn(task);
+        }
     }
     while done.load(Ordering::Relaxed) < n {
         std::hint::spin_loop();
@@ -86,15 +94,15 @@ fn main() {
         "{reps} repetitions, {n} tasks per throughput sample; ratio = median over repetitions \
          of (cell / bare in the same repetition)"
     );
+    let names = [
+        "bare",
+        "bulkhead",
+        "bulkhead-nometrics",
+        "threadpool",
+        "rayon",
+        "tokio",
+    ];
     for threads in [1, 2] {
-        let names = [
-            "bare",
-            "bulkhead",
-            "bulkhead-nometrics",
-            "threadpool",
-            "rayon",
-            "tokio",
-        ];
         let anchors: Vec<Anchor> = names
             .iter()
             .map(|&name| match name {
@@ -104,22 +112,38 @@ fn main() {
                 other => Anchor::new(other, threads),
             })
             .collect();
-        // Warm every pool.
-        for a in &anchors {
-            batch(a, n / 10);
-        }
-        let mut samples = vec![Vec::new(); names.len()];
-        let mut ratios = vec![Vec::new(); names.len()];
-        for _ in 0..reps {
-            let row: Vec<f64> = anchors.iter().map(|a| batch(a, n)).collect();
-            for (i, v) in row.iter().enumerate() {
-                samples[i].push(*v);
-                ratios[i].push(v / row[0]);
+        for boxed in [false, true] {
+            // Warm every pool.
+            for a in &anchors {
+                batch(a, n / 10, boxed);
             }
-        }
-        println!("\nexecute throughput, {threads} worker thread(s), tasks/s:");
-        for (i, name) in names.iter().enumerate() {
-            report(name, "tasks/s", &mut samples[i], Some(&mut ratios[i]));
+            let mut samples = vec![Vec::new(); names.len()];
+            let mut ratios = vec![Vec::new(); names.len()];
+            let mut vs_threadpool = vec![Vec::new(); names.len()];
+            for _ in 0..reps {
+                let row: Vec<f64> = anchors.iter().map(|a| batch(a, n, boxed)).collect();
+                for (i, v) in row.iter().enumerate() {
+                    samples[i].push(*v);
+                    ratios[i].push(v / row[0]);
+                    vs_threadpool[i].push(v / row[3]);
+                }
+            }
+            let shape = if boxed {
+                "boxed Box<dyn FnOnce>"
+            } else {
+                "unboxed closure"
+            };
+            println!("\nexecute throughput, {shape}, {threads} worker thread(s), tasks/s:");
+            for (i, name) in names.iter().enumerate() {
+                report(name, "tasks/s", &mut samples[i], Some(&mut ratios[i]));
+                if name.starts_with("bulkhead") {
+                    println!(
+                        "{:>26} {:>57.2}x threadpool",
+                        "",
+                        median(&mut vs_threadpool[i])
+                    );
+                }
+            }
         }
     }
 

@@ -227,7 +227,7 @@ impl Worker {
                     (&shared.recorders, outcome)
                 {
                     let now = shared.now_nanos();
-                    recorders[self.index].record(enqueued, start, now);
+                    recorders.record(self.index, enqueued, start, now);
                     end = Some(now);
                 }
                 slot.set_idle();
@@ -304,18 +304,30 @@ impl Worker {
                     backoff.snooze();
                 }
                 // Then, if tasks have been arriving closer together than `idle_spin`, keep
-                // looking (yielding the CPU between tries) for up to that long.
+                // looking (yielding the CPU between tries) for up to that long: one worker
+                // of the pool at a time. Every spinner but one would only take CPU time from
+                // the submitters (with 2 workers on 2 vCPUs, both spinning left the
+                // submitter none: its send lateness p99 was 0.2-0.6 ms at 100k tasks/s);
+                // the others park, and the spinner takes the next task.
                 let waiting_since = shared.now_nanos();
-                if self.spin_next.get() && shared.idle_spin_nanos > 0 {
-                    loop {
+                if self.spin_next.get()
+                    && shared.idle_spin_nanos > 0
+                    && !shared.spinning.load(Ordering::Relaxed)
+                    && !shared.spinning.swap(true, Ordering::Acquire)
+                {
+                    let found = loop {
                         if let Ok(job) = shared.rx.try_recv() {
-                            return Some(job);
+                            break Some(job);
                         }
                         if shared.now_nanos().saturating_sub(waiting_since) > shared.idle_spin_nanos
                         {
-                            break;
+                            break None;
                         }
                         thread::yield_now();
+                    };
+                    shared.spinning.store(false, Ordering::Release);
+                    if found.is_some() {
+                        return found;
                     }
                 }
                 // Then park until a job or the shutdown signal arrives. A wait longer than

@@ -93,6 +93,37 @@ fn allocations_per_task() {
         attempts
     });
 
+    // execute_boxed (and execute given a box): the caller's own box is the only allocation;
+    // the pool queues it as it is. A refused box is handed back and resubmitted as it is.
+    let boxed = measure(|| {
+        let mut attempts = 0;
+        for i in 0..N {
+            let done = done.clone();
+            let mut task: Box<dyn FnOnce() + Send> = Box::new(move || {
+                done.fetch_add(1, Ordering::Relaxed);
+            });
+            attempts += 1;
+            loop {
+                let r = if i % 2 == 0 {
+                    pool.execute_boxed(task)
+                } else {
+                    pool.execute(task)
+                };
+                match r {
+                    Ok(()) => break,
+                    Err(e) => {
+                        task = e.into_inner();
+                        std::thread::yield_now();
+                    }
+                }
+            }
+        }
+        while done.load(Ordering::Relaxed) < 2 * N {
+            std::thread::yield_now();
+        }
+        attempts
+    });
+
     // try_submit + join: one allocation per task (the fused cell).
     let submit = measure(|| {
         let hs = handles.as_mut().unwrap();
@@ -150,12 +181,14 @@ fn allocations_per_task() {
 
     println!(
         "(allocations, attempts) for {N} tasks: execute {execute:?}, \
-         try_submit+join {submit:?}, refused try_submit {refused:?}"
+         execute_boxed {boxed:?}, try_submit+join {submit:?}, refused try_submit {refused:?}"
     );
     // One allocation per attempt (a refused attempt's box or cell is freed when the closure
     // is handed back), and nothing per task on the workers.
     for (what, (allocs, attempts)) in [
         ("execute", execute),
+        // Counted per task, not per attempt: a refused box is resubmitted without a new one.
+        ("execute_boxed", boxed),
         ("try_submit", submit),
         ("refused", refused),
     ] {

@@ -145,8 +145,12 @@ fn a_deadline_the_queue_makes_unreachable_is_refused_by_prediction() {
 
 #[test]
 fn stress_deadline_timer_and_workers_race_and_every_task_ends_once() {
-    const ROUNDS: u64 = if cfg!(miri) { 2 } else { 400 };
-    const BATCH: u64 = 60; // below the pool's 2 + 64 slots: nothing is refused as full
+    const ROUNDS: u64 = if cfg!(miri) { 2 } else { 800 };
+    // Well below the pool's 2 + 64 slots. A task the timer expired frees its slot at once but
+    // keeps its place in the channel until a worker passes it; on a loaded machine the
+    // workers may fall rounds behind the timer, and once the channel (twice the capacity) is
+    // full of such jobs a submission is refused as full: a valid end, counted like the others.
+    const BATCH: u64 = 30;
     let (rt, pool) = one_pool(|p| p.threads(2).queue_capacity(64));
     let ran = Arc::new(AtomicU64::new(0));
     let (mut ok, mut expired, mut refused) = (0u64, 0u64, 0u64);
@@ -168,7 +172,10 @@ fn stress_deadline_timer_and_workers_race_and_every_task_ends_once() {
             ) {
                 Ok(h) => handles.push((h, ran_flag)),
                 Err(e) => {
-                    assert_eq!(e.reason(), RefusalReason::Deadline, "{e}");
+                    assert!(
+                        matches!(e.reason(), RefusalReason::Deadline | RefusalReason::Full),
+                        "{e}"
+                    );
                     refused += 1;
                 }
             }

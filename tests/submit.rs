@@ -201,3 +201,80 @@ fn pools_are_isolated_from_each_others_queues() {
         assert_eq!(fast.try_submit(move || i).unwrap().join().unwrap(), i);
     }
 }
+
+#[test]
+fn execute_boxed_runs_and_hands_the_same_box_back_when_refused() {
+    let (rt, pool) = one_pool(1, 1);
+    let (tx, rx) = crossbeam_channel::unbounded::<u32>();
+    let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
+    let (started_tx, started_rx) = crossbeam_channel::bounded::<()>(1);
+    pool.execute_boxed(Box::new(move || {
+        started_tx.send(()).unwrap();
+        let _ = gate_rx.recv();
+    }))
+    .unwrap();
+    started_rx.recv().unwrap();
+    // The worker is held: one queue slot is left.
+    let t1 = tx.clone();
+    pool.execute_boxed(Box::new(move || t1.send(1).unwrap()))
+        .unwrap();
+    let t2 = tx.clone();
+    let refused = pool
+        .execute_boxed(Box::new(move || t2.send(2).unwrap()))
+        .unwrap_err();
+    assert!(refused.is_full());
+    // `execute` given a box takes the same path and hands the box back the same way.
+    let t3 = tx.clone();
+    let b: Box<dyn FnOnce() + Send> = Box::new(move || t3.send(3).unwrap());
+    let refused3 = pool.execute(b).unwrap_err();
+    assert!(refused3.is_full());
+    // The boxes that came back are the caller's closures: calling them runs them here.
+    (refused.into_inner())();
+    (refused3.into_inner())();
+    assert_eq!(rx.recv().unwrap(), 2);
+    assert_eq!(rx.recv().unwrap(), 3);
+    drop(gate_tx);
+    assert_eq!(rx.recv().unwrap(), 1);
+    // A boxed task that panics is caught and counted like any other.
+    pool.execute_boxed_timeout(Box::new(|| panic!("boxed")), Duration::from_secs(5))
+        .unwrap();
+    rt.shutdown();
+    let s = pool.stats();
+    assert_eq!((s.completed, s.panicked, s.refused_full), (2, 1, 2));
+}
+
+#[test]
+fn an_expired_boxed_task_reaches_the_shed_handler_whole() {
+    let (shed_tx, shed_rx) = crossbeam_channel::unbounded::<bulkhead::ShedTask>();
+    let rt = Runtime::builder()
+        .pool("p", move |p| {
+            p.threads(1)
+                .queue_capacity(4)
+                .max_queue_wait(Duration::from_millis(1))
+                .on_shed(move |t| shed_tx.send(t).unwrap())
+        })
+        .build()
+        .unwrap();
+    let pool = rt.pool("p").unwrap();
+    let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
+    let (started_tx, started_rx) = crossbeam_channel::bounded::<()>(1);
+    pool.execute(move || {
+        started_tx.send(()).unwrap();
+        let _ = gate_rx.recv();
+    })
+    .unwrap();
+    started_rx.recv().unwrap();
+    let (tx, rx) = crossbeam_channel::unbounded::<u32>();
+    pool.execute_boxed(Box::new(move || tx.send(7).unwrap()))
+        .unwrap();
+    // Held well past the maximum queue wait (the test asserts no time, only the outcome).
+    std::thread::sleep(Duration::from_millis(20));
+    drop(gate_tx);
+    let shed = shed_rx.recv_timeout(HANG_GUARD).unwrap();
+    assert_eq!(shed.reason, bulkhead::ShedReason::Expired);
+    assert!(rx.try_recv().is_err(), "an expired task does not run");
+    (shed.task)();
+    assert_eq!(rx.recv().unwrap(), 7);
+    rt.shutdown();
+    assert_eq!(pool.stats().expired, 1);
+}

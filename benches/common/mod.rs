@@ -19,7 +19,8 @@ pub const QUEUE: usize = 1024;
 /// How long a bounded submission may wait for room before the bench gives up.
 const LONG: std::time::Duration = std::time::Duration::from_secs(60);
 
-type Job = Box<dyn FnOnce() + Send>;
+/// A boxed task, as many services hand them to a pool.
+pub type Job = Box<dyn FnOnce() + Send>;
 
 /// A pool under test. `spawn` must not drop work: pools with a bound retry until accepted.
 pub enum Anchor {
@@ -97,6 +98,25 @@ impl Anchor {
                 // bare loop's blocking send, rather than spinning on refusals.
                 if let Err(e) = pool.execute(f) {
                     if pool.execute_timeout(e.into_inner(), LONG).is_err() {
+                        panic!("pool refused for {LONG:?}");
+                    }
+                }
+            }
+            Anchor::Threadpool(p) => p.execute(f),
+            Anchor::Rayon(p) => p.spawn(f),
+            Anchor::Tokio(rt) => drop(rt.spawn_blocking(f)),
+        }
+    }
+
+    /// Submits an already boxed task: the bare loop sends the box as it is; bulkhead takes
+    /// it through its boxed path; the others box it again as they would any closure.
+    #[inline]
+    pub fn spawn_boxed(&self, f: Job) {
+        match self {
+            Anchor::Bare { tx, .. } => tx.as_ref().unwrap().send(f).unwrap(),
+            Anchor::Bulkhead { pool, .. } => {
+                if let Err(e) = pool.execute_boxed(f) {
+                    if pool.execute_boxed_timeout(e.into_inner(), LONG).is_err() {
                         panic!("pool refused for {LONG:?}");
                     }
                 }

@@ -57,8 +57,8 @@ use crate::error::{
     BuildError, RefusalReason, ResizeError, ResizeErrorKind, SetupError, SubmitError,
 };
 use crate::hooks::{Hooks, InContext};
-use crate::job::{DetachedTask, Job, NotRun, Outcome, Runnable, Work};
-use crate::metrics::LatencyRecorder;
+use crate::job::{same_type, BoxedFn, DetachedTask, Job, NotRun, Outcome, Runnable, Work};
+use crate::metrics::LatencySink;
 use crate::overload::{Codel, CodelConfig, ShedHandler, ShedReason};
 use crate::placement::{Baseline, CpuConfig};
 use crate::stats::{PoolStats, WorkerInfo, WorkerSlot};
@@ -117,8 +117,9 @@ pub(crate) struct PoolShared {
     /// Tasks cancelled by a drain (abandoned shutdown), not by a worker.
     pub(crate) drained: AtomicU64,
     pub(crate) workers: Box<[CachePadded<WorkerSlot>]>,
-    /// One latency recorder per worker (same index), or `None` when metrics are off.
-    pub(crate) recorders: Option<Box<[CachePadded<LatencyRecorder>]>>,
+    /// One latency recorder per worker slot (same index) and what full ones spill into, or
+    /// `None` when metrics are off.
+    pub(crate) recorders: Option<LatencySink>,
     /// Whether anything reads a job's enqueue time (latency metrics, a maximum queue wait or
     /// CoDel); if not, submissions skip the clock read.
     pub(crate) stamp_enqueue: bool,
@@ -126,6 +127,9 @@ pub(crate) struct PoolShared {
     pub(crate) max_queue_wait_nanos: Option<u64>,
     /// `PoolBuilder::idle_spin` in nanoseconds.
     pub(crate) idle_spin_nanos: u64,
+    /// Set while one of the pool's workers spins for `idle_spin` (at most one at a time, so
+    /// idle workers never take more than one CPU from the submitters; see `worker.rs`).
+    pub(crate) spinning: CachePadded<AtomicBool>,
     /// The monotonic-clock reading (`sys::monotonic_nanos`) the pool clock counts from.
     pub(crate) epoch_nanos: u64,
     /// Disconnected (dropped) when shutdown begins, to wake idle workers.
@@ -405,6 +409,12 @@ impl PoolShared {
     /// Resolves `cell` as expired at `at` if it is still queued then (see
     /// `Runnable::expire_early`): counted, its slot freed, its handle resolved, on the
     /// timer's thread, even while every worker is stuck. `since` is when it was submitted.
+    ///
+    /// The expired job itself stays in the channel (a crossbeam channel cannot remove from
+    /// its middle) until a worker passes it and counts nothing more. The channel has room for
+    /// twice the pool's capacity, so a pool whose workers are all stuck absorbs as many
+    /// expirations as its capacity before submissions are refused as full; they are admitted
+    /// again as soon as a worker moves.
     pub(crate) fn watch(self: &Arc<Self>, cell: Arc<dyn Runnable>, at: Instant, since: Instant) {
         let cell = Arc::downgrade(&cell);
         let pool = Arc::downgrade(self);
@@ -599,9 +609,11 @@ impl Pool {
         // One slot per thread the pool can ever have at once (see `dynamic`).
         let slots = p.slots();
         // Admission counts slots (threads + queue capacity, see `pool`): the channel has room
-        // for the most the pool can ever admit, so a send that holds a slot never finds it full.
+        // for the most the pool can ever admit, so a send that holds a slot does not find it
+        // full; twice that, because a task the deadline timer expired has freed its slot but
+        // keeps its place in the channel until a worker passes it (see `watch`).
         let queue_cap_limit = p.queue_capacity_limit.unwrap_or(p.queue_capacity);
-        let (tx, rx) = bounded(slots + queue_cap_limit);
+        let (tx, rx) = bounded(2 * (slots + queue_cap_limit));
         // Capacity 1, not 0: a zero-capacity channel allocates each time a worker parks on it.
         let (shutdown_tx, shutdown_rx) = bounded(1);
         let (exit_tx, exit_rx) = unbounded::<()>();
@@ -634,14 +646,11 @@ impl Pool {
             workers,
             stamp_enqueue: metrics || p.max_queue_wait.is_some() || p.codel.is_some(),
             idle_spin_nanos: u64::try_from(p.idle_spin.as_nanos()).unwrap_or(u64::MAX),
+            spinning: CachePadded::new(AtomicBool::new(false)),
             max_queue_wait_nanos: p
                 .max_queue_wait
                 .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
-            recorders: metrics.then(|| {
-                (0..slots)
-                    .map(|_| CachePadded::new(LatencyRecorder::new()))
-                    .collect()
-            }),
+            recorders: metrics.then(|| LatencySink::new(slots)),
             epoch_nanos: sys::monotonic_nanos(),
             shutdown_tx: Mutex::new(Some(shutdown_tx)),
             shutdown_rx,
@@ -1084,33 +1093,76 @@ impl Pool {
         self.execute_with(f, Some(deadline_after(timeout)))
     }
 
+    /// Runs an already boxed closure on the pool: the box is queued as it is, not boxed a
+    /// second time, so a task that arrives boxed still costs one allocation (its own). Never
+    /// blocks. [`execute`](Pool::execute) given a `Box<dyn FnOnce() + Send>` takes the same
+    /// path; this method names it.
+    ///
+    /// In a pool with a [context hook](crate::PoolBuilder::context), the box is wrapped
+    /// with the captured context, as any closure is (one more allocation).
+    ///
+    /// # Errors
+    ///
+    /// Refused with the box handed back if the queue is full or the pool is shutting down.
+    ///
+    /// ```
+    /// # let rt = bulkhead::Runtime::builder().pool("api", |p| p).build().unwrap();
+    /// let api = rt.pool("api")?;
+    /// let task: Box<dyn FnOnce() + Send> = Box::new(|| println!("hello from a pool"));
+    /// api.execute_boxed(task)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn execute_boxed(
+        &self,
+        f: Box<dyn FnOnce() + Send + 'static>,
+    ) -> Result<(), SubmitError<Box<dyn FnOnce() + Send + 'static>>> {
+        self.execute_with(f, None)
+    }
+
+    /// Like [`execute_boxed`](Pool::execute_boxed), but waits at most `timeout` for room in
+    /// the queue.
+    ///
+    /// # Errors
+    ///
+    /// Refused with the box handed back if the queue stayed full for the whole timeout or the
+    /// pool is shutting down.
+    pub fn execute_boxed_timeout(
+        &self,
+        f: Box<dyn FnOnce() + Send + 'static>,
+        timeout: Duration,
+    ) -> Result<(), SubmitError<Box<dyn FnOnce() + Send + 'static>>> {
+        self.execute_with(f, Some(deadline_after(timeout)))
+    }
+
     #[inline]
     fn execute_with<F>(&self, f: F, deadline: Option<Instant>) -> Result<(), SubmitError<F>>
     where
         F: FnOnce() + Send + 'static,
     {
-        let task: Box<dyn DetachedTask> = match self.shared.config.hooks.capture() {
-            None => Box::new(f),
-            Some(ctx) => Box::new(InContext { f, ctx }),
+        let work = match self.shared.config.hooks.capture() {
+            // A task that came boxed is queued as it is (the type test is resolved at
+            // compile time).
+            None => match same_type::<F, BoxedFn>(f) {
+                Ok(boxed) => Work::Boxed(boxed),
+                Err(f) => Work::Detached(Box::new(f)),
+            },
+            Some(ctx) => Work::Detached(Box::new(InContext { f, ctx })),
         };
         let job = Job {
             enqueued: self.shared.enqueue_stamp(),
-            work: Work::Detached(task),
+            work,
         };
         match self.shared.send(job, deadline) {
             Ok(()) => {
                 self.grow_if_needed();
                 Ok(())
             }
-            Err((job, reason)) => {
-                let Work::Detached(task) = job.work else {
-                    unreachable!("execute always sends a detached job")
-                };
-                match task.into_any().downcast::<F>() {
-                    Ok(f) => Err(SubmitError::new(*f, reason, self.shared.name.clone())),
-                    Err(_) => unreachable!("a detached job holds the closure it was built from"),
-                }
-            }
+            Err((job, reason)) => Err(SubmitError::new(
+                refused_closure::<F>(job.work),
+                reason,
+                self.shared.name.clone(),
+            )),
         }
     }
 
@@ -1335,6 +1387,22 @@ impl fmt::Debug for Pool {
             .field("threads", &self.threads())
             .field("queue_capacity", &self.queue_capacity())
             .finish_non_exhaustive()
+    }
+}
+
+/// The closure of a refused fire-and-forget job, as the caller gave it.
+#[cold]
+fn refused_closure<F: FnOnce() + Send + 'static>(work: Work) -> F {
+    match work {
+        Work::Boxed(boxed) => match same_type::<BoxedFn, F>(boxed) {
+            Ok(f) => f,
+            Err(_) => unreachable!("a boxed job comes from a closure of type BoxedFn"),
+        },
+        Work::Detached(task) => match task.into_any().downcast::<F>() {
+            Ok(f) => *f,
+            Err(_) => unreachable!("a detached job holds the closure it was built from"),
+        },
+        Work::Handle(_) => unreachable!("execute always sends a detached job"),
     }
 }
 
