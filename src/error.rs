@@ -442,7 +442,7 @@ pub enum BuildErrorKind {
         /// The first such CPU.
         cpu: usize,
         /// The CPUs the thread calling `build()` may use ([`CpuSet::available`](crate::CpuSet::available)).
-        available: crate::CpuSet,
+        available: crate::cpuset::CpuSet,
     },
     /// A pool claims its CPUs [`exclusive`](crate::PoolBuilder::exclusive)ly, and another
     /// pool may run on some of them. [`BuildError::pool`] is the claiming pool.
@@ -450,7 +450,7 @@ pub enum BuildErrorKind {
         /// The other pool.
         other: String,
         /// The CPUs both may run on.
-        shared: crate::CpuSet,
+        shared: crate::cpuset::CpuSet,
     },
     /// The operating system refused a CPU placement, scheduling policy or nice value
     /// (for example `EPERM` for a negative nice value without privilege), or could not

@@ -27,7 +27,6 @@ use crossbeam_utils::Backoff;
 use crate::error::SetupError;
 use crate::hooks::{WorkerId, WorkerThread};
 use crate::job::{Job, NotRun, Outcome};
-use crate::pool::dynamic::Retire;
 use crate::pool::{PoolShared, CLOSED, IN_FLIGHT};
 use crate::sync::{Arc, Ordering};
 use crate::sys;
@@ -109,6 +108,17 @@ impl Drop for RetireCpuTime {
     fn drop(&mut self) {
         self.shared.workers[self.index].retire_cpu_time();
     }
+}
+
+/// Why a worker asks to retire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retire {
+    /// After a task, or woken while idle: retire if `active > max` or it was replaced.
+    Check,
+    /// Idle for `keep_alive`: retire if `active > min`.
+    KeepAlive,
+    /// Exiting anyway (shutdown, failed set-up): always.
+    Exit,
 }
 
 struct Worker {

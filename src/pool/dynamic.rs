@@ -44,7 +44,7 @@ use crossbeam_utils::CachePadded;
 use super::PoolShared;
 use crate::error::SetupError;
 use crate::sync::{fence, Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
-use crate::worker;
+use crate::worker::{self, Retire};
 
 /// The counts the mutex protects; see the module docs.
 pub(crate) struct Counts {
@@ -86,17 +86,6 @@ pub(crate) struct Dynamic {
     wake_tx: Sender<()>,
     pub(crate) wake_rx: Receiver<()>,
     counts: Mutex<Counts>,
-}
-
-/// Why a worker asks to retire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Retire {
-    /// After a task, or woken while idle: retire if `active > max` or it was replaced.
-    Check,
-    /// Idle for `keep_alive`: retire if `active > min`.
-    KeepAlive,
-    /// Exiting anyway (shutdown, failed set-up): always.
-    Exit,
 }
 
 impl Dynamic {

@@ -54,7 +54,8 @@ use crossbeam_utils::CachePadded;
 use crate::builder::pool::{check_thread_range, PoolSettings};
 use crate::cpuset::CpuSet;
 use crate::error::{
-    BuildError, RefusalReason, ResizeError, ResizeErrorKind, SetupError, SubmitError,
+    BuildError, RefusalReason, RefusedContinuation, ResizeError, ResizeErrorKind, SetupError,
+    SubmitError, TaskError,
 };
 use crate::hooks::{Hooks, InContext};
 use crate::job::{same_type, BoxedFn, DetachedTask, Job, NotRun, Outcome, Runnable, Work};
@@ -972,7 +973,7 @@ impl Pool {
         &self,
         items: impl IntoIterator<Item = I>,
         f: F,
-    ) -> Vec<Result<T, crate::TaskError>>
+    ) -> Vec<Result<T, TaskError>>
     where
         I: Send + 'static,
         T: Send + 'static,
@@ -999,7 +1000,7 @@ impl Pool {
                 Ok(handle) => Ok(handle),
                 Err((task, reason)) => {
                     refused = Some(reason);
-                    Err(crate::TaskError::Refused(crate::RefusedContinuation::new(
+                    Err(TaskError::Refused(RefusedContinuation::new(
                         self.shared.name.clone(),
                         reason,
                         Box::new(task),
