@@ -90,6 +90,23 @@ pub enum Event {
         /// The new state.
         to: Health,
     },
+    /// The pool's adaptive concurrency limit
+    /// ([`PoolBuilder::adaptive_limit`](crate::PoolBuilder::adaptive_limit)) moved during the
+    /// interval: from the limit at the previous sample to the limit now, `moves` times; `why`
+    /// is the controller's reason for the last move (`"slow"`, `"dropped"`, `"increase"`,
+    /// `"queue long"`, `"latency rose"`, ...).
+    LimitChanged {
+        /// The pool's name.
+        pool: String,
+        /// The limit at the previous sample.
+        from: usize,
+        /// The limit now.
+        to: usize,
+        /// How many times it moved during the interval.
+        moves: u64,
+        /// Why it moved last.
+        why: &'static str,
+    },
 }
 
 impl Event {
@@ -103,12 +120,14 @@ impl Event {
             | Event::Stuck { pool, .. }
             | Event::Replaced { pool, .. }
             | Event::Recovered { pool, .. }
-            | Event::HealthChanged { pool, .. } => pool,
+            | Event::HealthChanged { pool, .. }
+            | Event::LimitChanged { pool, .. } => pool,
         }
     }
 
     /// A short lowercase label for the kind of event (`"refused"`, `"panicked"`,
-    /// `"expired"`, `"shed"`, `"stuck"`, `"replaced"`, `"recovered"`, `"health_changed"`).
+    /// `"expired"`, `"shed"`, `"stuck"`, `"replaced"`, `"recovered"`, `"health_changed"`,
+    /// `"limit_changed"`).
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Refused { .. } => "refused",
@@ -119,6 +138,7 @@ impl Event {
             Event::Replaced { .. } => "replaced",
             Event::Recovered { .. } => "recovered",
             Event::HealthChanged { .. } => "health_changed",
+            Event::LimitChanged { .. } => "limit_changed",
         }
     }
 }
@@ -150,6 +170,16 @@ impl fmt::Display for Event {
                 "{worker} recovered after at least {ran_for_at_least:?} in a task"
             ),
             Event::HealthChanged { from, to, .. } => write!(f, "health {from} -> {to}"),
+            Event::LimitChanged {
+                from,
+                to,
+                moves,
+                why,
+                ..
+            } => write!(
+                f,
+                "concurrency limit {from} -> {to} ({moves} moves, last: {why})"
+            ),
         }
     }
 }

@@ -370,6 +370,7 @@
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod adaptive;
 mod buckets;
 mod builder;
 #[cfg(feature = "config")]
@@ -396,6 +397,7 @@ mod trampoline;
 mod unwind;
 mod worker;
 
+pub use adaptive::{LimitAlgorithm, LimitSignal};
 pub use buckets::{LatencyBuckets, LatencyHistograms};
 pub use builder::{
     limits, parse_duration, pool_settings, runtime_settings, PoolBuilder, RuntimeBuilder,

@@ -215,6 +215,11 @@ pub struct PoolStats {
     /// ([`RefusalReason::Deadline`](crate::RefusalReason::Deadline)).
     #[cfg_attr(feature = "serde", serde(default))]
     pub refused_deadline: u64,
+    /// The in-flight limit an adaptive controller set
+    /// ([`PoolBuilder::adaptive_limit`](crate::PoolBuilder::adaptive_limit)); `None`
+    /// without one (the limit is then the fixed `threads + queue_capacity`).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub concurrency_limit: Option<usize>,
     /// Ran and returned.
     pub completed: u64,
     /// Ran and panicked (the panic was caught).
@@ -256,6 +261,7 @@ impl PoolStats {
             refused_timeout: 0,
             refused_shutting_down: 0,
             refused_deadline: 0,
+            concurrency_limit: None,
             completed: 0,
             panicked: 0,
             expired: 0,

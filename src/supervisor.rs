@@ -201,6 +201,9 @@ struct Track {
     /// run when last seen.
     flagged: Vec<Option<(u64, Duration)>>,
     health: Health,
+    /// The adaptive limit at the previous tick and how many moves had been seen then.
+    limit: usize,
+    limit_moves: u64,
 }
 
 /// The CPU time of one worker slot's workers, as the supervisor last saw it.
@@ -317,6 +320,11 @@ impl State {
                         prev: shared.stats(),
                         flagged: vec![None; n],
                         health: Health::Healthy,
+                        limit: shared
+                            .adaptive
+                            .as_ref()
+                            .map_or(0, |a| a.current.load(crate::sync::Ordering::Relaxed)),
+                        limit_moves: 0,
                         shared,
                     }
                 })
@@ -454,6 +462,22 @@ impl State {
                             });
                         }
                     }
+                }
+            }
+            if let Some(a) = &t.shared.adaptive {
+                let moves = a.changes.load(crate::sync::Ordering::Relaxed);
+                if moves != t.limit_moves {
+                    let to = a.current.load(crate::sync::Ordering::Relaxed);
+                    let why = a.last_change.lock().map_or("", |(_, _, why)| why);
+                    events.push(Event::LimitChanged {
+                        pool: name.to_owned(),
+                        from: t.limit,
+                        to,
+                        moves: moves - t.limit_moves,
+                        why,
+                    });
+                    t.limit = to;
+                    t.limit_moves = moves;
                 }
             }
             let health = health_of(&t.shared, &stats, &t.prev, now_nanos);

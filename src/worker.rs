@@ -233,11 +233,15 @@ impl Worker {
         let mut end = None;
         job.run(
             &mut |outcome| {
-                if let (Some(recorders), Outcome::Completed | Outcome::Panicked) =
-                    (&shared.recorders, outcome)
-                {
+                let ran = matches!(outcome, Outcome::Completed | Outcome::Panicked);
+                if ran && (shared.recorders.is_some() || shared.adaptive.is_some()) {
                     let now = shared.now_nanos();
-                    recorders.record(self.index, enqueued, start, now);
+                    if let Some(recorders) = &shared.recorders {
+                        recorders.record(self.index, enqueued, start, now);
+                    }
+                    if let Some(adaptive) = &shared.adaptive {
+                        shared.adapt(adaptive, enqueued, start, now, false);
+                    }
                     end = Some(now);
                 }
                 slot.set_idle();
@@ -257,6 +261,13 @@ impl Worker {
     fn not_run(&self, job: Job, why: NotRun) {
         let slot = &self.shared.workers[self.index];
         let unrun = job.not_run(why, &mut |outcome| {
+            if let (Some(adaptive), Outcome::Expired | Outcome::Shed) =
+                (&self.shared.adaptive, outcome)
+            {
+                // Dropped for overload: evidence the limit is too high.
+                let now = self.shared.now_nanos();
+                self.shared.adapt(adaptive, now, now, now, true);
+            }
             if outcome != Outcome::Settled {
                 slot.count(outcome);
                 self.shared.release_slot();

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use super::limits::*;
+use crate::adaptive::{LimitAlgorithm, LimitSignal};
 use crate::cpuset::CpuSet;
 use crate::error::{BuildError, BuildErrorKind};
 use crate::events::Listeners;
@@ -40,6 +41,10 @@ pub(crate) struct PoolSettings {
     pub(crate) queue_capacity_limit: Option<usize>,
     /// Context, lifecycle and panic hooks.
     pub(crate) hooks: Hooks,
+    /// An adaptive concurrency limit and its minimum, if set.
+    pub(crate) adaptive: Option<(LimitAlgorithm, usize)>,
+    /// What latency the adaptive limit reacts to.
+    pub(crate) adaptive_signal: LimitSignal,
 }
 
 /// The whole runtime's settings as `build()` hands them to the engine.
@@ -81,6 +86,8 @@ impl PoolSettings {
             max_threads_limit: None,
             queue_capacity_limit: None,
             hooks: Hooks::default(),
+            adaptive: None,
+            adaptive_signal: LimitSignal::RunTime,
         }
     }
 }
@@ -312,6 +319,30 @@ impl PoolBuilder {
         self
     }
 
+    /// Lets the pool learn its in-flight limit (tasks admitted and not yet ended) from
+    /// measured latency instead of a fixed `threads + queue_capacity`: a controller
+    /// ([`LimitAlgorithm`]: AIMD, Vegas or Gradient2, after Netflix's concurrency-limits)
+    /// moves the limit between `min` and the pool's maximum (its maximum threads plus queue
+    /// capacity), from one sample per task ([`adaptive_signal`](Self::adaptive_signal)).
+    /// Admission refuses (or a waiting submission waits) above the limit, exactly as at a
+    /// full queue. The limit, each move and why, are in the pool's stats, events
+    /// ([`Event::LimitChanged`](crate::Event::LimitChanged)) and metrics.
+    ///
+    /// Default: unset, the limit is the fixed capacity and nothing is sampled. `min` must be
+    /// at least 1 and at most the pool's maximum; the algorithm's parameters are checked by
+    /// `build()`. Docs/OVERLOAD.md says when to use which control.
+    pub fn adaptive_limit(mut self, algorithm: LimitAlgorithm, min: usize) -> Self {
+        self.0.adaptive = Some((algorithm, min));
+        self
+    }
+
+    /// Which latency the adaptive limit reacts to: the run time (the default; CPU work) or
+    /// queue wait plus run time (blocking calls to a downstream). See [`LimitSignal`].
+    pub fn adaptive_signal(mut self, signal: LimitSignal) -> Self {
+        self.0.adaptive_signal = signal;
+        self
+    }
+
     /// The pool's name.
     pub fn name(&self) -> &str {
         &self.0.name
@@ -496,6 +527,19 @@ impl PoolSettings {
                     format!(
                         "target must be less than interval, got target {:?} and interval {:?} (suggested: {SUGGESTED_CODEL_TARGET:?} and {SUGGESTED_CODEL_INTERVAL:?})",
                         c.target, c.interval
+                    ),
+                );
+            }
+        }
+        if let Some((algorithm, min)) = self.adaptive {
+            let max = self.max_threads() + self.queue_capacity;
+            if let Err(why) = algorithm.check() {
+                range("adaptive_limit", why);
+            } else if min == 0 || min > max {
+                range(
+                    "adaptive_limit",
+                    format!(
+                        "the minimum must be between 1 and the pool's maximum threads plus queue capacity ({max}), got {min}"
                     ),
                 );
             }

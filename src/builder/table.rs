@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use super::pool::PoolBuilder;
 use super::RuntimeBuilder;
+use crate::adaptive::{LimitAlgorithm, LimitSignal};
 use crate::cpuset::CpuSet;
 use crate::hooks::PanicPolicy;
 use crate::placement::{Placement, SchedPolicy};
@@ -192,6 +193,32 @@ pub(crate) static POOL_SETTINGS: &[Setting<PoolBuilder>] = &[
             let options = [("count", PanicPolicy::Count), ("abort", PanicPolicy::Abort)];
             let hint = "; a handler is set in code with PoolBuilder::panic_policy";
             Ok(p.panic_policy(choice(v, "panic policy", &options, hint)?))
+        },
+    },
+    Setting {
+        key: "adaptive_limit",
+        doc: "adaptive in-flight limit: algorithm (\"aimd\", \"vegas\" or \"gradient2\") and minimum (name, count)",
+        set: |p, v| {
+            let (algorithm, min) = name_and_count(v)?;
+            let options = [
+                ("aimd", LimitAlgorithm::AIMD),
+                ("vegas", LimitAlgorithm::Vegas),
+                ("gradient2", LimitAlgorithm::GRADIENT2),
+            ];
+            let hint = "; other parameters are set in code with PoolBuilder::adaptive_limit";
+            let algorithm = choice(&algorithm, "limit algorithm", &options, hint)?;
+            Ok(p.adaptive_limit(algorithm, min))
+        },
+    },
+    Setting {
+        key: "adaptive_signal",
+        doc: "what the adaptive limit reacts to: \"run_time\" or \"end_to_end\" (name)",
+        set: |p, v| {
+            let options = [
+                ("run_time", LimitSignal::RunTime),
+                ("end_to_end", LimitSignal::EndToEnd),
+            ];
+            Ok(p.adaptive_signal(choice(v, "limit signal", &options, "")?))
         },
     },
 ];
@@ -490,6 +517,31 @@ fn choice<T: Clone>(v: &Value, what: &str, options: &[(&str, T)], hint: &str) ->
     }
 }
 
+/// A name and a count: a TOML array `["name", 4]`, or text `name,4`.
+fn name_and_count(v: &Value) -> Result<(Value, usize), String> {
+    let (name, n) = match v {
+        Value::Array(items) if items.len() == 2 => (items[0].clone(), items[1].clone()),
+        Value::Text(s) => match s.split_once(',') {
+            Some((a, b)) if !b.contains(',') => (
+                Value::Text(a.trim().to_owned()),
+                Value::Text(b.trim().to_owned()),
+            ),
+            _ => {
+                return Err(format!(
+                    "expected a name and a count separated by a comma, got {s:?}"
+                ))
+            }
+        },
+        other => {
+            return Err(format!(
+                "expected an array of a name and a count, found {}",
+                other.kind()
+            ))
+        }
+    };
+    Ok((name, count(&n)?))
+}
+
 /// Two values, each read by `item`: a TOML array of two, or text with one comma.
 fn pair<T>(v: &Value, what: &str, item: fn(&Value) -> Result<T, String>) -> Result<(T, T), String> {
     match v {
@@ -557,6 +609,8 @@ mod tests {
             "nice" => "-5",
             "sched_policy" => "batch",
             "panic_policy" => "abort",
+            "adaptive_limit" => "gradient2, 2",
+            "adaptive_signal" => "end_to_end",
             _ => "4",
         };
         for s in POOL_SETTINGS {

@@ -52,6 +52,17 @@ impl RuntimeSnapshot {
             |p, f| f.sample(p, &[], p.stats.queue_capacity as f64),
         );
         out.family(
+            "bulkhead_concurrency_limit",
+            "gauge",
+            "In-flight limit set by the pool's adaptive controller, in tasks (pools with one).",
+            pools,
+            |p, f| {
+                if let Some(limit) = p.stats.concurrency_limit {
+                    f.sample(p, &[], limit as f64);
+                }
+            },
+        );
+        out.family(
             "bulkhead_queue_depth",
             "gauge",
             "Tasks waiting in the pool's queue.",

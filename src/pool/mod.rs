@@ -68,7 +68,33 @@ use crate::sys;
 use crate::task::{TaskCell, TaskHandle};
 use crate::worker;
 
+use crate::adaptive::{Controller, LimitAlgorithm, LimitSignal, Sample};
 use crate::timer::Timer;
+
+/// A pool's adaptive concurrency limit: its controller and the limit it set.
+pub(crate) struct Adaptive {
+    signal: LimitSignal,
+    controller: Mutex<Controller>,
+    /// The limit the controller set last, applied by `update_limit`.
+    pub(crate) current: AtomicUsize,
+    /// How many times it moved, and the last move `(from, to, why)`, for the supervisor.
+    pub(crate) changes: AtomicU64,
+    pub(crate) last_change: Mutex<Option<(usize, usize, &'static str)>>,
+}
+
+impl Adaptive {
+    fn new(algorithm: LimitAlgorithm, signal: LimitSignal, min: usize, max: usize) -> Self {
+        // Starts wide open: the controller learns downward from the pool's full capacity.
+        let controller = Controller::new(algorithm, min, max, max);
+        Adaptive {
+            signal,
+            current: AtomicUsize::new(controller.limit()),
+            controller: Mutex::new(controller),
+            changes: AtomicU64::new(0),
+            last_change: Mutex::new(None),
+        }
+    }
+}
 
 pub(crate) mod dynamic;
 mod wait;
@@ -171,6 +197,8 @@ pub(crate) struct PoolShared {
     /// The recent mean run time in nanoseconds (the supervisor's last interval; 0 until a
     /// task ran with metrics on): what deadline admission predicts with.
     pub(crate) est_run_nanos: AtomicU64,
+    /// The adaptive concurrency limit, if the pool has one (`PoolBuilder::adaptive_limit`).
+    pub(crate) adaptive: Option<Adaptive>,
 }
 
 impl PoolShared {
@@ -357,10 +385,13 @@ impl PoolShared {
     }
 
     /// Recomputes the admission limit after a resize (thread bounds, replacements, queue
-    /// capacity), and wakes waiting submitters if it grew.
+    /// capacity) or a move of the adaptive limit, and wakes waiting submitters if it grew.
     pub(crate) fn update_limit(&self) {
         let _guard = self.limit_lock.lock();
-        let limit = self.thread_capacity() + self.queue_cap.load(Ordering::Relaxed);
+        let mut limit = self.thread_capacity() + self.queue_cap.load(Ordering::Relaxed);
+        if let Some(a) = &self.adaptive {
+            limit = limit.min(a.current.load(Ordering::Relaxed));
+        }
         let old = self.limit.swap(limit, Ordering::SeqCst);
         if limit > old && self.room_waiters.load(Ordering::SeqCst) != 0 {
             self.wake_room_waiters();
@@ -431,6 +462,31 @@ impl PoolShared {
         });
         // A timer that stopped (shutdown) leaves the task to the shutdown.
         let _ = self.timer.schedule(at, expire);
+    }
+
+    /// Feeds one task's end to the adaptive limit (times on the pool clock). A sample that
+    /// finds the controller busy with another worker's is skipped: it is a sampling.
+    #[cold]
+    pub(crate) fn adapt(&self, a: &Adaptive, enqueued: u64, start: u64, end: u64, dropped: bool) {
+        let Some(mut ctl) = a.controller.try_lock() else {
+            return;
+        };
+        let latency = match a.signal {
+            LimitSignal::RunTime => end.saturating_sub(start),
+            LimitSignal::EndToEnd => end.saturating_sub(enqueued),
+        };
+        let sample = Sample {
+            latency,
+            inflight: self.occupied.load(Ordering::Relaxed),
+            dropped,
+        };
+        if let Some((limit, why)) = ctl.sample(sample) {
+            let from = a.current.swap(limit, Ordering::Relaxed);
+            *a.last_change.lock() = Some((from, limit, why));
+            a.changes.fetch_add(1, Ordering::Relaxed);
+            drop(ctl);
+            self.update_limit();
+        }
     }
 
     /// The deadline the pool's `max_queue_wait` gives a task submitted at `now`, if any.
@@ -557,6 +613,10 @@ impl PoolShared {
         s.refused_timeout = self.refused.timeout.load(Ordering::Relaxed);
         s.refused_shutting_down = self.refused.shutting_down.load(Ordering::Relaxed);
         s.refused_deadline = self.refused.deadline.load(Ordering::Relaxed);
+        s.concurrency_limit = self
+            .adaptive
+            .as_ref()
+            .map(|a| a.current.load(Ordering::Relaxed));
         s.expired += self.timer_expired.load(Ordering::Relaxed);
         s.queued = self.tx.len();
         s.shutting_down = self.state.load(Ordering::Relaxed) & CLOSED != 0;
@@ -645,7 +705,10 @@ impl Pool {
             refused: CachePadded::new(RefusalCounters::default()),
             drained: AtomicU64::new(0),
             workers,
-            stamp_enqueue: metrics || p.max_queue_wait.is_some() || p.codel.is_some(),
+            stamp_enqueue: metrics
+                || p.max_queue_wait.is_some()
+                || p.codel.is_some()
+                || (p.adaptive.is_some() && p.adaptive_signal == LimitSignal::EndToEnd),
             idle_spin_nanos: u64::try_from(p.idle_spin.as_nanos()).unwrap_or(u64::MAX),
             spinning: CachePadded::new(AtomicBool::new(false)),
             max_queue_wait_nanos: p
@@ -682,6 +745,10 @@ impl Pool {
             timer: timer.clone(),
             timer_expired: AtomicU64::new(0),
             est_run_nanos: AtomicU64::new(0),
+            adaptive: p.adaptive.map(|(algorithm, min)| {
+                let max = p.max_threads() + p.queue_capacity;
+                Adaptive::new(algorithm, p.adaptive_signal, min, max)
+            }),
         });
         shared.update_limit();
         let pool = Pool { shared };
