@@ -254,13 +254,18 @@ impl PoolShared {
     }
 
     /// Starts a thread if the pool may grow and a queued task has no idle worker to take it
-    /// (see [`Dynamic::wants_growth`]). Skips if another thread is already starting one.
+    /// (see [`Dynamic::wants_growth`]), checked again under the growth lock.
+    ///
+    /// The lock is held only while a thread is spawned or a worker retires, never across
+    /// user code (no join, no hook), so a submission that makes the pool grow waits at most
+    /// for one thread start. It used to `try_lock` and skip when another thread held the
+    /// lock: a submission racing another start then left its task queued behind busy
+    /// workers although the pool was below its maximum (a worker that found the task with
+    /// its first `try_recv` never re-checked), seen under load in tests/elastic.rs.
     #[cold]
     pub(crate) fn grow(self: &Arc<Self>) {
         let d = self.dyn_state();
-        let Some(mut c) = d.counts.try_lock() else {
-            return;
-        };
+        let mut c = d.counts.lock();
         if c.active() < c.max && self.tx.len() > d.idle.load(Ordering::Relaxed) {
             // A failed start (resources) leaves the task to the workers there are.
             let _ = self.start_worker(&mut c, None);
