@@ -14,7 +14,7 @@
 //! Unset settings are not applied at all: the worker keeps what it inherited from the thread
 //! that called `build()`.
 //!
-//! A kernel CPU cap ([`PoolBuilder::cpu_limit`]) is the one setting that needs state beyond
+//! A kernel CPU cap (`PoolBuilder::cpu_limit`) is the one setting that needs state beyond
 //! the worker: a cgroup created when the runtime starts ([`CapGroup::start`], through the
 //! leaf `cgroup.rs`), which each worker joins as the last step of its placement and which the
 //! runtime removes at shutdown ([`CapGroup::remove`]). See docs/CPU_SETS.md ("Caps vs
@@ -30,8 +30,6 @@ use crate::cpuset::CpuSet;
 use crate::error::{BuildError, BuildErrorKind, SetupError};
 use crate::sync::{Arc, Mutex};
 use crate::sys;
-#[cfg(doc)]
-use crate::PoolBuilder;
 
 /// The lowest nice value (highest priority) a pool may ask for.
 pub const MIN_NICE: i32 = -20;
