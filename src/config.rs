@@ -154,6 +154,10 @@ fn value(v: &DeValue<'_>) -> Result<Value, String> {
             Ok(n) => Value::Int(n),
             Err(_) => return Err(format!("{i} is out of range")),
         },
+        DeValue::Float(f) => match f.as_str().replace('_', "").parse::<f64>() {
+            Ok(x) => Value::Float(x),
+            Err(_) => return Err(format!("{f} is not a number")),
+        },
         DeValue::Boolean(b) => Value::Bool(*b),
         DeValue::Array(items) => Value::Array(
             items

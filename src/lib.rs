@@ -373,6 +373,7 @@
 mod adaptive;
 mod buckets;
 mod builder;
+mod cgroup;
 #[cfg(feature = "config")]
 mod config;
 mod cpuset;
@@ -414,7 +415,8 @@ pub use events::{Event, EventListener};
 pub use export::PROMETHEUS_CONTENT_TYPE;
 pub use hooks::{on_drop, OnDrop, PanicHandler, PanicPolicy, WorkerId, WorkerThread};
 pub use metrics::{
-    Health, LatencySummary, LatencyView, PoolLatency, PoolSnapshot, RuntimeSnapshot, StuckTask,
+    CpuCapStatus, CpuThrottling, Health, LatencySummary, LatencyView, PoolLatency, PoolSnapshot,
+    RuntimeSnapshot, StuckTask,
 };
 pub use overload::{ShedReason, ShedTask};
 pub use placement::{current_cpu, Placement, SchedPolicy};

@@ -13,12 +13,22 @@
 //!
 //! Unset settings are not applied at all: the worker keeps what it inherited from the thread
 //! that called `build()`.
+//!
+//! A kernel CPU cap (`PoolBuilder::cpu_limit`) is the one setting that needs state beyond
+//! the worker: a cgroup created when the runtime starts ([`CapGroup::start`], through the
+//! leaf `cgroup.rs`), which each worker joins as the last step of its placement and which the
+//! runtime removes at shutdown ([`CapGroup::remove`]). See docs/CPU_SETS.md ("Caps vs
+//! pinning").
 
 use std::fmt;
 use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
 
+use crate::cgroup::{self, CgroupError, Group, Parent, Throttling};
 use crate::cpuset::CpuSet;
-use crate::error::SetupError;
+use crate::error::{BuildError, BuildErrorKind, SetupError};
+use crate::sync::{Arc, Mutex};
 use crate::sys;
 
 /// The lowest nice value (highest priority) a pool may ask for.
@@ -130,6 +140,13 @@ pub(crate) struct CpuConfig {
     pub(crate) exclusive: bool,
     pub(crate) nice: Option<i32>,
     pub(crate) policy: Option<SchedPolicy>,
+    /// The kernel CPU cap in CPUs, its best-effort flag and parent cgroup, as configured.
+    pub(crate) cpu_limit: Option<f64>,
+    pub(crate) cpu_limit_best_effort: bool,
+    pub(crate) cpu_limit_parent: Option<PathBuf>,
+    /// The cap's cgroup, created when the runtime starts (`None` before, and for uncapped
+    /// pools).
+    pub(crate) cap_group: Option<Arc<CapGroup>>,
     /// What the process had when the runtime was built (read on the thread calling
     /// `build()`); each worker restores the parts its pool does not set, see [`Baseline`].
     pub(crate) baseline: Baseline,
@@ -148,6 +165,9 @@ pub(crate) struct Baseline {
     cpus: Option<CpuSet>,
     nice: Option<i32>,
     policy: Option<SchedPolicy>,
+    /// Whether some pool of the runtime is capped: then a worker of an uncapped pool leaves
+    /// a cap's cgroup it inherited from a capped worker that started it.
+    pub(crate) caps: bool,
 }
 
 impl Baseline {
@@ -160,11 +180,21 @@ impl Baseline {
             cpus: affinity(None).ok(),
             nice: sys::nice(None).ok(),
             policy: sched_policy(None).ok().flatten(),
+            caps: false,
         }
     }
 }
 
 impl CpuConfig {
+    /// The kernel CPU cap, if the pool has one.
+    pub(crate) fn cap(&self) -> Option<CpuCap> {
+        Some(CpuCap {
+            cpus: self.cpu_limit?,
+            best_effort: self.cpu_limit_best_effort,
+            parent: self.cpu_limit_parent.clone(),
+        })
+    }
+
     pub(crate) fn is_set(&self) -> bool {
         self.cpus.is_some()
             || self.placement.is_some()
@@ -224,6 +254,10 @@ impl CpuConfig {
                 )
             })?;
         }
+        // Last: the kernel CPU cap (the thread runs capped from here on).
+        if let Some(cap) = &self.cap_group {
+            cap.join(index)?;
+        }
         Ok(())
     }
 
@@ -232,6 +266,11 @@ impl CpuConfig {
     /// runtime makes no call at all).
     fn restore_baseline(&self, index: usize) -> Result<(), SetupError> {
         let b = &self.baseline;
+        if b.caps && self.cap_group.is_none() {
+            if let Some(tid) = sys::current_tid() {
+                cgroup::leave_inherited(tid).map_err(|e| cap_refusal(index, e))?;
+            }
+        }
         if self.cpus.is_none() {
             if let Some(cpus) = &b.cpus {
                 if affinity(None).ok().as_ref() != Some(cpus) {
@@ -293,6 +332,174 @@ fn os_refusal(field: &'static str, message: String, source: io::Error) -> SetupE
         message,
         source,
     }
+}
+
+/// A pool's kernel CPU cap as configured: `cpus` CPUs' worth of time per
+/// [`cgroup::PERIOD_US`].
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CpuCap {
+    pub(crate) cpus: f64,
+    /// Run uncapped (and say so) where the host refuses, instead of failing `build()`.
+    pub(crate) best_effort: bool,
+    /// The cgroup to create the pool's under; `None`: the process's own.
+    pub(crate) parent: Option<PathBuf>,
+}
+
+impl CpuCap {
+    /// The quota per period, in microseconds.
+    pub(crate) fn quota_us(&self) -> u64 {
+        (self.cpus * cgroup::PERIOD_US as f64).round() as u64
+    }
+}
+
+/// The cap of a running pool: its cgroup (if the host allowed one), why it is uncapped (if
+/// not, with best effort), and the last throttling counters read.
+#[derive(Debug)]
+pub(crate) struct CapGroup {
+    quota: Duration,
+    period: Duration,
+    best_effort: bool,
+    /// `None` once removed, or if it could not be created (best effort).
+    group: Mutex<Option<Group>>,
+    /// The directory, kept for the snapshot after removal.
+    dir: Option<PathBuf>,
+    /// Why the cap is not (or not wholly) in force; `None` while it is.
+    uncapped: Mutex<Option<String>>,
+    /// The last counters read (kept after removal).
+    last: Mutex<Option<Throttling>>,
+}
+
+/// What a snapshot shows of a pool's cap.
+#[derive(Debug, Clone)]
+pub(crate) struct CapStatus {
+    pub(crate) quota: Duration,
+    pub(crate) period: Duration,
+    pub(crate) cgroup: Option<PathBuf>,
+    pub(crate) uncapped: Option<String>,
+    pub(crate) throttling: Option<Throttling>,
+}
+
+impl CapGroup {
+    /// Creates pool `pool`'s cgroup with its quota, before any of its workers starts.
+    ///
+    /// # Errors
+    ///
+    /// Where the host refuses (no cpu controller, no permission), a build error naming the
+    /// pool and `cpu_limit`, unless the cap is best effort: then the pool runs uncapped and
+    /// the reason is kept for its snapshot.
+    pub(crate) fn start(pool: &str, cap: &CpuCap) -> Result<Arc<CapGroup>, BuildError> {
+        let quota_us = cap.quota_us();
+        let created = match &cap.parent {
+            Some(dir) => Parent::at(dir),
+            None => Parent::of_process(),
+        }
+        .and_then(|parent| {
+            Group::create(
+                &parent,
+                &cgroup::group_name(pool),
+                quota_us,
+                cgroup::PERIOD_US,
+            )
+        });
+        let (group, uncapped) = match created {
+            Ok(g) => (Some(g), None),
+            Err(e) if cap.best_effort => (None, Some(e.to_string())),
+            Err(e) => {
+                let msg = format!(
+                    "{e} (set cpu_limit_best_effort(true) to run uncapped where the host does \
+                     not allow a cap)"
+                );
+                let kind = if e.source.kind() == io::ErrorKind::Unsupported {
+                    BuildErrorKind::Unsupported
+                } else {
+                    BuildErrorKind::Os(e.source)
+                };
+                return Err(BuildError::new(Some(pool), "cpu_limit", kind, msg));
+            }
+        };
+        Ok(Arc::new(CapGroup {
+            quota: Duration::from_micros(quota_us),
+            period: Duration::from_micros(cgroup::PERIOD_US),
+            best_effort: cap.best_effort,
+            dir: group.as_ref().map(|g| g.dir().to_owned()),
+            group: Mutex::new(group),
+            uncapped: Mutex::new(uncapped),
+            last: Mutex::new(None),
+        }))
+    }
+
+    /// Moves the calling thread, worker `index`, into the group. With best effort a refusal
+    /// is recorded, not returned.
+    fn join(&self, index: usize) -> Result<(), SetupError> {
+        let group = self.group.lock();
+        let Some(group) = group.as_ref() else {
+            return Ok(());
+        };
+        let joined = match sys::current_tid() {
+            Some(tid) => group.join(tid),
+            None => Err(CgroupError {
+                message: "the thread id of the worker is unknown".to_owned(),
+                source: io::Error::from(io::ErrorKind::Unsupported),
+            }),
+        };
+        match joined {
+            Ok(()) => Ok(()),
+            Err(e) if self.best_effort => {
+                self.uncapped
+                    .lock()
+                    .get_or_insert_with(|| format!("worker {index} runs uncapped: {e}"));
+                Ok(())
+            }
+            Err(e) => Err(cap_refusal(index, e)),
+        }
+    }
+
+    /// The cap's state now: reads the group's `cpu.stat` if it still exists.
+    pub(crate) fn status(&self) -> CapStatus {
+        if let Some(g) = self.group.lock().as_ref() {
+            if let Ok(t) = g.throttling() {
+                *self.last.lock() = Some(t);
+            }
+        }
+        CapStatus {
+            quota: self.quota,
+            period: self.period,
+            cgroup: self.dir.clone(),
+            uncapped: self.uncapped.lock().clone(),
+            throttling: *self.last.lock(),
+        }
+    }
+
+    /// Removes the group: reads its counters a last time, moves any thread still in it back
+    /// to the parent, and deletes the directory. Idempotent; also run on drop.
+    pub(crate) fn remove(&self) {
+        let Some(g) = self.group.lock().take() else {
+            return;
+        };
+        if let Ok(t) = g.throttling() {
+            *self.last.lock() = Some(t);
+        }
+        if let Err(e) = g.remove() {
+            self.uncapped.lock().get_or_insert_with(|| {
+                format!("the cgroup {} could not be removed: {e}", g.dir().display())
+            });
+        }
+    }
+}
+
+impl Drop for CapGroup {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// A worker's set-up error for a refused cap.
+fn cap_refusal(index: usize, e: CgroupError) -> SetupError {
+    os_refusal(
+        "cpu_limit",
+        format!("worker {index}: {}", e.message),
+        e.source,
+    )
 }
 
 /// What the OS reports for thread `tid` now: affinity, nice value, policy. Each is `None`

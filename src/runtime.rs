@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::builder::pool::RuntimeSettings;
 use crate::error::{BuildError, BuildErrorKind, UnknownPool};
 use crate::metrics::RuntimeSnapshot;
-use crate::placement::Baseline;
+use crate::placement::{Baseline, CapGroup};
 use crate::pool::Pool;
 use crate::stats::PoolStats;
 use crate::supervisor::Supervisor;
@@ -58,8 +58,21 @@ impl Runtime {
             timer: timer.clone(),
         };
         // What every worker of an unplaced pool runs with, whoever spawns it later.
-        let baseline = Baseline::of_current_thread();
+        let mut baseline = Baseline::of_current_thread();
+        baseline.caps = config.pools.iter().any(|p| p.cpu.cpu_limit.is_some());
         for p in &config.pools {
+            // A capped pool's cgroup exists before its first worker starts (and is removed
+            // when the pool's last reference goes, if the build fails).
+            let capped;
+            let p = match p.cpu.cap() {
+                Some(cap) => {
+                    let mut with_group = p.clone();
+                    with_group.cpu.cap_group = Some(CapGroup::start(&p.name, &cap)?);
+                    capped = with_group;
+                    &capped
+                }
+                None => p,
+            };
             // On error `rt` is dropped here, which stops the pools already started.
             rt.pools
                 .push(Pool::start(p, config.metrics, &baseline, &timer)?);
@@ -179,6 +192,13 @@ impl Runtime {
         // The supervisor takes a last sample (delivering the last interval's events), then stops.
         if let Some(s) = &self.supervisor {
             s.stop(deadline);
+        }
+        // Kernel CPU caps go last, after the final sample read their counters: threads still
+        // in a pool's cgroup (detached workers) move back to the parent, then it is removed.
+        for p in &self.pools {
+            if let Some(cap) = &p.shared.config.cpu.cap_group {
+                cap.remove();
+            }
         }
         ShutdownReport {
             pools,

@@ -44,7 +44,11 @@ use crate::buckets::{LatencyBuckets, LatencyHistograms};
 use crate::cpuset::CpuSet;
 use crate::error::RefusalReason;
 use crate::events::{Event, Listeners};
-use crate::metrics::{Health, Latencies, PoolLatency, PoolSnapshot, RuntimeSnapshot, StuckTask};
+use crate::metrics::{
+    CpuCapStatus, CpuThrottling, Health, Latencies, PoolLatency, PoolSnapshot, RuntimeSnapshot,
+    StuckTask,
+};
+use crate::placement::CapGroup;
 use crate::pool::{Pool, PoolShared};
 use crate::stats::PoolStats;
 use crate::sync::{Arc, Mutex};
@@ -542,6 +546,14 @@ impl State {
                         .cpu_measured
                         .then(|| t.cpu.iter().map(SlotCpu::total).sum()),
                     cpus_seen: t.cpus_seen.iter().copied().collect(),
+                    // One `cpu.stat` read per capped pool.
+                    cpu_cap: t
+                        .shared
+                        .config
+                        .cpu
+                        .cap_group
+                        .as_ref()
+                        .map(|c| cap_status(c)),
                     latency: t.latency.as_ref().map(|l| PoolLatency {
                         cumulative: l.cumulative.view(),
                         last_interval: l.last_interval.view(),
@@ -562,6 +574,22 @@ impl State {
             metrics_enabled: metrics,
             pools,
         }
+    }
+}
+
+/// A capped pool's quota and throttling counters, read now.
+fn cap_status(cap: &CapGroup) -> CpuCapStatus {
+    let s = cap.status();
+    CpuCapStatus {
+        quota: s.quota,
+        period: s.period,
+        cgroup: s.cgroup,
+        uncapped: s.uncapped,
+        throttling: s.throttling.map(|t| CpuThrottling {
+            periods: t.periods,
+            throttled_periods: t.throttled_periods,
+            throttled_time: t.throttled_time,
+        }),
     }
 }
 

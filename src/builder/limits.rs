@@ -59,3 +59,7 @@ pub const DEFAULT_SUPERVISOR_INTERVAL: Duration = Duration::from_secs(1);
 pub const MIN_SUPERVISOR_INTERVAL: Duration = Duration::from_millis(10);
 /// The longest supervisor interval (one hour).
 pub const MAX_SUPERVISOR_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// The smallest [`cpu_limit`](crate::PoolBuilder::cpu_limit): 1 % of one CPU, the kernel's
+/// smallest quota (1 ms) per the 100 ms period.
+pub const MIN_CPU_LIMIT: f64 = 0.01;

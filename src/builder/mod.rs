@@ -18,6 +18,8 @@
 //! | `exclusive`        | only with `cpus`; no other pool may run on those CPUs         |
 //! | `nice`             | [`MIN_NICE`] to [`MAX_NICE`], if set; Linux                   |
 //! | `sched_policy`     | Linux                                                         |
+//! | `cpu_limit`        | [`MIN_CPU_LIMIT`] to the CPUs in [`CpuSet::available`], if set; Linux unless best effort |
+//! | `cpu_limit_best_effort`, `cpu_limit_parent` | only with `cpu_limit`                |
 //! | `stuck_after`      | [`MIN_STUCK_AFTER`] or more                                   |
 //! | `threads`, `elastic` | `1 <= min <= max <= ` [`MAX_THREADS`]                       |
 //! | `keep_alive`       | [`MIN_KEEP_ALIVE`] to [`MAX_KEEP_ALIVE`]                      |

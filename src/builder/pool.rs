@@ -651,6 +651,68 @@ impl PoolBuilder {
         self.0.cpu.policy = Some(policy);
         self
     }
+
+    /// Caps the CPU time of the pool's workers together at `cpus` CPUs' worth, enforced by
+    /// the kernel's CPU bandwidth control: `0.5` is half of one CPU, `2.0` two whole CPUs,
+    /// whatever CPUs the workers run on. Unlike [`cpus`](Self::cpus) it needs no spare CPU
+    /// to give away: a runaway pool is held to its quota even when it shares every CPU with
+    /// the others. docs/CPU_SETS.md ("Caps vs pinning") says when to use which.
+    ///
+    /// `build()` creates a cgroup for the pool under the process's own (or under
+    /// [`cpu_limit_parent`](Self::cpu_limit_parent)), named `bulkhead-<pid>-<n>-<pool>`, with
+    /// a quota of `cpus` x 100 ms per 100 ms period (cgroup v2 `cpu.max` in a threaded
+    /// subtree where the host has it, else cgroup v1 `cpu.cfs_quota_us`); each worker moves
+    /// itself into it as the last step of its set-up, before the start hook. The runtime
+    /// removes the cgroup at shutdown (moving any thread still in it, such as a detached
+    /// worker, back to the parent); it never touches a cgroup it did not create. Threads that
+    /// a task spawns inherit the cap. The snapshot's
+    /// [`cpu_cap`](crate::PoolSnapshot::cpu_cap) shows the quota and the kernel's throttling
+    /// counters.
+    ///
+    /// Default: unset, no cap. From 0.01 (the kernel's smallest quota, 1 ms per period) to
+    /// the number of CPUs this process may use; anything else (NaN included) is a build
+    /// error naming the pool, `cpu_limit` and the value. Where the host does not allow a
+    /// cgroup (no `cpu` controller, not root and no delegated cgroup, off Linux), `build()`
+    /// fails with [`BuildErrorKind::Os`] or [`BuildErrorKind::Unsupported`] saying why, unless
+    /// [`cpu_limit_best_effort`](Self::cpu_limit_best_effort) is set.
+    ///
+    /// ```no_run
+    /// // A runaway batch pool held to half of one CPU, beside an uncapped api pool.
+    /// let rt = bulkhead::Runtime::builder()
+    ///     .pool("api", |p| p.threads(2))
+    ///     .pool("batch", |p| p.threads(2).cpu_limit(0.5))
+    ///     .build()?;
+    /// let snap = rt.snapshot();
+    /// let cap = snap.pool("batch").unwrap().cpu_cap.as_ref().unwrap();
+    /// assert_eq!(cap.quota, std::time::Duration::from_millis(50));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn cpu_limit(mut self, cpus: f64) -> Self {
+        self.0.cpu.cpu_limit = Some(cpus);
+        self
+    }
+
+    /// With `true`, a [`cpu_limit`](Self::cpu_limit) the host does not allow leaves the pool
+    /// running uncapped instead of failing `build()`; the pool's snapshot says so, and why
+    /// ([`CpuCapStatus::uncapped`](crate::CpuCapStatus::uncapped)).
+    ///
+    /// Default: `false`: a cap that cannot be set is a build error. Needs `cpu_limit`.
+    pub fn cpu_limit_best_effort(mut self, best_effort: bool) -> Self {
+        self.0.cpu.cpu_limit_best_effort = best_effort;
+        self
+    }
+
+    /// The cgroup directory under which the pool's [`cpu_limit`](Self::cpu_limit) cgroup is
+    /// created, for example a subtree delegated to this service's user.
+    ///
+    /// Default: unset, the process's own `cpu` cgroup (from `/proc/self/cgroup`). It must be a
+    /// cgroup v2 directory whose `cgroup.subtree_control` has `cpu`, or a cgroup v1
+    /// directory of the `cpu` hierarchy; anything else fails `build()` (or, with best effort,
+    /// leaves the pool uncapped). Needs `cpu_limit`.
+    pub fn cpu_limit_parent(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.0.cpu.cpu_limit_parent = Some(dir.into());
+        self
+    }
 }
 
 /// The hook and policy setters of [`PoolBuilder`].
@@ -808,6 +870,39 @@ fn validate_cpu(cfg: &CpuConfig, pool: &str) -> Result<(), BuildError> {
                 format!("must be between {MIN_NICE} and {MAX_NICE}, got {nice}"),
             );
         }
+    }
+    if let Some(limit) = cfg.cpu_limit {
+        let most = CpuSet::available().map(|s| s.len()).unwrap_or(1).max(1);
+        if !(MIN_CPU_LIMIT..=most as f64).contains(&limit) {
+            return err(
+                "cpu_limit",
+                BuildErrorKind::OutOfRange,
+                format!(
+                    "must be between {MIN_CPU_LIMIT} (1 ms per 100 ms period) and {most} (the CPUs \
+                     this process may use), got {limit}"
+                ),
+            );
+        }
+        if !cfg!(target_os = "linux") && !cfg.cpu_limit_best_effort {
+            return err(
+                "cpu_limit",
+                BuildErrorKind::Unsupported,
+                "kernel CPU caps need Linux cgroups; leave cpu_limit unset on this target, or \
+                 set cpu_limit_best_effort(true) to run uncapped"
+                    .into(),
+            );
+        }
+    } else if cfg.cpu_limit_best_effort || cfg.cpu_limit_parent.is_some() {
+        let field = if cfg.cpu_limit_best_effort {
+            "cpu_limit_best_effort"
+        } else {
+            "cpu_limit_parent"
+        };
+        return err(
+            field,
+            BuildErrorKind::OutOfRange,
+            format!("{field} needs a cpu_limit; set cpu_limit(..) too, or leave {field} unset"),
+        );
     }
     match &cfg.cpus {
         Some(cpus) if cpus.is_empty() => err(

@@ -11,6 +11,7 @@
 //! |----------|--------------------------|----------------------------------------|
 //! | count    | `4`                      | `4`                                    |
 //! | integer  | `-5`                     | `-5`                                   |
+//! | number   | `0.5` or `2`             | `0.5` (a decimal number)               |
 //! | boolean  | `true`                   | `true` or `false`                      |
 //! | duration | `"200ms"`                | `200ms` (see [`parse_duration`])       |
 //! | name     | `"pin-each"`             | `pin-each`                             |
@@ -44,6 +45,8 @@ pub(crate) enum Value {
     Str(String),
     /// A TOML integer.
     Int(i64),
+    /// A TOML float.
+    Float(f64),
     /// A TOML boolean.
     Bool(bool),
     /// A TOML array.
@@ -58,6 +61,7 @@ impl Value {
         match self {
             Value::Text(_) | Value::Str(_) => "a string",
             Value::Int(_) => "an integer",
+            Value::Float(_) => "a float",
             Value::Bool(_) => "a boolean",
             Value::Array(_) => "an array",
             Value::Other(kind) => kind,
@@ -147,6 +151,21 @@ pub(crate) static POOL_SETTINGS: &[Setting<PoolBuilder>] = &[
             ];
             Ok(p.sched_policy(choice(v, "scheduling policy", &options, "")?))
         },
+    },
+    Setting {
+        key: "cpu_limit",
+        doc: "kernel CPU cap in CPUs, 0.5 = half of one CPU (number)",
+        set: |p, v| Ok(p.cpu_limit(number(v)?)),
+    },
+    Setting {
+        key: "cpu_limit_best_effort",
+        doc: "run uncapped, and say so, where the host refuses a cap (boolean)",
+        set: |p, v| Ok(p.cpu_limit_best_effort(boolean(v)?)),
+    },
+    Setting {
+        key: "cpu_limit_parent",
+        doc: "cgroup directory to create the cap's cgroup under (name)",
+        set: |p, v| Ok(p.cpu_limit_parent(text(v)?)),
     },
     Setting {
         key: "stuck_after",
@@ -451,6 +470,18 @@ fn int(v: &Value) -> Result<i32, String> {
     }
 }
 
+fn number(v: &Value) -> Result<f64, String> {
+    match v {
+        Value::Float(x) => Ok(*x),
+        Value::Int(n) => Ok(*n as f64),
+        Value::Text(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not a number (such as 0.5)")),
+        other => Err(format!("expected a number, found {}", other.kind())),
+    }
+}
+
 fn boolean(v: &Value) -> Result<bool, String> {
     match v {
         Value::Bool(b) => Ok(*b),
@@ -611,6 +642,9 @@ mod tests {
             "panic_policy" => "abort",
             "adaptive_limit" => "gradient2, 2",
             "adaptive_signal" => "end_to_end",
+            "cpu_limit" => "0.5",
+            "cpu_limit_best_effort" => "true",
+            "cpu_limit_parent" => "/sys/fs/cgroup/cpu",
             _ => "4",
         };
         for s in POOL_SETTINGS {

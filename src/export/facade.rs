@@ -7,7 +7,8 @@
 //!
 //! - every counter of docs/METRICS.md, with its Prometheus name, as an absolute value
 //!   (`Counter::absolute`): `bulkhead_tasks_total{outcome}`, `bulkhead_tasks_refused_total{reason}`,
-//!   ...; `bulkhead_cpu_seconds_total` is a gauge here (the facade's counters are integers),
+//!   ...; `bulkhead_cpu_seconds_total` and `bulkhead_cpu_throttled_seconds_total` are gauges
+//!   here (the facade's counters are integers),
 //!   absent where not measured;
 //! - every gauge (`bulkhead_queue_depth`, `bulkhead_workers{state}`, `bulkhead_health{state}`, ...);
 //! - the latencies of the tasks that ended during the interval just closed, into the
@@ -89,6 +90,14 @@ impl Batch {
             if let Some(t) = p.cpu_time {
                 set("bulkhead_cpu_seconds_total", secs(t));
             }
+            if let Some(t) = p.cpu_cap.as_ref().and_then(|c| c.throttling) {
+                counter!("bulkhead_cpu_throttled_periods_total", "pool" => pool.clone())
+                    .absolute(t.throttled_periods);
+                set(
+                    "bulkhead_cpu_throttled_seconds_total",
+                    secs(t.throttled_time),
+                );
+            }
             for (state, v) in [("busy", s.busy), ("idle", p.idle)] {
                 gauge!("bulkhead_workers", "pool" => pool.clone(), "state" => state).set(v as f64);
             }
@@ -145,7 +154,7 @@ fn secs(d: Duration) -> f64 {
 
 /// Units and help texts; recorders keep the first description of a name.
 fn describe() {
-    let simple: [(&'static str, Unit, &'static str); 12] = [
+    let simple: [(&'static str, Unit, &'static str); 14] = [
         (
             "bulkhead_threads",
             Unit::Count,
@@ -197,6 +206,16 @@ fn describe() {
             "CPU time of the pool's workers (monotonic).",
         ),
         (
+            "bulkhead_cpu_throttled_seconds_total",
+            Unit::Seconds,
+            "Time a capped pool's threads were held back by its quota (monotonic).",
+        ),
+        (
+            "bulkhead_cpu_throttled_periods_total",
+            Unit::Count,
+            "Periods in which a capped pool used up its quota.",
+        ),
+        (
             "bulkhead_tasks_submitted_total",
             Unit::Count,
             "Submission attempts, accepted or refused.",
@@ -208,7 +227,7 @@ fn describe() {
         ),
     ];
     for (name, unit, help) in simple {
-        if name.ends_with("_total") && name != "bulkhead_cpu_seconds_total" {
+        if name.ends_with("_total") && !name.ends_with("seconds_total") {
             describe_counter!(name, unit, help);
         } else {
             describe_gauge!(name, unit, help);

@@ -190,6 +190,28 @@ impl RuntimeSnapshot {
                 }
             },
         );
+        out.family(
+            "bulkhead_cpu_throttled_periods_total",
+            "counter",
+            "CPU bandwidth periods in which the pool's cgroup used up its cpu_limit quota and was held back; only for capped pools.",
+            pools,
+            |p, f| {
+                if let Some(t) = p.cpu_cap.as_ref().and_then(|c| c.throttling) {
+                    f.sample(p, &[], t.throttled_periods as f64);
+                }
+            },
+        );
+        out.family(
+            "bulkhead_cpu_throttled_seconds_total",
+            "counter",
+            "Time the pool's threads were held back by its cpu_limit quota; only for capped pools.",
+            pools,
+            |p, f| {
+                if let Some(t) = p.cpu_cap.as_ref().and_then(|c| c.throttling) {
+                    f.sample(p, &[], secs(t.throttled_time));
+                }
+            },
+        );
         for (name, help, pick) in [
             (
                 "bulkhead_queue_wait_seconds",

@@ -42,7 +42,8 @@
 mod snapshot;
 
 pub use snapshot::{
-    Health, LatencySummary, LatencyView, PoolLatency, PoolSnapshot, RuntimeSnapshot, StuckTask,
+    CpuCapStatus, CpuThrottling, Health, LatencySummary, LatencyView, PoolLatency, PoolSnapshot,
+    RuntimeSnapshot, StuckTask,
 };
 
 use crate::sync::{AtomicU64, Mutex, OnceLock, Ordering};

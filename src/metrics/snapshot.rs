@@ -60,8 +60,49 @@ pub struct PoolSnapshot {
     /// the CPU each worker last ran on at each supervisor tick, so a CPU used only briefly
     /// between two samples may be missing.
     pub cpus_seen: Vec<usize>,
+    /// The pool's kernel CPU cap ([`PoolBuilder::cpu_limit`](crate::PoolBuilder::cpu_limit)):
+    /// its quota, whether it is in force, and the kernel's throttling counters. `None` for a
+    /// pool without a cap.
+    pub cpu_cap: Option<CpuCapStatus>,
     /// Latency histograms, or `None` when metrics are switched off.
     pub latency: Option<PoolLatency>,
+}
+
+/// A pool's kernel CPU cap as the snapshot saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct CpuCapStatus {
+    /// CPU time the pool's workers may use together per `period` (`quota / period` is the
+    /// limit in CPUs: 50 ms per 100 ms is half of one CPU).
+    pub quota: Duration,
+    /// The enforcement period (100 ms).
+    pub period: Duration,
+    /// The pool's cgroup directory; `None` if it could not be created (best effort).
+    pub cgroup: Option<std::path::PathBuf>,
+    /// Why the cap is not in force, or not for every worker: set only with
+    /// [`cpu_limit_best_effort`](crate::PoolBuilder::cpu_limit_best_effort), where the host
+    /// refused (for example `"could not create the cgroup ...: Permission denied"`). `None`
+    /// while every worker runs capped.
+    pub uncapped: Option<String>,
+    /// The kernel's counters from the cgroup's `cpu.stat`, as of this snapshot (after
+    /// shutdown: as read just before the cgroup was removed); `None` while uncapped.
+    pub throttling: Option<CpuThrottling>,
+}
+
+/// The kernel's CPU bandwidth counters of a capped pool (cumulative since build).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct CpuThrottling {
+    /// Enforcement periods in which the pool's threads were runnable (`nr_periods`).
+    pub periods: u64,
+    /// Periods in which the pool used up its quota and its threads were held back
+    /// (`nr_throttled`).
+    pub throttled_periods: u64,
+    /// How long the pool's threads were held back in total (`throttled_time` on cgroup v1,
+    /// `throttled_usec` on v2).
+    pub throttled_time: Duration,
 }
 
 /// A task running longer than its pool's `stuck_after` threshold.

@@ -19,6 +19,16 @@
 //! | `hang-budget` | `budget` (`replacement_budget` 4) vs `nobudget`, 2 threads, `stuck_after` 100 ms | 2 ms blocking calls at 200/s, deadline 50 ms, plus one call every 2 s that hangs |
 //! | `blocking-burst` | `elastic` (1 to 8 threads, keep-alive 500 ms) vs `fixed` (2 threads), queue 64 | 5 ms blocking calls, Poisson 600/s (about 3 busy threads on average), deadline 50 ms |
 //!
+//! Three more put `api` beside a runaway pool (two threads, `rate=max`, 10 ms CPU tasks,
+//! 64 in flight) in three layouts, `isolated` mode (each pool its own bulkhead), to compare
+//! the two ways of keeping a CPU hog off its neighbour's CPU time:
+//!
+//! | preset            | layout                                                                 |
+//! |-------------------|------------------------------------------------------------------------|
+//! | `cpu-cap`         | unpinned, the runaway capped by the kernel at half of one CPU (`cpu_limit=0.5`) |
+//! | `cpu-cap-pinned`  | pinned: `api` on the first CPU, the runaway on the second; no cap      |
+//! | `cpu-cap-neither` | unpinned and uncapped: both pools share every CPU                      |
+//!
 //! They use the first two CPUs this process may run on; with only one, `cpus` is unset.
 
 use std::time::Duration;
@@ -26,7 +36,7 @@ use std::time::Duration;
 use crate::spec::{parse_load, parse_pool, Mode, Scenario};
 
 /// Per preset, in [`NAMES`] order: what it runs, and what its table shows.
-pub(crate) const ABOUT: [(&str, &str, &str); 7] = [
+pub(crate) const ABOUT: [(&str, &str, &str); 10] = [
     (
         "cpu-runaway",
         "api (50 us CPU tasks, 2,000/s) next to a neighbour keeping 64 tasks of 10 ms CPU in flight",
@@ -62,10 +72,25 @@ pub(crate) const ABOUT: [(&str, &str, &str); 7] = [
         "5 ms blocking calls in Poisson bursts on an elastic pool (1-8 threads) and a fixed one (2)",
         "elastic threads absorb bursts within the deadline; a fixed pool queues them",
     ),
+    (
+        "cpu-cap",
+        "api next to a 2-thread runaway capped by the kernel at half of one CPU, neither pinned",
+        "the cap holds the runaway at ~0.5 CPU (CPU used, throttled periods); api's p99 near alone",
+    ),
+    (
+        "cpu-cap-pinned",
+        "api on one CPU, the same runaway pinned to the other, no cap",
+        "pinning contains the runaway too, but gives it a whole CPU",
+    ),
+    (
+        "cpu-cap-neither",
+        "api and the same runaway, neither pinned nor capped",
+        "the reference: the runaway takes what the scheduler gives it",
+    ),
 ];
 
 /// The preset names, default first.
-pub(crate) const NAMES: [&str; 7] = [
+pub(crate) const NAMES: [&str; 10] = [
     "cpu-runaway",
     "blocking-hang",
     "panic-storm",
@@ -73,6 +98,9 @@ pub(crate) const NAMES: [&str; 7] = [
     "overload",
     "hang-budget",
     "blocking-burst",
+    "cpu-cap",
+    "cpu-cap-pinned",
+    "cpu-cap-neither",
 ];
 
 /// The preset named `name`, laid out on the `available` CPUs: the first two, if there are
@@ -143,6 +171,30 @@ pub(crate) fn preset(name: &str, available: &[usize]) -> Result<Scenario, String
             );
         }
         _ => {}
+    }
+    let cap_layout = match name {
+        "cpu-cap" => Some((String::new(), ",cpu_limit=0.5".to_owned())),
+        "cpu-cap-pinned" => Some((cpu_a.clone(), cpu_b.clone())),
+        "cpu-cap-neither" => Some((String::new(), String::new())),
+        _ => None,
+    };
+    if let Some((api, runaway)) = cap_layout {
+        return Ok(Scenario {
+            name: name.to_owned(),
+            pools: vec![
+                parse_pool(&format!("api:threads=1,queue_capacity=256{api}"))?,
+                parse_pool(&format!("runaway:threads=2,queue_capacity=64{runaway}"))?,
+            ],
+            loads: vec![
+                parse_load("api:rate=2000,work=spin:50us")?,
+                parse_load("runaway:rate=max,inflight=64,work=spin:10ms")?,
+            ],
+            duration: Duration::from_secs(6),
+            warmup: Duration::from_secs(1),
+            drain: Duration::from_secs(3),
+            mode: Mode::Isolated,
+            seed: 1,
+        });
     }
     let (neighbour_pool, neighbour_load, drain) = match name {
         "cpu-runaway" => (

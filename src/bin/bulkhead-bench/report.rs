@@ -311,6 +311,23 @@ impl Report {
                     .map(|c| c.as_deref().unwrap_or("?"))
                     .collect();
                 let _ = write!(out, "; worker CPUs [{}]", cpus.join("] ["));
+                if let Some(used) = p.cpu_used {
+                    let _ = write!(out, "; CPU used {used:.2}");
+                }
+                if let Some(c) = &p.cap {
+                    match &c.uncapped {
+                        Some(why) => {
+                            let _ = write!(out, " (cpu_limit {:.2}, UNCAPPED: {why})", c.limit);
+                        }
+                        None => {
+                            let _ = write!(
+                                out,
+                                " of cpu_limit {:.2}, throttled in {} of {} periods",
+                                c.limit, c.throttled_periods, c.periods
+                            );
+                        }
+                    }
+                }
                 if !p.stuck_workers.is_empty() {
                     let names: Vec<String> = p
                         .stuck_workers
@@ -546,6 +563,16 @@ fn run_json(r: &RunResult) -> Value {
             v["cancelled_at_shutdown"] = json!(p.cancelled_at_shutdown);
             v["peak_threads"] = json!(p.peak_threads);
             v["worker_cpus"] = json!(p.worker_cpus);
+            v["cpu_used"] = json!(p.cpu_used);
+            v["cpu_cap"] = match &p.cap {
+                Some(c) => json!({
+                    "limit": c.limit,
+                    "throttled_periods": c.throttled_periods,
+                    "periods": c.periods,
+                    "uncapped": c.uncapped,
+                }),
+                None => serde_json::Value::Null,
+            };
             v["stuck_workers"] = p.stuck_workers.iter().map(|(n, d)| json!({
                 "thread": n, "running_for_s": d.as_secs_f64(),
             })).collect::<Vec<_>>().into();

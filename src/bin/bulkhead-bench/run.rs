@@ -64,6 +64,71 @@ pub(crate) struct PoolResult {
     pub(crate) worker_cpus: Vec<Option<String>>,
     /// The most worker threads seen at the 100 ms samples (elastic pools grow and shrink).
     pub(crate) peak_threads: usize,
+    /// The pool's CPU use over the measured window, in CPUs (CPU time / wall time), where
+    /// the OS reports it.
+    pub(crate) cpu_used: Option<f64>,
+    /// With a `cpu_limit`: the limit in CPUs, and the periods throttled / run in the window
+    /// (or why the pool ran uncapped).
+    pub(crate) cap: Option<CapResult>,
+}
+
+/// A capped pool's quota and what the kernel did with it during the measured window.
+#[derive(Debug, Clone)]
+pub(crate) struct CapResult {
+    pub(crate) limit: f64,
+    pub(crate) throttled_periods: u64,
+    pub(crate) periods: u64,
+    pub(crate) uncapped: Option<String>,
+}
+
+/// Per pool: CPU time and cap counters at one instant.
+struct CpuMark {
+    at: Instant,
+    pools: Vec<(Option<Duration>, Option<bulkhead::CpuCapStatus>)>,
+}
+
+impl CpuMark {
+    fn take(rt: &bulkhead::Runtime) -> Self {
+        let snap = rt.snapshot();
+        CpuMark {
+            at: Instant::now(),
+            pools: snap
+                .pools
+                .iter()
+                .map(|p| (p.cpu_time, p.cpu_cap.clone()))
+                .collect(),
+        }
+    }
+
+    /// Per pool, CPUs used and the cap's figures between `self` and `end`.
+    fn until(&self, end: &CpuMark) -> Vec<(Option<f64>, Option<CapResult>)> {
+        let wall = end.at.saturating_duration_since(self.at).as_secs_f64();
+        self.pools
+            .iter()
+            .zip(&end.pools)
+            .map(|((t0, c0), (t1, c1))| {
+                let used = match (t0, t1) {
+                    (Some(a), Some(b)) if wall > 0.0 => {
+                        Some(b.saturating_sub(*a).as_secs_f64() / wall)
+                    }
+                    _ => None,
+                };
+                let cap = c1.as_ref().map(|c1| {
+                    let (t0, t1) = (
+                        c0.as_ref().and_then(|c| c.throttling).unwrap_or_default(),
+                        c1.throttling.unwrap_or_default(),
+                    );
+                    CapResult {
+                        limit: c1.quota.as_secs_f64() / c1.period.as_secs_f64(),
+                        throttled_periods: t1.throttled_periods - t0.throttled_periods,
+                        periods: t1.periods - t0.periods,
+                        uncapped: c1.uncapped.clone(),
+                    }
+                });
+                (used, cap)
+            })
+            .collect()
+    }
 }
 
 /// One workload's results in a run.
@@ -328,6 +393,8 @@ pub(crate) fn run(
     let mut second: Vec<_> = loads.iter().map(|_| new_histogram()).collect();
     let mut last_ended = vec![0u64; loads.len()];
     let mut peak_threads: Vec<usize> = rt.pools().iter().map(|p| p.threads()).collect();
+    let mut cpu_start: Option<CpuMark> = None;
+    let mut cpu_end: Option<CpuMark> = None;
     for k in 1..=ticks {
         let at = start + TICK * k as u32;
         let now = Instant::now();
@@ -392,10 +459,19 @@ pub(crate) fn run(
                 let _ = writeln!(std::io::stderr(), "{line}");
             }
         }
+        // CPU time per pool over the measured window (from the first tick inside it).
+        if cpu_start.is_none() && Instant::now() >= window.0 {
+            cpu_start = Some(CpuMark::take(&rt));
+        }
         if Instant::now() >= window.1 {
+            cpu_end = Some(CpuMark::take(&rt));
             break;
         }
     }
+    let cpu = match (&cpu_start, &cpu_end) {
+        (Some(a), Some(b)) => a.until(b),
+        _ => Vec::new(),
+    };
     if opts.live && opts.in_place {
         // End the line rewritten in place, so that what follows starts on its own line.
         let _ = writeln!(std::io::stderr());
@@ -459,18 +535,23 @@ pub(crate) fn run(
         .into_iter()
         .zip(report.pools.iter())
         .zip(worker_cpus.into_iter().zip(peak_threads))
-        .map(|((spec, pr), (worker_cpus, peak_threads))| PoolResult {
-            spec,
-            stats: pr.stats.clone(),
-            cancelled_at_shutdown: pr.cancelled_at_shutdown,
-            stuck_workers: pr
-                .still_running
-                .iter()
-                .map(|s| (s.thread_name.clone(), s.running_for))
-                .collect(),
-            worker_cpus,
-            peak_threads,
-        })
+        .enumerate()
+        .map(
+            |(i, ((spec, pr), (worker_cpus, peak_threads)))| PoolResult {
+                spec,
+                stats: pr.stats.clone(),
+                cancelled_at_shutdown: pr.cancelled_at_shutdown,
+                stuck_workers: pr
+                    .still_running
+                    .iter()
+                    .map(|s| (s.thread_name.clone(), s.running_for))
+                    .collect(),
+                worker_cpus,
+                peak_threads,
+                cpu_used: cpu.get(i).and_then(|c| c.0),
+                cap: cpu.get(i).and_then(|c| c.1.clone()),
+            },
+        )
         .collect();
     Ok(RunResult {
         kind,
