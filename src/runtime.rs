@@ -50,6 +50,10 @@ pub struct Runtime {
 impl Runtime {
     pub(crate) fn start(config: RuntimeSettings) -> Result<Runtime, BuildError> {
         let timer = Arc::new(Timer::new());
+        timer.start().map_err(|e| {
+            let msg = format!("could not start the deadline timer thread: {e}");
+            BuildError::new(None, "runtime", BuildErrorKind::Spawn(e), msg)
+        })?;
         let mut rt = Runtime {
             pools: Vec::with_capacity(config.pools.len()),
             drop_timeout: config.drop_timeout,

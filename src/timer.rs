@@ -3,8 +3,10 @@
 //! instead of when a worker next dequeues it, which may be never if every worker is stuck.
 //!
 //! A binary heap of `(deadline, action)` under one mutex, and a condvar the thread waits on
-//! until the earliest deadline or a new, earlier entry. The thread starts with the first
-//! entry (a runtime without deadlines never starts it) and stops when the runtime shuts down;
+//! until the earliest deadline or a new, earlier entry. The runtime starts the thread at
+//! build, on the thread that builds it (so it never inherits a pool worker's CPU set,
+//! priority or CPU cap, as a thread started later by whoever scheduled first would); it
+//! parks until there is an entry, and stops when the runtime shuts down;
 //! entries still waiting then are dropped without running (their tasks are resolved by the
 //! shutdown itself). An action runs on the timer thread, outside the lock; actions are short
 //! (resolve a cell, count, release a slot) and must not block.
@@ -86,7 +88,7 @@ impl Timer {
             return Err(action);
         }
         if !st.started {
-            if let Err(e) = self.start() {
+            if let Err(e) = self.spawn() {
                 drop(e);
                 return Err(action);
             }
@@ -102,8 +104,20 @@ impl Timer {
         Ok(())
     }
 
+    /// Starts the timer's thread (once); `schedule` starts it too if it was not.
     #[cold]
-    fn start(&self) -> io::Result<()> {
+    pub(crate) fn start(&self) -> io::Result<()> {
+        let mut st = self.shared.state.lock();
+        if st.started || st.stopped {
+            return Ok(());
+        }
+        self.spawn()?;
+        st.started = true;
+        Ok(())
+    }
+
+    #[cold]
+    fn spawn(&self) -> io::Result<()> {
         let shared = self.shared.clone();
         let handle = thread::Builder::new()
             .name("bulkhead-deadlines".to_owned())
