@@ -8,7 +8,7 @@
 //! |---------------|-----------------------------------------------------|
 //! | duration      | `50us`, `1.5ms`, `10s`, `2m`, `1h` (units ns, us/µs, ms, s, m, h; the library's syntax) |
 //! | rate          | `2000`, `2000/s`, `2.5k`, `max`                     |
-//! | work          | `spin:50us`, `sleep:2ms`, `hang`, `panic:0.3`, `9*spin:50us\|1*sleep:5ms` |
+//! | work          | `spin:50us`, `sleep:2ms`, `hang`, `panic:0.3`, `9*spin:50us\|1*sleep:5ms`, `phases:sleep:5ms/2s/sleep:200ms/5s/sleep:5ms` (by time since the end of warmup) |
 //! | `--pool`      | `NAME:threads=1,queue_capacity=256,cpus=0,max_queue_wait=100ms`, `codel=5ms,100ms`, `replacement_budget=2,stuck_after=100ms`, `elastic=1,8,keep_alive=2s`, `cpus=0,2-3` |
 //!
 //! A pool's keys are the library's (`bulkhead::pool_settings`: the keys of a
@@ -16,7 +16,7 @@
 //! table ([`PoolBuilder::set`](bulkhead::PoolBuilder::set)), so its syntax is the library's
 //! too: durations, cpulists, pairs as `A,B`. A scenario file's `[[pool]]` takes the same keys;
 //! its values are given as the same text (an array is its items joined by commas).
-//! | `--load`      | `POOL:rate=2000,work=spin:50us,arrivals=poisson,deadline=50ms` |
+//! | `--load`      | `POOL:rate=2000,work=spin:50us,arrivals=poisson,deadline=50ms,pass_deadline=true` |
 
 use std::fmt;
 use std::time::Duration;
