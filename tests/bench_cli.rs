@@ -410,6 +410,8 @@ fn help_and_list_presets_describe_every_preset() {
         "overload",
         "hang-budget",
         "blocking-burst",
+        "downstream-slowdown",
+        "deadline-storm",
     ] {
         for text in [&list, &help] {
             let at = text
@@ -478,4 +480,71 @@ fn wide_table_piped_live_lines_and_labelled_plot() {
     assert!(svg.contains("time since the end of warmup (s)"));
     assert!(svg.contains("end-to-end p99, log scale (µs, ms, s)"));
     assert!(svg.contains("queue depth (tasks)"));
+}
+
+/// The deadline presets run end to end in a short window: exit 0, every submission accounted
+/// for, and the deadline figures in the JSON (goodput, wasted work, phases, recovery) and the
+/// goodput plot. Outcomes only, never timing.
+#[test]
+fn deadline_presets_smoke() {
+    for preset in ["downstream-slowdown", "deadline-storm"] {
+        let json_path = temp_path(&format!("{preset}.json"));
+        let svg_path = temp_path(&format!("{preset}.svg"));
+        let out = bench(&[
+            "--preset",
+            preset,
+            "--duration",
+            "1s",
+            "--warmup",
+            "200ms",
+            "--drain",
+            "500ms",
+            "--quiet",
+            "--json",
+            json_path.to_str().unwrap(),
+            "--plot",
+            svg_path.to_str().unwrap(),
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{preset}:\n{stdout}\n{stderr}");
+        assert!(stdout.contains("callers with a deadline"), "{stdout}");
+        assert!(
+            stdout.lines().all(|l| l.chars().count() <= 100),
+            "{preset}: the default table fits 100 columns:\n{stdout}"
+        );
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap())
+            .expect("valid JSON");
+        let runs = doc["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 2, "{preset}: alone and isolated");
+        let mut passed_deadline = false;
+        for run in runs {
+            for w in run["workloads"].as_array().unwrap() {
+                let c = &w["counts"];
+                assert_eq!(u(c, "accounted"), u(c, "submitted"), "{preset}: {c}");
+                u(c, "refused_deadline");
+                let d = &w["deadline"];
+                assert!(d["good_per_s"].is_number(), "{preset}: {d}");
+                u(d, "wasted");
+                for key in ["wasted_vs_plain", "recovery_s", "healthy_good_per_s"] {
+                    assert!(d.get(key).is_some(), "{preset}: {key} in {d}");
+                }
+                assert!(d["phases"].is_array(), "{preset}: {d}");
+                assert!(w["series"][0].get("good").is_some(), "{preset}: {w}");
+                passed_deadline |= doc["scenario"]["loads"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|l| l["pass_deadline"] == Value::Bool(true));
+            }
+        }
+        assert!(passed_deadline, "{preset}: a load passes its deadline");
+        let svg = std::fs::read_to_string(&svg_path).unwrap();
+        assert!(
+            svg.contains("goodput (answers/s)") && svg.contains("time since the end of warmup (s)"),
+            "{preset}: labelled axes"
+        );
+        let _ = std::fs::remove_file(&json_path);
+        let _ = std::fs::remove_file(&svg_path);
+    }
 }

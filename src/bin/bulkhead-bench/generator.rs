@@ -2,7 +2,7 @@
 //!
 //! | load                 | threads             | how it submits                                       |
 //! |----------------------|---------------------|------------------------------------------------------|
-//! | `rate=R` (open loop) | 1                   | `execute` at scheduled instants, fixed or Poisson    |
+//! | `rate=R` (open loop) | 1                   | `execute` at scheduled instants, fixed or Poisson (`try_submit_by(f, intended + deadline)` with `pass_deadline=true`) |
 //! | `rate=max`           | `submitters` (1)    | `execute_timeout` back to back (see below)           |
 //! | `callers=N`          | N                   | `submit_timeout`, then waits for the result          |
 //!
@@ -72,6 +72,8 @@ pub(crate) struct GenResult {
     pub(crate) refused_full: u64,
     pub(crate) refused_timeout: u64,
     pub(crate) refused_shutting_down: u64,
+    /// Refused because the task's deadline had passed or would be missed (`pass_deadline`).
+    pub(crate) refused_deadline: u64,
     /// Attempts whose intended instant lies in the measurement window.
     pub(crate) offered_in_window: u64,
     /// How late each open-loop send was against its schedule.
@@ -87,6 +89,7 @@ impl GenResult {
             refused_full: 0,
             refused_timeout: 0,
             refused_shutting_down: 0,
+            refused_deadline: 0,
             offered_in_window: 0,
             lateness: new_histogram(),
             pinned,
@@ -99,6 +102,7 @@ impl GenResult {
         self.refused_full += other.refused_full;
         self.refused_timeout += other.refused_timeout;
         self.refused_shutting_down += other.refused_shutting_down;
+        self.refused_deadline += other.refused_deadline;
         self.offered_in_window += other.offered_in_window;
         self.lateness.add(&other.lateness).ok();
         self.pinned = match (self.pinned, other.pinned) {
@@ -108,13 +112,17 @@ impl GenResult {
     }
 
     pub(crate) fn refused(&self) -> u64 {
-        self.refused_full + self.refused_timeout + self.refused_shutting_down
+        self.refused_full
+            + self.refused_timeout
+            + self.refused_shutting_down
+            + self.refused_deadline
     }
 
     fn count_refusal<F>(&mut self, err: SubmitError<F>) {
         match err.reason() {
             RefusalReason::Full => self.refused_full += 1,
             RefusalReason::Timeout => self.refused_timeout += 1,
+            RefusalReason::Deadline => self.refused_deadline += 1,
             _ => self.refused_shutting_down += 1,
         }
         discard(err.into_inner());
@@ -234,8 +242,21 @@ fn open_loop(g: &GenSetup, rate: f64, res: &mut GenResult) {
         if intended >= window_start {
             res.offered_in_window += 1;
         }
-        if let Err(e) = g.pool.execute(make_task(g, seq, intended, None)) {
-            res.count_refusal(e);
+        let task = make_task(g, seq, intended, None);
+        match g.load.deadline.filter(|_| g.load.pass_deadline) {
+            // The caller's deadline goes with the task: refused at once if it cannot start
+            // in time, expired while queued when it passes. The handle is dropped (the
+            // task is detached); a task the pool drops unrun is counted by its guard.
+            Some(d) => {
+                if let Err(e) = g.pool.try_submit_by(task, intended + d) {
+                    res.count_refusal(e);
+                }
+            }
+            None => {
+                if let Err(e) = g.pool.execute(task) {
+                    res.count_refusal(e);
+                }
+            }
         }
         offset += match g.load.arrivals {
             Arrivals::Fixed => mean_gap,

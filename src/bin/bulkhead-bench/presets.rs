@@ -29,6 +29,14 @@
 //! | `cpu-cap-pinned`  | pinned: `api` on the first CPU, the runaway on the second; no cap      |
 //! | `cpu-cap-neither` | unpinned and uncapped: both pools share every CPU                      |
 //!
+//! Two compare how each overload control treats callers that give up (`deadline=`: an
+//! answer after it is no answer; a task started after it is wasted work):
+//!
+//! | preset        | variants                                    | load (each)                                     |
+//! |---------------|---------------------------------------------|-------------------------------------------------|
+//! | `downstream-slowdown` | `fixed`, `codel` (5 ms / 100 ms), `deadlines` (`pass_deadline`), `adaptive` (Gradient2, min 8 = threads, end to end); 8 threads, queue 64 each, no CPU pinning (blocking calls) | blocking calls at 400/s, 5 ms; from 2 s to 5 s of the window 1 call in 4 takes 200 ms; callers give up after 100 ms |
+//! | `deadline-storm` | `fixed` vs `deadlines` (`pass_deadline`), 1 thread, queue 256 | 1 ms CPU tasks, three Poisson callers at 500/s each (1.5x capacity together) with deadlines 10 ms, 50 ms and 500 ms |
+//!
 //! They use the first two CPUs this process may run on; with only one, `cpus` is unset.
 
 use std::time::Duration;
@@ -36,7 +44,7 @@ use std::time::Duration;
 use crate::spec::{parse_load, parse_pool, Mode, Scenario};
 
 /// Per preset, in [`NAMES`] order: what it runs, and what its table shows.
-pub(crate) const ABOUT: [(&str, &str, &str); 10] = [
+pub(crate) const ABOUT: [(&str, &str, &str); 12] = [
     (
         "cpu-runaway",
         "api (50 us CPU tasks, 2,000/s) next to a neighbour keeping 64 tasks of 10 ms CPU in flight",
@@ -87,10 +95,20 @@ pub(crate) const ABOUT: [(&str, &str, &str); 10] = [
         "api and the same runaway, neither pinned nor capped",
         "the reference: the runaway takes what the scheduler gives it",
     ),
+    (
+        "downstream-slowdown",
+        "blocking calls (5 ms; 1 in 4 takes 200 ms from 2 s to 5 s) with callers giving up after 100 ms, on fixed, CoDel, deadline and adaptive-limit pools",
+        "goodput during the slowdown, wasted work, p99 of answers, time back to full goodput after the heal",
+    ),
+    (
+        "deadline-storm",
+        "1 ms CPU tasks at 1.5x capacity from callers with deadlines of 10, 50 and 500 ms, on a fixed pool and one given the deadlines",
+        "goodput per deadline class and wasted work: the deadline pool runs only work someone waits for",
+    ),
 ];
 
 /// The preset names, default first.
-pub(crate) const NAMES: [&str; 10] = [
+pub(crate) const NAMES: [&str; 12] = [
     "cpu-runaway",
     "blocking-hang",
     "panic-storm",
@@ -101,6 +119,8 @@ pub(crate) const NAMES: [&str; 10] = [
     "cpu-cap",
     "cpu-cap-pinned",
     "cpu-cap-neither",
+    "downstream-slowdown",
+    "deadline-storm",
 ];
 
 /// The preset named `name`, laid out on the `available` CPUs: the first two, if there are
@@ -111,30 +131,29 @@ pub(crate) fn preset(name: &str, available: &[usize]) -> Result<Scenario, String
         _ => (String::new(), String::new()),
     };
     // The A/B presets: one mechanism on (first pool) and off (second), same load each.
-    let ab =
-        |pools: [String; 2], loads: Vec<String>, drain: Duration| -> Result<Scenario, String> {
-            Ok(Scenario {
-                name: name.to_owned(),
-                pools: pools
-                    .iter()
-                    .map(|p| parse_pool(p))
-                    .collect::<Result<_, _>>()?,
-                loads: loads
-                    .iter()
-                    .map(|l| parse_load(l))
-                    .collect::<Result<_, _>>()?,
-                duration: Duration::from_secs(6),
-                warmup: Duration::from_secs(1),
-                drain,
-                mode: Mode::Isolated,
-                seed: 1,
-            })
-        };
+    let ab = |pools: &[String], loads: Vec<String>, drain: Duration| -> Result<Scenario, String> {
+        Ok(Scenario {
+            name: name.to_owned(),
+            pools: pools
+                .iter()
+                .map(|p| parse_pool(p))
+                .collect::<Result<_, _>>()?,
+            loads: loads
+                .iter()
+                .map(|l| parse_load(l))
+                .collect::<Result<_, _>>()?,
+            duration: Duration::from_secs(6),
+            warmup: Duration::from_secs(1),
+            drain,
+            mode: Mode::Isolated,
+            seed: 1,
+        })
+    };
     match name {
         "overload" => {
             let load = "rate=1500,work=spin:1ms,arrivals=poisson,deadline=50ms";
             return ab(
-                [
+                &[
                     format!("codel:threads=1,queue_capacity=1024,codel=5ms,100ms{cpu_a}"),
                     format!("plain:threads=1,queue_capacity=1024{cpu_b}"),
                 ],
@@ -146,7 +165,7 @@ pub(crate) fn preset(name: &str, available: &[usize]) -> Result<Scenario, String
             let calls = "rate=200,work=sleep:2ms,deadline=50ms";
             let hangs = "rate=0.5,work=hang";
             return ab(
-                [
+                &[
                     format!("budget:threads=2,queue_capacity=64,replacement_budget=4,stuck_after=100ms{cpu_a}"),
                     format!("nobudget:threads=2,queue_capacity=64,stuck_after=100ms{cpu_b}"),
                 ],
@@ -162,11 +181,56 @@ pub(crate) fn preset(name: &str, available: &[usize]) -> Result<Scenario, String
         "blocking-burst" => {
             let calls = "rate=600,work=sleep:5ms,arrivals=poisson,deadline=50ms";
             return ab(
-                [
+                &[
                     format!("elastic:elastic=1,8,queue_capacity=64,keep_alive=500ms{cpu_a}"),
                     format!("fixed:threads=2,queue_capacity=64{cpu_b}"),
                 ],
                 vec![format!("elastic:{calls}"), format!("fixed:{calls}")],
+                Duration::from_millis(500),
+            );
+        }
+        "downstream-slowdown" => {
+            // Healthy 5 ms calls; from 2 s to 5 s into the window a quarter of the calls take
+            // 200 ms (the slow path of a degraded downstream), then it heals. Every call
+            // taking 200 ms would leave no answer within 100 ms for any control to save.
+            let calls = "rate=400,work=phases:sleep:5ms/2s/3*sleep:5ms|1*sleep:200ms/5s/sleep:5ms,\
+                         deadline=100ms";
+            let pool = "threads=8,queue_capacity=64";
+            let mut sc = ab(
+                &[
+                    format!("fixed:{pool}"),
+                    format!("codel:{pool},codel=5ms,100ms"),
+                    format!("deadlines:{pool}"),
+                    format!(
+                        "adaptive:{pool},adaptive_limit=gradient2,8,adaptive_signal=end_to_end"
+                    ),
+                ],
+                vec![
+                    format!("fixed:{calls}"),
+                    format!("codel:{calls}"),
+                    format!("deadlines:{calls},pass_deadline=true"),
+                    format!("adaptive:{calls}"),
+                ],
+                Duration::from_millis(500),
+            )?;
+            sc.duration = Duration::from_secs(8);
+            return Ok(sc);
+        }
+        "deadline-storm" => {
+            let mut loads = Vec::new();
+            for (pool, pass) in [("fixed", ""), ("deadlines", ",pass_deadline=true")] {
+                for d in ["10ms", "50ms", "500ms"] {
+                    loads.push(format!(
+                        "{pool}:rate=500,work=spin:1ms,arrivals=poisson,deadline={d},name={pool}-{d}{pass}"
+                    ));
+                }
+            }
+            return ab(
+                &[
+                    format!("fixed:threads=1,queue_capacity=256{cpu_a}"),
+                    format!("deadlines:threads=1,queue_capacity=256{cpu_b}"),
+                ],
+                loads,
                 Duration::from_millis(500),
             );
         }

@@ -48,6 +48,8 @@ pub(crate) struct Shard {
     pub(crate) end_to_end: Histogram<u64>,
     /// End-to-end latencies of tasks that ended since the sampler last looked.
     pub(crate) tick_e2e: Histogram<u64>,
+    /// Tasks that returned within the load's deadline since the sampler last looked.
+    pub(crate) tick_good: u64,
     /// Tasks that started running.
     pub(crate) started: u64,
     /// Tasks that returned.
@@ -58,6 +60,9 @@ pub(crate) struct Shard {
     pub(crate) ended_in_window: u64,
     /// Tasks intended inside the window that returned within the load's deadline.
     pub(crate) good: u64,
+    /// Tasks intended inside the window that started after their caller's deadline
+    /// (intended + the load's deadline): work done for nobody.
+    pub(crate) wasted: u64,
 }
 
 impl Shard {
@@ -66,11 +71,13 @@ impl Shard {
             queue_wait: new_histogram(),
             end_to_end: new_histogram(),
             tick_e2e: new_histogram(),
+            tick_good: 0,
             started: 0,
             completed: 0,
             panicked: 0,
             ended_in_window: 0,
             good: 0,
+            wasted: 0,
         }
     }
 }
@@ -152,10 +159,15 @@ impl Recorder {
     #[inline]
     pub(crate) fn started(&self, intended: Instant, start: Instant) {
         let measured = self.in_window(intended);
+        let waited = start.saturating_duration_since(intended);
+        let wasted = self.deadline.is_some_and(|d| waited > d);
         self.with_shard(|s| {
             s.started += 1;
             if measured {
-                record(&mut s.queue_wait, start.saturating_duration_since(intended));
+                record(&mut s.queue_wait, waited);
+                if wasted {
+                    s.wasted += 1;
+                }
             }
         });
     }
@@ -178,9 +190,13 @@ impl Recorder {
                 s.ended_in_window += 1;
             }
             let e2e = end.saturating_duration_since(intended);
+            let good = !panicked && self.deadline.is_some_and(|d| e2e <= d);
+            if good {
+                s.tick_good += 1;
+            }
             if measured {
                 record(&mut s.end_to_end, e2e);
-                if !panicked && self.deadline.is_some_and(|d| e2e <= d) {
+                if good {
                     s.good += 1;
                 }
             }
@@ -210,18 +226,23 @@ impl Recorder {
         }
     }
 
-    /// Takes the end-to-end latencies recorded since the last call, merged.
-    pub(crate) fn take_tick(&self) -> Histogram<u64> {
+    /// Takes the end-to-end latencies recorded since the last call, merged, and how many
+    /// of those tasks returned within the deadline.
+    pub(crate) fn take_tick(&self) -> (Histogram<u64>, u64) {
         let mut merged = new_histogram();
+        let mut good = 0;
         let shards: Vec<_> = lock(&self.shards).clone();
         for s in shards {
             // Swap in a fresh histogram (allocated outside the lock), so the worker that
             // owns the shard waits for an O(1) swap, never for a merge.
             let fresh = new_histogram();
-            let taken = std::mem::replace(&mut lock(&s).tick_e2e, fresh);
+            let mut shard = lock(&s);
+            let taken = std::mem::replace(&mut shard.tick_e2e, fresh);
+            good += std::mem::take(&mut shard.tick_good);
+            drop(shard);
             merged.add(&taken).ok();
         }
-        merged
+        (merged, good)
     }
 
     /// Tasks that returned or panicked so far.
@@ -255,6 +276,7 @@ impl Recorder {
             panicked: 0,
             ended_in_window: 0,
             good: 0,
+            wasted: 0,
             expired: self.not_run_expired.load(Ordering::Relaxed),
             shed: self.not_run_shed.load(Ordering::Relaxed),
             cancelled: self.not_run_cancelled.load(Ordering::Relaxed),
@@ -268,6 +290,7 @@ impl Recorder {
             t.panicked += s.panicked;
             t.ended_in_window += s.ended_in_window;
             t.good += s.good;
+            t.wasted += s.wasted;
         }
         t
     }
@@ -284,6 +307,8 @@ pub(crate) struct Totals {
     pub(crate) ended_in_window: u64,
     /// Tasks intended inside the window that completed within the load's deadline.
     pub(crate) good: u64,
+    /// Tasks intended inside the window that started after their caller's deadline.
+    pub(crate) wasted: u64,
     /// Accepted but dropped unrun by a worker before the drain deadline (queue wait limit).
     pub(crate) expired: u64,
     /// Accepted but shed by the pool's queue-delay controller (CoDel).
@@ -356,6 +381,8 @@ pub(crate) struct Point {
     pub(crate) e2e_max: u64,
     /// Tasks that ended in this tick.
     pub(crate) ended: u64,
+    /// Tasks that ended in this tick within the load's deadline (0 without one).
+    pub(crate) good: u64,
     /// Queue length of the workload's pool at the sample.
     pub(crate) queue_depth: usize,
 }

@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 use crate::run::{RunKind, RunResult, WorkloadResult, POOL_PINNING};
-use crate::spec::{fmt_duration, LoadSpec, PoolSpec, Rate, Scenario};
+use crate::spec::{fmt_duration, LoadSpec, PoolSpec, Rate, Scenario, WorkSpec};
 use crate::work::Spinner;
 
 /// Everything a bench invocation measured.
@@ -76,6 +76,102 @@ impl Ratio {
     pub(crate) fn value_p50(&self) -> Option<f64> {
         ratio(self.p50, self.alone_p50)
     }
+}
+
+/// What a workload's callers got, for a load with `deadline=`.
+#[derive(Debug)]
+pub(crate) struct DeadlineFigures {
+    /// Answers within the deadline per second (arrivals inside the window).
+    pub(crate) good_per_s: f64,
+    /// Tasks (arrivals inside the window) that started after their caller's deadline.
+    pub(crate) wasted: u64,
+    /// `wasted` over the wasted work of the plain pool's workload with the same load in the
+    /// same run (no CoDel, no adaptive limit, no `max_queue_wait`, no `pass_deadline`).
+    pub(crate) wasted_vs_plain: Option<f64>,
+    /// For `phases` work: (from, to, answers within the deadline per second), seconds into
+    /// the window, from the 100 ms series (by the time each task ended).
+    pub(crate) phases: Vec<(f64, f64, f64)>,
+    /// The median goodput of a 100 ms tick during the first phase, per second.
+    pub(crate) healthy_per_s: Option<f64>,
+    /// Seconds from the last phase bound (the heal) to the start of the first 100 ms tick
+    /// from which five ticks in a row (0.5 s) reach 90 % of the healthy goodput; `Some(None)`
+    /// if that never happened in the window, `None` without phases.
+    pub(crate) recovery_s: Option<Option<f64>>,
+}
+
+/// The ticks that count as "back to full goodput": this many in a row ...
+const RECOVERED_TICKS: usize = 5;
+/// ... each with at least this share of the healthy goodput.
+const RECOVERED_SHARE: f64 = 0.9;
+
+/// Whether `w` ran on a pool without any control that acts on stale work.
+fn is_plain(run: &RunResult, w: &WorkloadResult) -> bool {
+    let pool = run.pools.iter().find(|p| p.spec.name == w.pool);
+    !w.load.pass_deadline
+        && pool.is_some_and(|p| {
+            ["codel", "adaptive_limit", "max_queue_wait"]
+                .iter()
+                .all(|k| p.spec.get(k).is_none())
+        })
+}
+
+/// The deadline figures of `w` in `run` (None without a deadline).
+pub(crate) fn deadline_figures(run: &RunResult, w: &WorkloadResult) -> Option<DeadlineFigures> {
+    w.load.deadline?;
+    let secs = run.measured.as_secs_f64();
+    let plain = run.workloads.iter().find(|p| {
+        p.load.deadline == w.load.deadline
+            && p.load.work == w.load.work
+            && p.load.rate == w.load.rate
+            && is_plain(run, p)
+    });
+    let wasted = w.totals.wasted;
+    let wasted_vs_plain =
+        plain.and_then(|p| (p.totals.wasted > 0).then(|| wasted as f64 / p.totals.wasted as f64));
+    let mut phases = Vec::new();
+    let mut healthy_per_s = None;
+    let mut recovery_s = None;
+    if let WorkSpec::Phases { bounds, .. } = &w.load.work {
+        let inside: Vec<f64> = bounds
+            .iter()
+            .map(Duration::as_secs_f64)
+            .filter(|b| *b > 0.0 && *b < secs)
+            .collect();
+        let mut edges = vec![0.0];
+        edges.extend(&inside);
+        edges.push(secs);
+        // A tick sampled at `t` covers (t - 0.1, t]; half a tick of slack for the sampler.
+        let ticks_in = |from: f64, to: f64| {
+            w.series
+                .iter()
+                .filter(move |p| p.t > from + 0.05 && p.t <= to + 0.05)
+        };
+        for pair in edges.windows(2) {
+            let good: u64 = ticks_in(pair[0], pair[1]).map(|p| p.good).sum();
+            phases.push((pair[0], pair[1], good as f64 / (pair[1] - pair[0])));
+        }
+        let mut first: Vec<u64> = ticks_in(0.1, edges[1]).map(|p| p.good).collect();
+        first.sort_unstable();
+        let healthy = first.get(first.len() / 2).copied();
+        healthy_per_s = healthy.map(|g| g as f64 * 10.0);
+        if let (Some(&heal), Some(healthy)) = (inside.last(), healthy) {
+            let after: Vec<_> = ticks_in(heal, secs).collect();
+            let enough = |g: u64| g as f64 >= RECOVERED_SHARE * healthy as f64;
+            recovery_s = Some(
+                (0..after.len().saturating_sub(RECOVERED_TICKS - 1))
+                    .find(|&i| after[i..i + RECOVERED_TICKS].iter().all(|p| enough(p.good)))
+                    .map(|i| (after[i].t - 0.1 - heal).max(0.0)),
+            );
+        }
+    }
+    Some(DeadlineFigures {
+        good_per_s: w.totals.good as f64 / secs,
+        wasted,
+        wasted_vs_plain,
+        phases,
+        healthy_per_s,
+        recovery_s,
+    })
 }
 
 impl Report {
@@ -235,6 +331,8 @@ impl Report {
              good/s: arrivals inside the window that completed within the load's deadline, per second"
         );
 
+        self.deadline_tables(&mut out);
+
         let _ = writeln!(
             out,
             "\ngenerator send lateness (the generator's own delay, not the pool's):"
@@ -364,6 +462,85 @@ impl Report {
         out
     }
 
+    /// For loads with `deadline=`: what the callers got, per workload and mode, and for
+    /// `phases` work, goodput per phase and the time back to full goodput after the heal.
+    fn deadline_tables(&self, out: &mut String) {
+        let mut rows: Vec<Vec<String>> = vec![[
+            "workload",
+            "mode",
+            "good/s",
+            "refused",
+            "not run",
+            "wasted",
+            "vs plain",
+            "answers p99",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()];
+        let mut phase_rows: Vec<Vec<String>> = Vec::new();
+        for l in &self.scenario.loads {
+            for r in &self.runs {
+                let Some(w) = r.workloads.iter().find(|w| w.load.name == l.name) else {
+                    continue;
+                };
+                let Some(f) = deadline_figures(r, w) else {
+                    continue;
+                };
+                rows.push(vec![
+                    w.load.name.clone(),
+                    r.kind.as_str().to_owned(),
+                    format!("{:.0}", f.good_per_s),
+                    w.gen.refused().to_string(),
+                    (w.totals.expired + w.totals.shed + w.totals.cancelled).to_string(),
+                    f.wasted.to_string(),
+                    f.wasted_vs_plain
+                        .map_or_else(|| "-".to_owned(), |v| format!("{:.1}%", v * 100.0)),
+                    cell(pct(&w.totals.end_to_end, 99.0)),
+                ]);
+                if !f.phases.is_empty() {
+                    if phase_rows.is_empty() {
+                        let mut head = vec!["workload".to_owned(), "mode".to_owned()];
+                        head.extend(f.phases.iter().map(|(a, b, _)| format!("good/s {a}-{b}s")));
+                        head.extend(["healthy/s".to_owned(), "full again after".to_owned()]);
+                        phase_rows.push(head);
+                    }
+                    let mut row = vec![w.load.name.clone(), r.kind.as_str().to_owned()];
+                    row.extend(f.phases.iter().map(|(_, _, g)| format!("{g:.0}")));
+                    row.push(
+                        f.healthy_per_s
+                            .map_or("-".to_owned(), |h| format!("{h:.0}")),
+                    );
+                    row.push(match f.recovery_s {
+                        Some(Some(s)) => format!("{s:.1}s"),
+                        Some(None) => "never".to_owned(),
+                        None => "-".to_owned(),
+                    });
+                    phase_rows.push(row);
+                }
+            }
+        }
+        if rows.len() == 1 {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "\ncallers with a deadline (good/s: answers within it; wasted: tasks started after it; \
+             vs plain: wasted as a share of the plain pool's with the same load; answers p99: \
+             end to end of the tasks that returned):"
+        );
+        out.push_str(&layout_table(&rows, &[0, 1]));
+        if phase_rows.len() > 1 {
+            let _ = writeln!(
+                out,
+                "\ngoodput by phase of the work (answers within the deadline per second, by end \
+                 time); full again: from the heal (last phase bound) until 5 ticks of 100 ms in a \
+                 row reach 90% of the healthy rate (median tick of the first phase):"
+            );
+            out.push_str(&layout_table(&phase_rows, &[0, 1]));
+        }
+    }
+
     /// The JSON document.
     pub(crate) fn json(&self) -> Value {
         let sc = &self.scenario;
@@ -460,6 +637,7 @@ fn load_json(l: &LoadSpec) -> Value {
         "inflight": l.inflight,
         "callers": l.callers,
         "deadline_us": l.deadline.map(us),
+        "pass_deadline": l.pass_deadline,
     })
 }
 
@@ -491,7 +669,20 @@ fn hist_json(h: &Histogram<u64>) -> Value {
     })
 }
 
-fn workload_json(w: &WorkloadResult, secs: f64) -> Value {
+fn workload_json(r: &RunResult, w: &WorkloadResult, secs: f64) -> Value {
+    let deadline = deadline_figures(r, w).map(|f| {
+        json!({
+            "good_per_s": f.good_per_s,
+            "wasted": f.wasted,
+            "wasted_vs_plain": f.wasted_vs_plain,
+            "phases": f.phases.iter().map(|(a, b, g)| json!({
+                "from_s": a, "to_s": b, "good_per_s": g,
+            })).collect::<Vec<_>>(),
+            "healthy_good_per_s": f.healthy_per_s,
+            "recovery_s": f.recovery_s.flatten(),
+            "recovered": f.recovery_s.map(|r| r.is_some()),
+        })
+    });
     json!({
         "name": w.load.name,
         "pool": w.pool,
@@ -502,6 +693,7 @@ fn workload_json(w: &WorkloadResult, secs: f64) -> Value {
             "refused_full": w.gen.refused_full,
             "refused_timeout": w.gen.refused_timeout,
             "refused_shutting_down": w.gen.refused_shutting_down,
+            "refused_deadline": w.gen.refused_deadline,
             "completed": w.totals.completed,
             "panicked": w.totals.panicked,
             "expired": w.totals.expired,
@@ -518,6 +710,7 @@ fn workload_json(w: &WorkloadResult, secs: f64) -> Value {
             "good": w.load.deadline.map(|_| w.totals.good),
             "goodput_per_s": w.load.deadline.map(|_| w.totals.good as f64 / secs),
         },
+        "deadline": deadline,
         "queue_wait": hist_json(&w.totals.queue_wait),
         "end_to_end": hist_json(&w.totals.end_to_end),
         "send_lateness": hist_json(&w.gen.lateness),
@@ -528,6 +721,7 @@ fn workload_json(w: &WorkloadResult, secs: f64) -> Value {
             "e2e_p99_us": p.e2e_p99 as f64 / 1e3,
             "e2e_max_us": p.e2e_max as f64 / 1e3,
             "ended": p.ended,
+            "good": p.good,
             "queue_depth": p.queue_depth,
         })).collect::<Vec<_>>(),
     })
@@ -578,7 +772,7 @@ fn run_json(r: &RunResult) -> Value {
             })).collect::<Vec<_>>().into();
             v
         }).collect::<Vec<_>>(),
-        "workloads": r.workloads.iter().map(|w| workload_json(w, secs)).collect::<Vec<_>>(),
+        "workloads": r.workloads.iter().map(|w| workload_json(r, w, secs)).collect::<Vec<_>>(),
     })
 }
 

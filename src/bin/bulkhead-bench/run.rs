@@ -361,7 +361,7 @@ pub(crate) fn run(
         let setup = GenSetup {
             load: load.clone(),
             pool,
-            work: Work::compile(&load.work, spinner, &gate, hang_cap),
+            work: Work::compile(&load.work, spinner, &gate, hang_cap, window.0),
             rec,
             cpus: gen_cpus,
             start,
@@ -405,7 +405,7 @@ pub(crate) fn run(
             *peak = (*peak).max(p.threads());
         }
         for (i, rec) in recs.iter().enumerate() {
-            let h = rec.take_tick();
+            let (h, good) = rec.take_tick();
             second[i].add(&h).ok();
             let t = Instant::now();
             let rel = if t >= window.0 {
@@ -419,6 +419,7 @@ pub(crate) fn run(
                 e2e_p99: h.value_at_quantile(0.99),
                 e2e_max: h.max(),
                 ended: h.len(),
+                good,
                 queue_depth: gens[i].1.queued(),
             });
         }

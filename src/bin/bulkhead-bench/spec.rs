@@ -8,7 +8,7 @@
 //! |---------------|-----------------------------------------------------|
 //! | duration      | `50us`, `1.5ms`, `10s`, `2m`, `1h` (units ns, us/µs, ms, s, m, h; the library's syntax) |
 //! | rate          | `2000`, `2000/s`, `2.5k`, `max`                     |
-//! | work          | `spin:50us`, `sleep:2ms`, `hang`, `panic:0.3`, `9*spin:50us\|1*sleep:5ms` |
+//! | work          | `spin:50us`, `sleep:2ms`, `hang`, `panic:0.3`, `9*spin:50us\|1*sleep:5ms`, `phases:sleep:5ms/2s/sleep:200ms/5s/sleep:5ms` (by time since the end of warmup) |
 //! | `--pool`      | `NAME:threads=1,queue_capacity=256,cpus=0,max_queue_wait=100ms`, `codel=5ms,100ms`, `replacement_budget=2,stuck_after=100ms`, `elastic=1,8,keep_alive=2s`, `cpus=0,2-3` |
 //!
 //! A pool's keys are the library's (`bulkhead::pool_settings`: the keys of a
@@ -16,7 +16,7 @@
 //! table ([`PoolBuilder::set`](bulkhead::PoolBuilder::set)), so its syntax is the library's
 //! too: durations, cpulists, pairs as `A,B`. A scenario file's `[[pool]]` takes the same keys;
 //! its values are given as the same text (an array is its items joined by commas).
-//! | `--load`      | `POOL:rate=2000,work=spin:50us,arrivals=poisson,deadline=50ms` |
+//! | `--load`      | `POOL:rate=2000,work=spin:50us,arrivals=poisson,deadline=50ms,pass_deadline=true` |
 
 use std::fmt;
 use std::time::Duration;
@@ -89,6 +89,13 @@ pub(crate) enum WorkSpec {
     Panic(f64),
     /// Each task picks one of these, with probability proportional to its weight.
     Mix(Vec<(u32, WorkSpec)>),
+    /// A downstream whose behaviour changes over the run: `works[0]` before `bounds[0]`,
+    /// `works[i]` from `bounds[i - 1]`, each bound measured from the start of the measured
+    /// window (the end of warmup). The phase is chosen when the task starts running.
+    Phases {
+        works: Vec<WorkSpec>,
+        bounds: Vec<Duration>,
+    },
 }
 
 impl fmt::Display for WorkSpec {
@@ -104,6 +111,16 @@ impl fmt::Display for WorkSpec {
                         f.write_str("|")?;
                     }
                     write!(f, "{w}*{spec}")?;
+                }
+                Ok(())
+            }
+            WorkSpec::Phases { works, bounds } => {
+                f.write_str("phases:")?;
+                for (i, w) in works.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, "/{}/", fmt_duration(bounds[i - 1]))?;
+                    }
+                    write!(f, "{w}")?;
                 }
                 Ok(())
             }
@@ -136,8 +153,11 @@ pub(crate) struct LoadSpec {
     /// Closed loop instead of open loop: this many callers, each waiting for its result.
     pub(crate) callers: Option<usize>,
     /// The caller's deadline: a task that ends within it (end to end, from its intended
-    /// arrival) counts towards goodput.
+    /// arrival) counts towards goodput; one that starts after it is wasted work.
     pub(crate) deadline: Option<Duration>,
+    /// Pass the caller's deadline to the pool (`try_submit_by(f, intended + deadline)`), so
+    /// that the pool refuses or expires work that cannot start in time (open loop only).
+    pub(crate) pass_deadline: bool,
 }
 
 /// A whole scenario, as the runner takes it.
@@ -181,6 +201,15 @@ impl Scenario {
                     l.name,
                     l.pool,
                     known.join(", ")
+                ));
+            }
+            if l.pass_deadline
+                && (l.deadline.is_none() || l.callers.is_some() || l.rate == Rate::Max)
+            {
+                return Err(format!(
+                    "load {:?}: pass_deadline=true needs deadline= and an open-loop rate=R \
+                     (not rate=max, not callers=)",
+                    l.name
                 ));
             }
             if self.loads[..i].iter().any(|m| m.name == l.name) {
@@ -295,6 +324,9 @@ pub(crate) fn parse_rate(s: &str) -> Result<Rate, String> {
 /// Parses a work spec (see the module table).
 pub(crate) fn parse_work(s: &str) -> Result<WorkSpec, String> {
     let t = s.trim();
+    if let Some(rest) = t.strip_prefix("phases:") {
+        return parse_phases(s, rest);
+    }
     if t.contains('|') {
         let mut parts = Vec::new();
         for part in t.split('|') {
@@ -316,6 +348,36 @@ pub(crate) fn parse_work(s: &str) -> Result<WorkSpec, String> {
         return Ok(WorkSpec::Mix(parts));
     }
     parse_one_work(t)
+}
+
+/// `phases:W0/T1/W1/T2/W2...`: `W0` until `T1` after the start of the measured window,
+/// then `W1` until `T2`, and so on; each `W` is a work spec (a mix too, not phases).
+fn parse_phases(s: &str, rest: &str) -> Result<WorkSpec, String> {
+    let pieces: Vec<&str> = rest.split('/').collect();
+    if pieces.len() % 2 == 0 {
+        return Err(format!(
+            "invalid work {s:?}: expected phases:WORK/TIME/WORK[/TIME/WORK...]"
+        ));
+    }
+    let mut works = Vec::new();
+    let mut bounds: Vec<Duration> = Vec::new();
+    for (i, piece) in pieces.iter().enumerate() {
+        if i % 2 == 0 {
+            if piece.trim().starts_with("phases:") {
+                return Err(format!("invalid work {s:?}: phases cannot be nested"));
+            }
+            works.push(parse_work(piece)?);
+        } else {
+            let d = parse_key_duration(piece.trim(), "phases", Duration::ZERO)?;
+            if bounds.last().is_some_and(|b| *b >= d) {
+                return Err(format!(
+                    "invalid work {s:?}: the phase bounds must increase"
+                ));
+            }
+            bounds.push(d);
+        }
+    }
+    Ok(WorkSpec::Phases { works, bounds })
 }
 
 fn parse_one_work(s: &str) -> Result<WorkSpec, String> {
@@ -428,7 +490,8 @@ fn parse_key_duration(v: &str, key: &str, min: Duration) -> Result<Duration, Str
 }
 
 /// The keys of a load spec.
-const LOAD_KEYS: &str = "rate, work, arrivals, submitters, inflight, callers, name, deadline";
+const LOAD_KEYS: &str =
+    "rate, work, arrivals, submitters, inflight, callers, name, deadline, pass_deadline";
 
 impl PoolSpec {
     /// A pool with no setting: the library's defaults (one thread, a queue of 128).
@@ -553,6 +616,7 @@ impl LoadSpec {
             inflight: None,
             callers: None,
             deadline: None,
+            pass_deadline: false,
         }
     }
 
@@ -581,6 +645,17 @@ impl LoadSpec {
                 self.name = v.to_owned();
             }
             "deadline" => self.deadline = Some(parse_key_duration(v, k, Duration::from_nanos(1))?),
+            "pass_deadline" => {
+                self.pass_deadline = match v {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(format!(
+                            "invalid pass_deadline={v:?}: expected true or false"
+                        ))
+                    }
+                }
+            }
             _ => {
                 return Err(format!(
                     "unknown key {k:?} in the load on pool {:?} (keys: {LOAD_KEYS})",
@@ -657,6 +732,7 @@ struct LoadEntry {
     inflight: Option<usize>,
     callers: Option<usize>,
     deadline: Option<String>,
+    pass_deadline: Option<bool>,
 }
 
 impl PoolEntry {
@@ -730,6 +806,9 @@ impl LoadEntry {
             if let Some(v) = v {
                 load.set(k, v).map_err(in_load)?;
             }
+        }
+        if let Some(b) = self.pass_deadline {
+            load.pass_deadline = b;
         }
         Ok(load)
     }
@@ -850,6 +929,41 @@ mod tests {
         );
         let mix = parse_work("9*spin:50us|1*panic:1").unwrap();
         assert_eq!(parse_work(&mix.to_string()), Ok(mix));
+    }
+
+    #[test]
+    fn phases_parse_and_print_back() {
+        let text = "phases:sleep:5ms/2s/3*sleep:5ms|1*sleep:200ms/5s/sleep:5ms";
+        let w = parse_work(text).unwrap();
+        match &w {
+            WorkSpec::Phases { works, bounds } => {
+                assert_eq!(works.len(), 3);
+                assert!(matches!(works[1], WorkSpec::Mix(_)));
+                assert_eq!(bounds, &[Duration::from_secs(2), Duration::from_secs(5)]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(w.to_string(), text);
+        for bad in [
+            "phases:sleep:5ms/2s",
+            "phases:sleep:5ms/5s/sleep:1ms/2s/sleep:1ms",
+            "phases:phases:sleep:1ms/1s/sleep:2ms",
+            "phases:sleep:5ms/soon/sleep:1ms",
+        ] {
+            assert!(parse_work(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn pass_deadline_needs_a_deadline_and_an_open_loop() {
+        let l = parse_load("svc:deadline=50ms,pass_deadline=true").unwrap();
+        assert!(l.pass_deadline);
+        assert!(parse_load("svc:pass_deadline=yes").is_err());
+        let mut sc = crate::presets::preset("overload", &[0, 1]).unwrap();
+        sc.loads[0] = parse_load("codel:pass_deadline=true").unwrap();
+        assert!(sc.validate(&[0, 1]).unwrap_err().contains("pass_deadline"));
+        sc.loads[0] = parse_load("codel:rate=max,deadline=5ms,pass_deadline=true").unwrap();
+        assert!(sc.validate(&[0, 1]).is_err());
     }
 
     #[test]

@@ -1,12 +1,16 @@
 //! The plot (`--plot FILE.svg`): per workload, end-to-end p99 latency over time (log scale)
 //! and the queue depth of its pool over time, one line per mode: alone (grey), isolated
-//! (blue), shared (red). A small SVG writer of our own: lines, axes, labels, no dependency.
+//! (blue), shared (red). A scenario about callers' deadlines (a load with `phases` work or
+//! `pass_deadline`) gets instead one panel of goodput over time, one line per workload of the
+//! isolated run, with the phases of the work marked. A small SVG writer of our own: lines,
+//! axes, labels, no dependency.
 
 use std::fmt::Write as _;
 
 use crate::record::Point;
 use crate::report::Report;
 use crate::run::RunKind;
+use crate::spec::WorkSpec;
 
 const PANEL_W: f64 = 520.0;
 const PANEL_H: f64 = 210.0;
@@ -44,13 +48,15 @@ fn fmt_us(us: f64) -> String {
 struct Panel {
     x0: f64,
     y0: f64,
+    /// Width in pixels.
+    w: f64,
     t_min: f64,
     t_max: f64,
 }
 
 impl Panel {
     fn x(&self, t: f64) -> f64 {
-        self.x0 + (t - self.t_min) / (self.t_max - self.t_min) * PANEL_W
+        self.x0 + (t - self.t_min) / (self.t_max - self.t_min) * self.w
     }
 
     /// The frame, its title, the time axis (ticks and label) and the `y_label` (with its
@@ -58,8 +64,8 @@ impl Panel {
     fn frame(&self, out: &mut String, title: &str, y_label: &str) {
         let _ = writeln!(
             out,
-            r##"<rect x="{}" y="{}" width="{PANEL_W}" height="{PANEL_H}" fill="#fff" stroke="#333"/>"##,
-            self.x0, self.y0
+            r##"<rect x="{}" y="{}" width="{}" height="{PANEL_H}" fill="#fff" stroke="#333"/>"##,
+            self.x0, self.y0, self.w
         );
         let _ = writeln!(
             out,
@@ -89,7 +95,7 @@ impl Panel {
         let _ = writeln!(
             out,
             r#"<text x="{}" y="{}" font-size="11" text-anchor="middle">time since the end of warmup (s)</text>"#,
-            self.x0 + PANEL_W / 2.0,
+            self.x0 + self.w / 2.0,
             self.y0 + PANEL_H + 30.0
         );
         let (lx, ly) = (self.x0 - 54.0, self.y0 + PANEL_H / 2.0);
@@ -131,8 +137,131 @@ impl Panel {
     }
 }
 
+/// One colour per workload of the goodput plot.
+const PALETTE: [&str; 8] = [
+    "#d62728", "#ff7f0e", "#2ca02c", "#1f77b4", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+];
+
+/// Whether the scenario is about callers' deadlines, and so gets the goodput plot.
+fn about_deadlines(report: &Report) -> bool {
+    report
+        .scenario
+        .loads
+        .iter()
+        .any(|l| l.pass_deadline || matches!(l.work, WorkSpec::Phases { .. }))
+}
+
+/// The goodput plot: answers within the deadline per second (from each 100 ms tick), one
+/// line per workload of the run with the most workloads; the phase bounds as dashed lines.
+fn render_goodput(report: &Report) -> String {
+    let sc = &report.scenario;
+    let width = LEFT + 2.0 * PANEL_W + 30.0;
+    let height = TOP + ROW_H + 30.0;
+    let t_min = -sc.warmup.as_secs_f64();
+    let t_max = sc.duration.as_secs_f64();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif">"#
+    );
+    let _ = writeln!(
+        out,
+        r##"<rect width="100%" height="100%" fill="#fafafa"/>"##
+    );
+    let _ = writeln!(
+        out,
+        r#"<text x="{LEFT}" y="26" font-size="17" font-weight="bold">bulkhead-bench: {} — goodput per pool</text>"#,
+        esc(&sc.name)
+    );
+    let Some(run) = report.runs.iter().max_by_key(|r| r.workloads.len()) else {
+        out.push_str("</svg>\n");
+        return out;
+    };
+    // Legend.
+    let mut lx = LEFT;
+    for (i, w) in run.workloads.iter().enumerate() {
+        let label = &w.load.name;
+        let _ = writeln!(
+            out,
+            r#"<line x1="{lx}" y1="46" x2="{}" y2="46" stroke="{}" stroke-width="3"/><text x="{}" y="50" font-size="12">{}</text>"#,
+            lx + 24.0,
+            PALETTE[i % PALETTE.len()],
+            lx + 30.0,
+            esc(label)
+        );
+        lx += 50.0 + label.len() as f64 * 7.0;
+    }
+    let y0 = TOP + 20.0;
+    let panel = Panel {
+        x0: LEFT,
+        y0,
+        w: 2.0 * PANEL_W,
+        t_min,
+        t_max,
+    };
+    panel.frame(
+        &mut out,
+        &format!(
+            "answers within the caller's deadline, per second (100 ms ticks, {} run)",
+            run.kind.as_str()
+        ),
+        "goodput (answers/s)",
+    );
+    let rate = |p: &Point| p.good as f64 * 10.0;
+    let max = run
+        .workloads
+        .iter()
+        .flat_map(|w| w.series.iter().map(rate))
+        .fold(1.0f64, f64::max);
+    let step = nice_step(max / 4.0);
+    let top = (max / step).ceil() * step;
+    let gy = |g: f64| y0 + PANEL_H - g / top * PANEL_H;
+    let mut v = 0.0;
+    while v <= top + 1e-9 {
+        let y = gy(v);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" font-size="11" text-anchor="end">{v}</text>"##,
+            LEFT + panel.w,
+            LEFT - 5.0,
+            y + 4.0
+        );
+        v += step;
+    }
+    // Phase bounds of the first load with phases, dashed, labelled.
+    if let Some(WorkSpec::Phases { bounds, .. }) = sc
+        .loads
+        .iter()
+        .map(|l| &l.work)
+        .find(|w| matches!(w, WorkSpec::Phases { .. }))
+    {
+        for b in bounds.iter().map(|b| b.as_secs_f64()) {
+            if b > t_min && b < t_max {
+                let x = panel.x(b);
+                let _ = writeln!(
+                    out,
+                    r##"<line x1="{x:.1}" y1="{y0}" x2="{x:.1}" y2="{}" stroke="#555" stroke-dasharray="4 3"/><text x="{:.1}" y="{}" font-size="11">phase change at {b}s</text>"##,
+                    y0 + PANEL_H,
+                    x + 3.0,
+                    y0 + 12.0
+                );
+            }
+        }
+    }
+    for (i, w) in run.workloads.iter().enumerate() {
+        let pts: Vec<(f64, Option<f64>)> =
+            w.series.iter().map(|p| (p.t, Some(gy(rate(p))))).collect();
+        panel.line(&mut out, &pts, PALETTE[i % PALETTE.len()]);
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
 /// Renders the report's time series as an SVG document.
 pub(crate) fn render(report: &Report) -> String {
+    if about_deadlines(report) {
+        return render_goodput(report);
+    }
     let names: Vec<&str> = report
         .scenario
         .loads
@@ -197,6 +326,7 @@ pub(crate) fn render(report: &Report) -> String {
         let lat = Panel {
             x0: LEFT,
             y0,
+            w: PANEL_W,
             t_min,
             t_max,
         };
@@ -249,6 +379,7 @@ pub(crate) fn render(report: &Report) -> String {
         let q = Panel {
             x0: qx0,
             y0,
+            w: PANEL_W,
             t_min,
             t_max,
         };

@@ -109,6 +109,12 @@ pub(crate) enum Work {
     Panic(f64),
     /// Cumulative weights and the parts they choose.
     Mix(Vec<(u64, Work)>),
+    /// Phases over time: `parts[i]` from `origin + bounds[i - 1]` (the first from the start).
+    Phases {
+        origin: Instant,
+        bounds: Vec<Duration>,
+        parts: Vec<Work>,
+    },
 }
 
 /// What a task will do once [`Work::pick`] resolved any mix.
@@ -119,12 +125,14 @@ pub(crate) enum Action<'a> {
 }
 
 impl Work {
-    /// Compiles `spec`; `gate` and `hang_cap` serve `hang`.
+    /// Compiles `spec`; `gate` and `hang_cap` serve `hang`, `origin` (the start of the
+    /// measured window) is where the bounds of `phases` are measured from.
     pub(crate) fn compile(
         spec: &WorkSpec,
         spinner: &Spinner,
         gate: &Arc<Gate>,
         hang_cap: Duration,
+        origin: Instant,
     ) -> Work {
         match spec {
             WorkSpec::Spin(d) => Work::Spin(spinner.iters_for(*d)),
@@ -138,19 +146,40 @@ impl Work {
                     .filter(|(w, _)| *w > 0)
                     .map(|(w, s)| {
                         total += u64::from(*w);
-                        (total, Work::compile(s, spinner, gate, hang_cap))
+                        (total, Work::compile(s, spinner, gate, hang_cap, origin))
                     })
                     .collect();
                 Work::Mix(parts)
             }
+            WorkSpec::Phases { works, bounds } => Work::Phases {
+                origin,
+                bounds: bounds.clone(),
+                parts: works
+                    .iter()
+                    .map(|w| Work::compile(w, spinner, gate, hang_cap, origin))
+                    .collect(),
+            },
         }
     }
 
     /// Decides what task number `seq` does, from a hash of `seed` and `seq` (so a run is
-    /// repeatable and needs no shared random state).
+    /// repeatable and needs no shared random state) and, for phases, the time now.
     pub(crate) fn pick(&self, seed: u64, seq: u64) -> Action<'_> {
         let mut h = splitmix64(seed ^ seq.wrapping_mul(0xA24B_AED4_963E_E407));
         let mut w = self;
+        if let Work::Phases {
+            origin,
+            bounds,
+            parts,
+        } = w
+        {
+            let since = Instant::now().saturating_duration_since(*origin);
+            let phase = bounds.iter().take_while(|b| since >= **b).count();
+            match parts.get(phase) {
+                Some(part) => w = part,
+                None => return Action::Run(&Work::Spin(0)),
+            }
+        }
         // A mix of mixes is resolved level by level; the depth is that of the spec.
         while let Work::Mix(parts) = w {
             let total = parts.last().map_or(1, |p| p.0);
@@ -177,7 +206,7 @@ impl Work {
             }
             Work::Sleep(d) => std::thread::sleep(*d),
             Work::Hang(gate, cap) => gate.wait(*cap),
-            Work::Panic(_) | Work::Mix(_) => {}
+            Work::Panic(_) | Work::Mix(_) | Work::Phases { .. } => {}
         }
     }
 }
@@ -207,6 +236,7 @@ mod tests {
             &spinner,
             &Arc::default(),
             Duration::from_secs(1),
+            Instant::now(),
         )
     }
 
@@ -235,6 +265,18 @@ mod tests {
             .filter(|&i| matches!(w.pick(3, i), Action::Run(Work::Sleep(_))))
             .count();
         assert!((2_000..3_000).contains(&sleeps), "{sleeps}");
+    }
+
+    #[test]
+    fn phases_follow_the_clock() {
+        let w = compile("phases:sleep:1ms/1h/sleep:2ms");
+        assert!(
+            matches!(w.pick(1, 1), Action::Run(Work::Sleep(d)) if *d == Duration::from_millis(1))
+        );
+        let w = compile("phases:sleep:1ms/0s/9*sleep:2ms|1*sleep:3ms");
+        assert!(
+            matches!(w.pick(1, 1), Action::Run(Work::Sleep(d)) if *d >= Duration::from_millis(2))
+        );
     }
 
     #[test]
