@@ -94,6 +94,10 @@ struct CellState<B, T> {
     /// Set by the deadline timer when it expired the task while queued: its outcome is
     /// counted and its slot freed already (see `Runnable::expire_early`).
     settled: bool,
+    /// A task's own deadline (`Pool::try_submit_by`) and when it was submitted: a worker
+    /// that reaches it after the deadline, before the timer did, expires it instead of
+    /// running it.
+    deadline: Option<(Instant, Instant)>,
 }
 
 /// Where a cell stood when a worker, an expiry or a drain came to resolve it.
@@ -167,6 +171,7 @@ where
                 stage: Stage::Pending(body),
                 waker: None,
                 settled: false,
+                deadline: None,
                 extra: ctx.map(|ctx| {
                     Box::new(Extra {
                         ctx: Some(ctx),
@@ -178,6 +183,11 @@ where
             origin,
             finished: AtomicBool::new(false),
         })
+    }
+
+    /// Gives the task a deadline (before it is queued): see `CellState::deadline`.
+    pub(crate) fn set_deadline(&self, at: Instant, since: Instant) {
+        self.state.lock().deadline = Some((at, since));
     }
 
     /// Takes the closure back after a refusal. The cell was never shared with a worker, and
@@ -282,6 +292,22 @@ where
                     Outcome::Cancelled
                 });
                 return;
+            }
+            if let Some((at, since)) = st.deadline {
+                let now = Instant::now();
+                if now >= at {
+                    // Its deadline passed while it was queued and the timer has not come
+                    // yet: it must not run. Counted and resolved here, as an expiry.
+                    account(Outcome::Expired);
+                    let (f, ctx) = match std::mem::replace(&mut st.stage, Stage::Running) {
+                        Stage::Pending(f) => (f, st.take_ctx()),
+                        _ => unreachable!(),
+                    };
+                    let waited = now.saturating_duration_since(since);
+                    self.complete(st, Err(TaskError::Expired { waited }));
+                    hooks::discard(f, ctx);
+                    return;
+                }
             }
             match std::mem::replace(&mut st.stage, Stage::Running) {
                 Stage::Pending(f) => (f, st.take_ctx()),

@@ -967,6 +967,7 @@ impl Pool {
             ));
         }
         let (cell, job) = self.prepare(f);
+        cell.set_deadline(deadline, now);
         match shared.send(job, None) {
             Ok(()) => {
                 self.grow_if_needed();
