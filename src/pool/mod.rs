@@ -1083,6 +1083,7 @@ impl Pool {
     }
 
     /// Builds the task cell and job of `f` (capturing the context here).
+    #[inline]
     pub(crate) fn prepare<F, T>(&self, f: F) -> (Arc<TaskCell<F, T>>, Job)
     where
         F: FnOnce() -> T + Send + 'static,
@@ -1107,12 +1108,7 @@ impl Pool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let ctx = self.shared.config.hooks.capture();
-        let cell = TaskCell::new(f, ctx, self.shared.id());
-        let job = Job {
-            enqueued: self.shared.enqueue_stamp(),
-            work: Work::Handle(cell.clone()),
-        };
+        let (cell, job) = self.prepare(f);
         match self.shared.send(job, deadline) {
             Ok(()) => {
                 self.grow_if_needed();
