@@ -489,6 +489,17 @@ impl PoolShared {
         }
     }
 
+    /// Registers a task with a handle just admitted for its default deadline (the pool's
+    /// `max_queue_wait`). Callers check `config.max_queue_wait` first, so a pool without one
+    /// reads no clock here.
+    #[cold]
+    pub(crate) fn watch_default(self: &Arc<Self>, cell: Arc<dyn Runnable>) {
+        let now = Instant::now();
+        if let Some(at) = self.default_deadline(now) {
+            self.watch(cell, at, now);
+        }
+    }
+
     /// The deadline the pool's `max_queue_wait` gives a task submitted at `now`, if any.
     pub(crate) fn default_deadline(&self, now: Instant) -> Option<Instant> {
         self.config.max_queue_wait.and_then(|w| now.checked_add(w))
@@ -1112,9 +1123,8 @@ impl Pool {
         match self.shared.send(job, deadline) {
             Ok(()) => {
                 self.grow_if_needed();
-                let now = Instant::now();
-                if let Some(at) = self.shared.default_deadline(now) {
-                    self.shared.watch(cell.clone(), at, now);
+                if self.shared.config.max_queue_wait.is_some() {
+                    self.shared.watch_default(cell.clone());
                 }
                 Ok(TaskHandle::new(cell))
             }
@@ -1259,10 +1269,7 @@ impl Pool {
             .map(|()| {
                 self.grow_if_needed();
                 if let Some(cell) = watched {
-                    let now = Instant::now();
-                    if let Some(at) = self.shared.default_deadline(now) {
-                        self.shared.watch(cell, at, now);
-                    }
+                    self.shared.watch_default(cell);
                 }
             })
             .map_err(|(job, reason)| {

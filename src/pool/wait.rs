@@ -83,9 +83,8 @@ where
         match shared.send_reserved(job) {
             Ok(()) => {
                 self.pool.grow_if_needed();
-                let now = std::time::Instant::now();
-                if let Some(at) = shared.default_deadline(now) {
-                    shared.watch(cell.clone(), at, now);
+                if shared.config.max_queue_wait.is_some() {
+                    shared.watch_default(cell.clone());
                 }
                 Ok(TaskHandle::new(cell))
             }
