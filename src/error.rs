@@ -29,17 +29,22 @@ pub enum RefusalReason {
     /// that had passed, or that the pool predicted it would miss: with every thread busy,
     /// the tasks ahead of it times the recent mean run time put its start past the deadline.
     Deadline,
+    /// The task's key ([`Pool::key`](crate::Pool::key)) already had as many tasks in flight
+    /// (queued or running) as the pool's per-key cap
+    /// ([`PoolBuilder::key_cap`](crate::PoolBuilder::key_cap)). Other keys are not affected.
+    KeyCap,
 }
 
 impl RefusalReason {
     /// A short lowercase label, stable for use in logs and metric labels
-    /// (`"full"`, `"timeout"`, `"shutting_down"`).
+    /// (`"full"`, `"timeout"`, `"shutting_down"`, `"deadline"`, `"key_cap"`).
     pub fn as_str(self) -> &'static str {
         match self {
             RefusalReason::Full => "full",
             RefusalReason::Timeout => "timeout",
             RefusalReason::ShuttingDown => "shutting_down",
             RefusalReason::Deadline => "deadline",
+            RefusalReason::KeyCap => "key_cap",
         }
     }
 }
@@ -51,6 +56,7 @@ impl fmt::Display for RefusalReason {
             RefusalReason::Timeout => "queue stayed full for the whole timeout",
             RefusalReason::ShuttingDown => "pool is shutting down",
             RefusalReason::Deadline => "the task would not start before its deadline",
+            RefusalReason::KeyCap => "the task's key is at its in-flight cap",
         })
     }
 }
@@ -116,6 +122,11 @@ impl<F> SubmitError<F> {
     pub fn is_deadline(&self) -> bool {
         self.reason == RefusalReason::Deadline
     }
+
+    /// True if its key was at the pool's per-key cap ([`RefusalReason::KeyCap`]).
+    pub fn is_key_cap(&self) -> bool {
+        self.reason == RefusalReason::KeyCap
+    }
 }
 
 impl<F> fmt::Debug for SubmitError<F> {
@@ -125,6 +136,7 @@ impl<F> fmt::Debug for SubmitError<F> {
             RefusalReason::Timeout => "Timeout",
             RefusalReason::ShuttingDown => "ShuttingDown",
             RefusalReason::Deadline => "Deadline",
+            RefusalReason::KeyCap => "KeyCap",
         };
         write!(f, "{variant}(pool: {:?}, ..)", &*self.pool)
     }

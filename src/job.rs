@@ -131,6 +131,9 @@ pub(crate) enum Work {
     /// A fire-and-forget task that came boxed, and runs in no captured context.
     Boxed(BoxedFn),
     Handle(Arc<dyn Runnable>),
+    /// A turn of the pool's keyed queue (`keys.rs`): whoever dequeues it takes the next keyed
+    /// job in the pool's order and handles that instead. Never run or resolved itself.
+    Keyed,
 }
 
 /// `a` as a `B` if `A` and `B` are the same type, else `a` back; no allocation. A type of
@@ -182,6 +185,8 @@ impl Job {
                 release(cell);
                 None
             }
+            // Turns are exchanged for their keyed job before any job is handled.
+            Work::Keyed => None,
         }
     }
 
@@ -208,6 +213,8 @@ impl Job {
                 cell.run(account);
                 release(cell);
             }
+            // Turns are exchanged for their keyed job before any job is handled.
+            Work::Keyed => {}
         }
     }
 }

@@ -383,6 +383,7 @@ mod events;
 mod export;
 mod hooks;
 mod job;
+mod keys;
 mod metrics;
 mod overload;
 mod placement;
@@ -414,14 +415,15 @@ pub use error::{
 pub use events::{Event, EventListener};
 pub use export::PROMETHEUS_CONTENT_TYPE;
 pub use hooks::{on_drop, OnDrop, PanicHandler, PanicPolicy, WorkerId, WorkerThread};
+pub use keys::KeyOrder;
 pub use metrics::{
     CpuCapStatus, CpuThrottling, Health, LatencySummary, LatencyView, PoolLatency, PoolSnapshot,
     RuntimeSnapshot, StuckTask,
 };
 pub use overload::{ShedReason, ShedTask};
 pub use placement::{current_cpu, Placement, SchedPolicy};
-pub use pool::{Admission, Pool};
+pub use pool::{Admission, Keyed, Pool};
 pub use runtime::{PoolReport, Runtime, ShutdownReport, StuckWorker};
-pub use stats::{PoolStats, WorkerInfo};
+pub use stats::{KeyStats, PoolStats, WorkerInfo};
 pub use task::TaskHandle;
 pub use worker::current_worker;

@@ -215,6 +215,10 @@ pub struct PoolStats {
     /// ([`RefusalReason::Deadline`](crate::RefusalReason::Deadline)).
     #[cfg_attr(feature = "serde", serde(default))]
     pub refused_deadline: u64,
+    /// Refused because the task's key was at the pool's per-key cap
+    /// ([`RefusalReason::KeyCap`](crate::RefusalReason::KeyCap)).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub refused_key_cap: u64,
     /// The in-flight limit an adaptive controller set
     /// ([`PoolBuilder::adaptive_limit`](crate::PoolBuilder::adaptive_limit)); `None`
     /// without one (the limit is then the fixed `threads + queue_capacity`).
@@ -244,6 +248,71 @@ pub struct PoolStats {
     /// Replacement threads started over the pool's life.
     #[cfg_attr(feature = "serde", serde(default))]
     pub replacements: u64,
+    /// Keyed submissions ([`Pool::key`](crate::Pool::key)): the most loaded keys, heaviest
+    /// first, at most [`key_metrics`](crate::PoolBuilder::key_metrics) of them; empty if the
+    /// pool has had no keyed submission.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub keys: Vec<KeyStats>,
+    /// Every other key's counts summed (its `key` is `None`), or `None` if `keys` names every
+    /// key. `keys` plus this row add up to every keyed submission.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub other_keys: Option<KeyStats>,
+}
+
+/// Counts of one key of a pool's keyed submissions (or of several keys summed), over the
+/// pool's life, with its tasks in flight now. See [`Pool::key`](crate::Pool::key).
+///
+/// `accepted = completed + panicked + expired + shed + cancelled + in_flight` once the pool
+/// is quiet; `refused_key_cap + refused_other` were never accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct KeyStats {
+    /// The key, or `None` for the other keys summed.
+    pub key: Option<String>,
+    /// Submissions accepted.
+    pub accepted: u64,
+    /// Refused because the key was at its cap
+    /// ([`RefusalReason::KeyCap`](crate::RefusalReason::KeyCap)).
+    pub refused_key_cap: u64,
+    /// Refused for any other reason (the pool was full or shutting down).
+    pub refused_other: u64,
+    /// Ran to completion.
+    pub completed: u64,
+    /// Panicked.
+    pub panicked: u64,
+    /// Expired before they ran (a deadline or the pool's maximum queue wait).
+    pub expired: u64,
+    /// Shed by the pool's queue-delay controller.
+    pub shed: u64,
+    /// Cancelled (through the handle, or by a shutdown).
+    pub cancelled: u64,
+    /// Queued or running now.
+    pub in_flight: usize,
+    /// Queued now.
+    pub queued: usize,
+    /// Queue wait of the `dequeued` tasks, summed: `queue_wait_total / dequeued` is the mean.
+    pub queue_wait_total: Duration,
+    /// Tasks a worker took from the queue (run, or found expired or cancelled there).
+    pub dequeued: u64,
+}
+
+impl KeyStats {
+    /// Accepted tasks that have ended, however they ended.
+    pub fn finished(&self) -> u64 {
+        self.completed + self.panicked + self.expired + self.shed + self.cancelled
+    }
+
+    /// The mean queue wait of the tasks dequeued so far, if any were.
+    pub fn mean_queue_wait(&self) -> Option<Duration> {
+        if self.dequeued == 0 {
+            return None;
+        }
+        let mean = self.queue_wait_total.as_nanos() / u128::from(self.dequeued);
+        Some(Duration::from_nanos(
+            u64::try_from(mean).unwrap_or(u64::MAX),
+        ))
+    }
 }
 
 impl PoolStats {
@@ -261,6 +330,7 @@ impl PoolStats {
             refused_timeout: 0,
             refused_shutting_down: 0,
             refused_deadline: 0,
+            refused_key_cap: 0,
             concurrency_limit: None,
             completed: 0,
             panicked: 0,
@@ -270,6 +340,8 @@ impl PoolStats {
             codel_dropping: false,
             replaced: 0,
             replacements: 0,
+            keys: Vec::new(),
+            other_keys: None,
         }
     }
 
@@ -279,6 +351,7 @@ impl PoolStats {
             + self.refused_timeout
             + self.refused_shutting_down
             + self.refused_deadline
+            + self.refused_key_cap
     }
 
     /// Submissions that were accepted into the queue.

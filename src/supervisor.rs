@@ -397,6 +397,10 @@ impl State {
                     RefusalReason::Deadline,
                     delta(stats.refused_deadline, t.prev.refused_deadline),
                 ),
+                (
+                    RefusalReason::KeyCap,
+                    delta(stats.refused_key_cap, t.prev.refused_key_cap),
+                ),
             ] {
                 if count > 0 {
                     events.push(Event::Refused {

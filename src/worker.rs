@@ -165,12 +165,17 @@ impl Worker {
                     }
                 }
             };
-            // Step 3: one clock read per task boundary, in nanoseconds on the pool's clock.
+            // Step 3: a keyed turn is exchanged for the next keyed job in the pool's order
+            // (`keys.rs`); any other job is itself.
+            let Some((job, key)) = shared.take_turn(job) else {
+                continue;
+            };
+            // Step 4: one clock read per task boundary, in nanoseconds on the pool's clock.
             let start = boundary.take().unwrap_or_else(|| shared.now_nanos());
-            // Step 4: run, expire or cancel it; its outcome is counted (and, with metrics on,
+            // Step 5: run, expire or cancel it; its outcome is counted (and, with metrics on,
             // its latency recorded) before its handle, if any, is resolved.
-            boundary = self.process(job, start);
-            // Step 5 (elastic, replaceable or resizable pools only): retire if the pool
+            boundary = self.process(job, start, key.as_deref());
+            // Step 6 (elastic, replaceable or resizable pools only): retire if the pool
             // shrinks or a replacement took this worker's place while it was stuck.
             if let Some(d) = &shared.dynamic {
                 if (slot.is_replaced() || d.shrink.load(Ordering::Relaxed))
@@ -206,18 +211,19 @@ impl Worker {
     /// Runs, expires or cancels one job that a worker took at `start` (pool clock). Returns
     /// the time the task ended if the clock was read for it (metrics on and the closure ran).
     #[inline]
-    fn process(&self, job: Job, start: u64) -> Option<u64> {
+    fn process(&self, job: Job, start: u64, key: Option<&str>) -> Option<u64> {
         let shared = &*self.shared;
         let slot = &shared.workers[self.index];
         if shared.abandoned.load(Ordering::Relaxed) {
-            self.not_run(job, NotRun::Cancelled);
+            self.not_run(job, NotRun::Cancelled, key, None);
             return None;
         }
         let enqueued = job.enqueued;
         if let Some(max) = shared.max_queue_wait_nanos {
             let waited = start.saturating_sub(enqueued);
             if waited > max {
-                self.not_run(job, NotRun::Expired(Duration::from_nanos(waited)));
+                let waited = Duration::from_nanos(waited);
+                self.not_run(job, NotRun::Expired(waited), key, Some(waited));
                 return None;
             }
         }
@@ -225,7 +231,7 @@ impl Worker {
         if let Some(codel) = &shared.codel {
             let waited = Duration::from_nanos(start.saturating_sub(enqueued));
             if codel.should_shed(waited, start) {
-                self.not_run(job, NotRun::Shed(waited));
+                self.not_run(job, NotRun::Shed(waited), key, Some(waited));
                 return None;
             }
         }
@@ -249,6 +255,10 @@ impl Worker {
                     slot.count(outcome);
                     shared.release_slot();
                 }
+                if let Some(key) = key {
+                    let waited = Duration::from_nanos(start.saturating_sub(enqueued));
+                    shared.keys.release(key, outcome, Some(waited));
+                }
             },
             &|payload| shared.config.hooks.panic.handle(&shared.name, payload),
         );
@@ -258,7 +268,7 @@ impl Worker {
     /// Resolves a job without running it, counts it, and hands a fire-and-forget closure to
     /// the pool's shed handler (on this worker's thread).
     #[cold]
-    fn not_run(&self, job: Job, why: NotRun) {
+    fn not_run(&self, job: Job, why: NotRun, key: Option<&str>, waited: Option<Duration>) {
         let slot = &self.shared.workers[self.index];
         let unrun = job.not_run(why, &mut |outcome| {
             if let (Some(adaptive), Outcome::Expired | Outcome::Shed) =
@@ -271,6 +281,9 @@ impl Worker {
             if outcome != Outcome::Settled {
                 slot.count(outcome);
                 self.shared.release_slot();
+            }
+            if let Some(key) = key {
+                self.shared.keys.release(key, outcome, waited);
             }
         });
         self.shared.dispose(unrun, why);

@@ -21,6 +21,13 @@ pub const MAX_STACK_SIZE: usize = 1 << 30;
 /// The longest pool name or thread-name prefix, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
 
+/// Default number of keys a pool's stats name ([`PoolBuilder::key_metrics`]).
+pub const DEFAULT_KEY_METRICS: usize = 10;
+/// The most keys a pool's stats may name.
+pub const MAX_KEY_METRICS: usize = 1000;
+/// The largest weight of a key in the fair order ([`PoolBuilder::key_weight`]).
+pub const MAX_KEY_WEIGHT: u32 = 1_000_000;
+
 /// Default number of worker threads of a pool.
 pub const DEFAULT_THREADS: usize = 1;
 /// Default queue capacity of a pool.

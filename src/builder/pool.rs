@@ -13,6 +13,7 @@ use crate::cpuset::CpuSet;
 use crate::error::{BuildError, BuildErrorKind};
 use crate::events::Listeners;
 use crate::hooks::{ContextPair, Hooks, PanicPolicy, WorkerThread};
+use crate::keys::KeyOrder;
 use crate::overload::{CodelConfig, ShedHandler, ShedTask};
 use crate::placement::{CpuConfig, Placement, SchedPolicy, MAX_NICE, MIN_NICE};
 use crate::sync::Arc;
@@ -45,6 +46,13 @@ pub(crate) struct PoolSettings {
     pub(crate) adaptive: Option<(LimitAlgorithm, usize)>,
     /// What latency the adaptive limit reacts to.
     pub(crate) adaptive_signal: LimitSignal,
+    /// The most tasks one key may have in flight, if capped.
+    pub(crate) key_cap: Option<usize>,
+    pub(crate) key_order: KeyOrder,
+    /// How many keys the stats name.
+    pub(crate) key_metrics: usize,
+    /// Weights of keys in the fair order, in the order they were set (a later one wins).
+    pub(crate) key_weights: Vec<(String, u32)>,
 }
 
 /// The whole runtime's settings as `build()` hands them to the engine.
@@ -88,6 +96,10 @@ impl PoolSettings {
             hooks: Hooks::default(),
             adaptive: None,
             adaptive_signal: LimitSignal::RunTime,
+            key_cap: None,
+            key_order: KeyOrder::Fair,
+            key_metrics: DEFAULT_KEY_METRICS,
+            key_weights: Vec::new(),
         }
     }
 }
@@ -343,6 +355,53 @@ impl PoolBuilder {
         self
     }
 
+    /// The most tasks one key ([`Pool::key`](crate::Pool::key)) may have in flight (queued
+    /// or running) in this pool: a keyed submission over it is refused at once with the
+    /// closure back and [`RefusalReason::KeyCap`](crate::RefusalReason::KeyCap); other keys
+    /// and unkeyed submissions are not affected. A cap below the thread count keeps workers
+    /// free for other keys however hard one key floods.
+    ///
+    /// Default: unset, a key may take the whole pool (the fair order still interleaves
+    /// keys). Must be at least 1; 0 is a build error.
+    pub fn key_cap(mut self, n: usize) -> Self {
+        self.0.key_cap = Some(n);
+        self
+    }
+
+    /// The order in which keyed tasks are served: [`KeyOrder::Fair`] (weighted deficit
+    /// round robin across keys) or [`KeyOrder::Fifo`] (arrival order). Unkeyed tasks are
+    /// always served in arrival order, interleaved with keyed ones as they arrived.
+    ///
+    /// Default: [`KeyOrder::Fair`].
+    pub fn key_order(mut self, order: KeyOrder) -> Self {
+        self.0.key_order = order;
+        self
+    }
+
+    /// Gives `key` a weight in the fair order: it is served up to `weight` tasks per round
+    /// while other keys wait (each other key: its own weight, 1 unless set). Also settable
+    /// while the pool runs ([`Pool::set_key_weight`](crate::Pool::set_key_weight)).
+    ///
+    /// Default: every key weighs 1. Must be between 1 and [`MAX_KEY_WEIGHT`]; otherwise
+    /// `build()` fails naming the field `key_weights` and the key.
+    pub fn key_weight(mut self, key: impl Into<String>, weight: u32) -> Self {
+        let key = key.into();
+        self.0.key_weights.retain(|(k, _)| *k != key);
+        self.0.key_weights.push((key, weight));
+        self
+    }
+
+    /// How many keys the pool's stats and metrics name (the most loaded by submissions);
+    /// the others are summed into one row ([`PoolStats::other_keys`](crate::PoolStats)), so
+    /// the number of exported series stays bounded however many keys there are.
+    ///
+    /// Default: [`DEFAULT_KEY_METRICS`] (10). At most [`MAX_KEY_METRICS`]; 0 sums every
+    /// key into the other row.
+    pub fn key_metrics(mut self, n: usize) -> Self {
+        self.0.key_metrics = n;
+        self
+    }
+
     /// The pool's name.
     pub fn name(&self) -> &str {
         &self.0.name
@@ -540,6 +599,31 @@ impl PoolSettings {
                     "adaptive_limit",
                     format!(
                         "the minimum must be between 1 and the pool's maximum threads plus queue capacity ({max}), got {min}"
+                    ),
+                );
+            }
+        }
+        if self.key_cap == Some(0) {
+            range(
+                "key_cap",
+                "must be at least 1 (leave it unset for no per-key cap), got 0".to_owned(),
+            );
+        }
+        if self.key_metrics > MAX_KEY_METRICS {
+            range(
+                "key_metrics",
+                format!(
+                    "must be at most {MAX_KEY_METRICS}, got {}",
+                    self.key_metrics
+                ),
+            );
+        }
+        for (key, weight) in &self.key_weights {
+            if *weight == 0 || *weight > MAX_KEY_WEIGHT {
+                range(
+                    "key_weights",
+                    format!(
+                        "the weight of key {key:?} must be between 1 and {MAX_KEY_WEIGHT}, got {weight}"
                     ),
                 );
             }

@@ -32,6 +32,7 @@ use super::RuntimeBuilder;
 use crate::adaptive::{LimitAlgorithm, LimitSignal};
 use crate::cpuset::CpuSet;
 use crate::hooks::PanicPolicy;
+use crate::keys::KeyOrder;
 use crate::placement::{Placement, SchedPolicy};
 
 /// A setting's value as a front end hands it over.
@@ -239,6 +240,35 @@ pub(crate) static POOL_SETTINGS: &[Setting<PoolBuilder>] = &[
             ];
             Ok(p.adaptive_signal(choice(v, "limit signal", &options, "")?))
         },
+    },
+    Setting {
+        key: "key_cap",
+        doc: "most tasks one key may have in flight (count)",
+        set: |p, v| Ok(p.key_cap(count(v)?)),
+    },
+    Setting {
+        key: "key_order",
+        doc: "order of keyed tasks: \"fair\" (weighted round robin) or \"fifo\" (name)",
+        set: |p, v| {
+            let options = [("fair", KeyOrder::Fair), ("fifo", KeyOrder::Fifo)];
+            Ok(p.key_order(choice(v, "key order", &options, "")?))
+        },
+    },
+    Setting {
+        key: "key_weights",
+        doc: "weights of keys in the fair order (list of key=weight)",
+        set: |p, v| {
+            let mut p = p;
+            for (key, weight) in key_weights(v)? {
+                p = p.key_weight(key, weight);
+            }
+            Ok(p)
+        },
+    },
+    Setting {
+        key: "key_metrics",
+        doc: "how many keys the stats name, the rest summed (count)",
+        set: |p, v| Ok(p.key_metrics(count(v)?)),
     },
 ];
 
@@ -533,6 +563,41 @@ fn durations(v: &Value) -> Result<Vec<Duration>, String> {
     }
 }
 
+/// Key weights: text `gold=4,silver=2`, or a TOML array of such strings. A key that
+/// contains `=` or `,` is given its weight in code (`PoolBuilder::key_weight`).
+fn key_weights(v: &Value) -> Result<Vec<(String, u32)>, String> {
+    let items: Vec<String> = match v {
+        Value::Text(s) | Value::Str(s) => s.split(',').map(str::to_owned).collect(),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| text(i).map(str::to_owned))
+            .collect::<Result<_, _>>()?,
+        other => {
+            return Err(format!(
+                "expected key=weight pairs such as \"gold=4,silver=2\", found {}",
+                other.kind()
+            ))
+        }
+    };
+    items
+        .iter()
+        .map(|item| {
+            let (key, weight) = item.split_once('=').ok_or_else(|| {
+                format!(
+                    "expected key=weight, got {item:?} (keys with '=' or ',' are weighted in code)"
+                )
+            })?;
+            let weight = weight.trim().parse::<u32>().map_err(|_| {
+                format!(
+                    "the weight of key {:?} is not a whole number: {weight:?}",
+                    key.trim()
+                )
+            })?;
+            Ok((key.trim().to_owned(), weight))
+        })
+        .collect()
+}
+
 /// One of `options`, by name.
 fn choice<T: Clone>(v: &Value, what: &str, options: &[(&str, T)], hint: &str) -> Result<T, String> {
     let name = text(v)?;
@@ -645,6 +710,8 @@ mod tests {
             "cpu_limit" => "0.5",
             "cpu_limit_best_effort" => "true",
             "cpu_limit_parent" => "/sys/fs/cgroup/cpu",
+            "key_order" => "fifo",
+            "key_weights" => "gold=4, silver=2",
             _ => "4",
         };
         for s in POOL_SETTINGS {

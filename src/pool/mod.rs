@@ -45,6 +45,7 @@
 //! on `room` until a slot is released, the limit grows, the pool closes, or the deadline.
 
 use std::fmt;
+use std::num::NonZeroU32;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -59,6 +60,7 @@ use crate::error::{
 };
 use crate::hooks::{Hooks, InContext};
 use crate::job::{same_type, BoxedFn, DetachedTask, Job, NotRun, Outcome, Runnable, Work};
+use crate::keys::{KeyOrder, Keys};
 use crate::metrics::LatencySink;
 use crate::overload::{Codel, CodelConfig, ShedHandler, ShedReason};
 use crate::placement::{Baseline, CpuConfig};
@@ -127,6 +129,7 @@ pub(crate) struct RefusalCounters {
     pub(crate) timeout: AtomicU64,
     pub(crate) shutting_down: AtomicU64,
     pub(crate) deadline: AtomicU64,
+    pub(crate) key_cap: AtomicU64,
 }
 
 /// State shared by a pool's handles and its workers.
@@ -199,6 +202,9 @@ pub(crate) struct PoolShared {
     pub(crate) est_run_nanos: AtomicU64,
     /// The adaptive concurrency limit, if the pool has one (`PoolBuilder::adaptive_limit`).
     pub(crate) adaptive: Option<Adaptive>,
+    /// Keyed submissions: per-key queues, caps, order and counts (`keys.rs`). Untouched by
+    /// unkeyed tasks.
+    pub(crate) keys: Keys,
 }
 
 impl PoolShared {
@@ -343,6 +349,48 @@ impl PoolShared {
             self.drain_cancel();
         }
         result
+    }
+
+    /// Admits and enqueues one keyed job: its key's cap, then a slot, then the job into its
+    /// key's queue and a turn into the channel (`keys.rs`), inside the same admission-word
+    /// protocol as `send`. On refusal the job comes back with the reason.
+    fn send_keyed(&self, key: &str, mut job: Job) -> Result<(), (Job, RefusalReason)> {
+        self.submitted.fetch_add(1, Ordering::Relaxed);
+        // The per-key counts report queue wait, so a keyed job always carries its stamp.
+        job.enqueued = self.now_nanos();
+        let prev = self.state.fetch_add(IN_FLIGHT, Ordering::Acquire);
+        let result = if prev & CLOSED != 0 {
+            Err((job, RefusalReason::ShuttingDown))
+        } else {
+            self.keys.admit(
+                key,
+                job,
+                || self.try_reserve(Ordering::Relaxed),
+                |turn| self.enqueue(turn),
+            )
+        };
+        let prev = self.state.fetch_sub(IN_FLIGHT, Ordering::AcqRel);
+        if prev & ABANDONED != 0 {
+            self.drain_cancel();
+        }
+        if let Err((_, reason)) = &result {
+            self.count_refusal(*reason);
+        }
+        result
+    }
+
+    /// The job a worker or a drain handles for one it dequeued: itself, or for a keyed turn
+    /// the next keyed job in the pool's order, with its key. `None` for a turn with no job
+    /// behind it, which the queueing protocol rules out (nothing is lost: there is no job).
+    #[inline]
+    pub(crate) fn take_turn(&self, job: Job) -> Option<(Job, Option<Arc<str>>)> {
+        if let Work::Keyed = job.work {
+            let taken = self.keys.next();
+            debug_assert!(taken.is_some(), "a keyed turn with no job behind it");
+            taken.map(|(job, key)| (job, Some(key)))
+        } else {
+            Some((job, None))
+        }
     }
 
     /// A task ended (or was taken out of the queue to be cancelled): frees its slot. Called
@@ -517,6 +565,7 @@ impl PoolShared {
             RefusalReason::Timeout => &self.refused.timeout,
             RefusalReason::ShuttingDown => &self.refused.shutting_down,
             RefusalReason::Deadline => &self.refused.deadline,
+            RefusalReason::KeyCap => &self.refused.key_cap,
         };
         c.fetch_add(1, Ordering::Relaxed);
     }
@@ -543,10 +592,16 @@ impl PoolShared {
     #[cold]
     pub(crate) fn drain_cancel(&self) {
         while let Ok(job) = self.rx.try_recv() {
+            let Some((job, key)) = self.take_turn(job) else {
+                continue;
+            };
             let unrun = job.not_run(NotRun::Cancelled, &mut |outcome| {
                 if outcome != Outcome::Settled {
                     self.drained.fetch_add(1, Ordering::Relaxed);
                     self.release_slot();
+                }
+                if let Some(key) = &key {
+                    self.keys.release(key, outcome, None);
                 }
             });
             self.dispose(unrun, NotRun::Cancelled);
@@ -624,6 +679,8 @@ impl PoolShared {
         s.refused_timeout = self.refused.timeout.load(Ordering::Relaxed);
         s.refused_shutting_down = self.refused.shutting_down.load(Ordering::Relaxed);
         s.refused_deadline = self.refused.deadline.load(Ordering::Relaxed);
+        s.refused_key_cap = self.refused.key_cap.load(Ordering::Relaxed);
+        (s.keys, s.other_keys) = self.keys.snapshot();
         s.concurrency_limit = self
             .adaptive
             .as_ref()
@@ -760,6 +817,7 @@ impl Pool {
                 let max = p.max_threads() + p.queue_capacity;
                 Adaptive::new(algorithm, p.adaptive_signal, min, max)
             }),
+            keys: Keys::new(p.key_cap, p.key_order, p.key_metrics, &p.key_weights),
         });
         shared.update_limit();
         let pool = Pool { shared };
@@ -1280,6 +1338,76 @@ impl Pool {
             })
     }
 
+    /// This pool seen through one key (a tenant, a customer, a route): submissions through
+    /// the [`Keyed`] view carry `key`, count against the pool's per-key cap
+    /// ([`PoolBuilder::key_cap`](crate::PoolBuilder::key_cap)) and are served in the pool's
+    /// key order ([`PoolBuilder::key_order`](crate::PoolBuilder::key_order); fair by
+    /// default: a key that floods the pool gets its share of the workers while other keys
+    /// wait, and no more). They share the pool's threads and slots with every other key and
+    /// with unkeyed submissions, which are not affected and pay nothing for keys.
+    ///
+    /// A key is any string; a key costs memory only while it has tasks in flight, and the
+    /// stats name at most [`key_metrics`](crate::PoolBuilder::key_metrics) keys.
+    ///
+    /// ```
+    /// use bulkhead::{Runtime, RefusalReason};
+    ///
+    /// let rt = Runtime::builder()
+    ///     .pool("api", |p| p.threads(2).queue_capacity(8).key_cap(2))
+    ///     .build()?;
+    /// let api = rt.pool("api")?;
+    /// let gate = std::sync::Arc::new(std::sync::Barrier::new(3));
+    /// // Two tasks of tenant-a hold both threads until the barrier...
+    /// let held: Vec<_> = (0..2)
+    ///     .map(|_| {
+    ///         let gate = gate.clone();
+    ///         api.key("tenant-a").try_submit(move || { gate.wait(); })
+    ///     })
+    ///     .collect::<Result<_, _>>()?;
+    /// // ...so a third is over tenant-a's cap, and comes back,
+    /// let refused = api.key("tenant-a").try_submit(|| ()).unwrap_err();
+    /// assert_eq!(refused.reason(), RefusalReason::KeyCap);
+    /// // while tenant-b is still admitted.
+    /// let b = api.key("tenant-b").try_submit(|| "b")?;
+    /// gate.wait();
+    /// for h in held { h.join()?; }
+    /// assert_eq!(b.join()?, "b");
+    /// let stats = api.stats();
+    /// let a = stats.keys.iter().find(|k| k.key.as_deref() == Some("tenant-a")).unwrap();
+    /// assert_eq!((a.completed, a.refused_key_cap), (2, 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn key<'a>(&'a self, key: &'a str) -> Keyed<'a> {
+        Keyed { pool: self, key }
+    }
+
+    /// Sets the weight of `key` in the pool's fair order while it runs: the key is served up
+    /// to `weight` tasks per round while other keys wait (each other key: its own weight, 1
+    /// unless set). Takes effect from the key's next round. Unknown keys may be weighted
+    /// ahead of their first task; the weights set are kept for the pool's life.
+    ///
+    /// ```
+    /// # let rt = bulkhead::Runtime::builder().pool("api", |p| p).build().unwrap();
+    /// # let api = rt.pool("api")?;
+    /// use std::num::NonZeroU32;
+    /// api.set_key_weight("gold", NonZeroU32::new(4).unwrap());
+    /// assert_eq!(api.key("gold").weight(), 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_key_weight(&self, key: &str, weight: NonZeroU32) {
+        self.shared.keys.set_weight(key, weight);
+    }
+
+    /// The per-key cap on tasks in flight, if the pool has one.
+    pub fn key_cap(&self) -> Option<usize> {
+        self.shared.keys.cap()
+    }
+
+    /// The order in which the pool serves keyed tasks.
+    pub fn key_order(&self) -> KeyOrder {
+        self.shared.keys.order()
+    }
+
     /// The pool's name.
     pub fn name(&self) -> &str {
         &self.shared.name
@@ -1462,6 +1590,103 @@ impl fmt::Debug for Pool {
     }
 }
 
+/// A [`Pool`] seen through one key: see [`Pool::key`]. Cheap to make; borrows the pool and
+/// the key.
+#[derive(Clone, Copy)]
+pub struct Keyed<'a> {
+    pool: &'a Pool,
+    key: &'a str,
+}
+
+impl Keyed<'_> {
+    /// Submits `f` under this key and returns a handle to its result; never blocks.
+    ///
+    /// # Errors
+    ///
+    /// Refused with the closure handed back if the key is at the pool's per-key cap
+    /// ([`RefusalReason::KeyCap`]), the pool is full ([`RefusalReason::Full`]) or it is
+    /// shutting down.
+    pub fn try_submit<F, T>(&self, f: F) -> Result<TaskHandle<T>, SubmitError<F>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool;
+        let (cell, job) = pool.prepare(f);
+        match pool.shared.send_keyed(self.key, job) {
+            Ok(()) => {
+                pool.grow_if_needed();
+                if pool.shared.config.max_queue_wait.is_some() {
+                    pool.shared.watch_default(cell.clone());
+                }
+                Ok(TaskHandle::new(cell))
+            }
+            Err((job, reason)) => {
+                drop(job);
+                Err(SubmitError::new(
+                    cell.reclaim(),
+                    reason,
+                    pool.shared.name.clone(),
+                ))
+            }
+        }
+    }
+
+    /// Runs `f` under this key without a result slot; never blocks. A panic in `f` is
+    /// caught and counted (for the pool and the key).
+    ///
+    /// # Errors
+    ///
+    /// Refused with the closure handed back if the key is at the pool's per-key cap, the
+    /// pool is full or it is shutting down.
+    pub fn execute<F>(&self, f: F) -> Result<(), SubmitError<F>>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let pool = self.pool;
+        let work = match pool.shared.config.hooks.capture() {
+            None => Work::Detached(Box::new(f)),
+            Some(ctx) => Work::Detached(Box::new(InContext { f, ctx })),
+        };
+        let job = Job { enqueued: 0, work };
+        match pool.shared.send_keyed(self.key, job) {
+            Ok(()) => {
+                pool.grow_if_needed();
+                Ok(())
+            }
+            Err((job, reason)) => Err(SubmitError::new(
+                refused_closure::<F>(job.work),
+                reason,
+                pool.shared.name.clone(),
+            )),
+        }
+    }
+
+    /// The key.
+    pub fn key(&self) -> &str {
+        self.key
+    }
+
+    /// The key's tasks in flight (queued or running) now.
+    pub fn in_flight(&self) -> usize {
+        self.pool.shared.keys.in_flight(self.key)
+    }
+
+    /// The key's weight in the pool's fair order (1 unless set).
+    pub fn weight(&self) -> u32 {
+        self.pool.shared.keys.weight(self.key)
+    }
+}
+
+impl fmt::Debug for Keyed<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keyed")
+            .field("pool", &self.pool.name())
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
 /// The closure of a refused fire-and-forget job, as the caller gave it.
 #[cold]
 fn refused_closure<F: FnOnce() + Send + 'static>(work: Work) -> F {
@@ -1474,7 +1699,7 @@ fn refused_closure<F: FnOnce() + Send + 'static>(work: Work) -> F {
             Ok(f) => *f,
             Err(_) => unreachable!("a detached job holds the closure it was built from"),
         },
-        Work::Handle(_) => unreachable!("execute always sends a detached job"),
+        Work::Handle(_) | Work::Keyed => unreachable!("execute always sends a detached job"),
     }
 }
 

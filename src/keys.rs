@@ -1,0 +1,578 @@
+//! Keyed submissions: a pool's per-key in-flight caps, its fair order across keys, and its
+//! per-key counts with bounded cardinality.
+//!
+//! # How a keyed task is queued
+//!
+//! A keyed task ([`Pool::key`](crate::Pool::key)) is queued in two parts: its job waits in
+//! its key's own queue here, and a *turn* (`Work::Keyed`, which carries nothing) goes into
+//! the pool's channel like any other job. A worker that dequeues a turn takes the next keyed
+//! job in this pool's order ([`Keys::next`]), whichever key it belongs to. Turns and keyed
+//! jobs are one to one (a job and its turn are queued under this module's lock, and a turn
+//! that cannot be sent takes its own job back out), so the channel's length, the workers'
+//! wake-ups, the shutdown protocol and the slot accounting are exactly those of unkeyed
+//! tasks, and every keyed job is handled exactly once. An unkeyed task never touches this
+//! module: it pays nothing.
+//!
+//! # Order
+//!
+//! [`KeyOrder::Fair`] is deficit round robin (Shreedhar and Varghese, 1995) with every task
+//! costing one: the keys that have queued tasks take turns in a ring; the key at the front
+//! is served up to its weight in tasks (its quantum), then goes to the back. A key whose
+//! queue empties leaves the ring and loses what is left of its quantum. So a key that floods
+//! the pool gets `weight / (sum of the waiting keys' weights)` of the turns and no more
+//! while others wait, and a key that sends one task waits for at most one round, not behind
+//! the flood. Tasks of one key keep their submission order. [`KeyOrder::Fifo`] serves keyed
+//! tasks in arrival order (the per-key caps still apply): the baseline to compare with.
+//!
+//! # Counts
+//!
+//! The keys with tasks in flight are held exactly (they are bounded by the pool's slots).
+//! Counts over time are kept for at most `4 x top` keys (at least 32), after the
+//! Space-Saving heavy-hitters scheme: a key not yet counted replaces the counted key with
+//! the least load (submissions), whose counts move into the "other keys" row. Totals stay
+//! exact (the named keys plus the other row add up to every keyed submission); a key that
+//! sends more than `1 / (4 x top)` of all keyed submissions is always named.
+//!
+//! This module imports only leaves and the stats types.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use crate::error::RefusalReason;
+use crate::job::{Job, Outcome, Work};
+use crate::stats::KeyStats;
+use crate::sync::{Arc, Mutex};
+
+/// The order in which a pool serves keyed tasks; see
+/// [`PoolBuilder::key_order`](crate::PoolBuilder::key_order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum KeyOrder {
+    /// Weighted deficit round robin across keys: a flooding key gets its share of the
+    /// workers and no more while other keys wait (the default).
+    #[default]
+    Fair,
+    /// Arrival order, as an unkeyed pool serves: only the per-key caps protect other keys.
+    Fifo,
+}
+
+impl KeyOrder {
+    /// The name used in configuration: `fair` or `fifo`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyOrder::Fair => "fair",
+            KeyOrder::Fifo => "fifo",
+        }
+    }
+}
+
+impl fmt::Display for KeyOrder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A pool's keyed state: the settings, and everything else behind one pool-local lock that
+/// only keyed submissions and keyed turns take.
+pub(crate) struct Keys {
+    /// The most tasks one key may have in flight (queued or running).
+    cap: Option<usize>,
+    order: KeyOrder,
+    /// How many keys the snapshot names; the rest are summed.
+    top: usize,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    /// Every key with tasks in flight. A key leaves when its last task ends.
+    live: HashMap<Arc<str>, Live>,
+    /// Fair order: the keys with queued tasks, front first (the one being served).
+    ring: VecDeque<Arc<str>>,
+    /// FIFO order: the key of every queued keyed task, in arrival order.
+    arrivals: VecDeque<Arc<str>>,
+    /// Weights other than 1, as set by the builder or `Pool::set_key_weight`.
+    weights: HashMap<Arc<str>, u32>,
+    tally: Tally,
+}
+
+/// A key with tasks in flight.
+struct Live {
+    queue: VecDeque<Job>,
+    /// Queued plus running.
+    in_flight: usize,
+    weight: u32,
+    /// Tasks left of this key's quantum in the current round (fair order).
+    credit: u32,
+}
+
+/// Counts of one key (or of the other keys together).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Counts {
+    accepted: u64,
+    refused_cap: u64,
+    refused_other: u64,
+    completed: u64,
+    panicked: u64,
+    expired: u64,
+    shed: u64,
+    cancelled: u64,
+    /// Queue wait of the tasks that were dequeued, summed, in nanoseconds.
+    wait_nanos: u64,
+    dequeued: u64,
+}
+
+impl Counts {
+    fn load(&self) -> u64 {
+        self.accepted + self.refused_cap + self.refused_other
+    }
+
+    fn add(&mut self, o: &Counts) {
+        self.accepted += o.accepted;
+        self.refused_cap += o.refused_cap;
+        self.refused_other += o.refused_other;
+        self.completed += o.completed;
+        self.panicked += o.panicked;
+        self.expired += o.expired;
+        self.shed += o.shed;
+        self.cancelled += o.cancelled;
+        self.wait_nanos += o.wait_nanos;
+        self.dequeued += o.dequeued;
+    }
+
+    fn ended(&mut self, outcome: Outcome) {
+        let c = match outcome {
+            Outcome::Completed => &mut self.completed,
+            Outcome::Panicked => &mut self.panicked,
+            // The deadline timer expired it while queued.
+            Outcome::Expired | Outcome::Settled => &mut self.expired,
+            Outcome::Shed => &mut self.shed,
+            Outcome::Cancelled => &mut self.cancelled,
+        };
+        *c += 1;
+    }
+}
+
+/// Counts per key, for at most `track` keys (Space-Saving), plus the rest summed.
+struct Tally {
+    track: usize,
+    keys: HashMap<Arc<str>, Counts>,
+    other: Counts,
+}
+
+impl Tally {
+    /// The counts of `key`, making room for it if it is new (the least-loaded counted key
+    /// moves into `other`). `shared` is the key's allocation if the caller has one.
+    fn entry(&mut self, key: &str, shared: Option<&Arc<str>>) -> &mut Counts {
+        if !self.keys.contains_key(key) {
+            if self.keys.len() >= self.track {
+                let least = self
+                    .keys
+                    .iter()
+                    .min_by_key(|(_, c)| c.load())
+                    .map(|(k, _)| k.clone());
+                if let Some(least) = least {
+                    if let Some(c) = self.keys.remove(&least) {
+                        self.other.add(&c);
+                    }
+                }
+            }
+            let k = shared.cloned().unwrap_or_else(|| Arc::from(key));
+            self.keys.insert(k, Counts::default());
+        }
+        match self.keys.get_mut(key) {
+            Some(c) => c,
+            None => unreachable!("the key was just inserted"),
+        }
+    }
+
+    /// The counts an ending task of `key` goes to: its own, or the other keys' if it is no
+    /// longer counted by name.
+    fn ending(&mut self, key: &str) -> &mut Counts {
+        match self.keys.get_mut(key) {
+            Some(c) => c,
+            None => &mut self.other,
+        }
+    }
+}
+
+/// A turn: what goes into the pool's channel for each keyed job.
+fn turn() -> Job {
+    Job {
+        enqueued: 0,
+        work: Work::Keyed,
+    }
+}
+
+impl Keys {
+    pub(crate) fn new(
+        cap: Option<usize>,
+        order: KeyOrder,
+        top: usize,
+        weights: &[(String, u32)],
+    ) -> Keys {
+        Keys {
+            cap,
+            order,
+            top,
+            inner: Mutex::new(Inner {
+                live: HashMap::new(),
+                ring: VecDeque::new(),
+                arrivals: VecDeque::new(),
+                weights: weights
+                    .iter()
+                    .map(|(k, w)| (Arc::from(k.as_str()), *w))
+                    .collect(),
+                tally: Tally {
+                    track: (top * 4).max(32),
+                    keys: HashMap::new(),
+                    other: Counts::default(),
+                },
+            }),
+        }
+    }
+
+    pub(crate) fn cap(&self) -> Option<usize> {
+        self.cap
+    }
+
+    pub(crate) fn order(&self) -> KeyOrder {
+        self.order
+    }
+
+    /// Admits `job` under `key`: refuses it if the key is at its cap, else takes a pool slot
+    /// with `reserve` (refused as full if there is none), queues the job in its key's queue
+    /// and sends its turn with `send_turn` (which releases the slot itself if it fails; the
+    /// job is then taken back out). On refusal the job comes back with the reason.
+    pub(crate) fn admit(
+        &self,
+        key: &str,
+        job: Job,
+        reserve: impl FnOnce() -> bool,
+        send_turn: impl FnOnce(Job) -> Result<(), (Job, RefusalReason)>,
+    ) -> Result<(), (Job, RefusalReason)> {
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        let (shared, in_flight) = match inner.live.get_key_value(key) {
+            Some((k, live)) => (Some(k.clone()), live.in_flight),
+            None => (None, 0),
+        };
+        if self.cap.is_some_and(|cap| in_flight >= cap) {
+            inner.tally.entry(key, shared.as_ref()).refused_cap += 1;
+            return Err((job, RefusalReason::KeyCap));
+        }
+        if !reserve() {
+            inner.tally.entry(key, shared.as_ref()).refused_other += 1;
+            return Err((job, RefusalReason::Full));
+        }
+        let k = shared.unwrap_or_else(|| Arc::from(key));
+        let live = match inner.live.entry(k.clone()) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(Live {
+                queue: VecDeque::new(),
+                in_flight: 0,
+                weight: inner.weights.get(key).copied().unwrap_or(1),
+                credit: 0,
+            }),
+        };
+        live.queue.push_back(job);
+        live.in_flight += 1;
+        let joined_ring = match self.order {
+            KeyOrder::Fair if live.queue.len() == 1 => {
+                inner.ring.push_back(k.clone());
+                true
+            }
+            KeyOrder::Fair => false,
+            KeyOrder::Fifo => {
+                inner.arrivals.push_back(k.clone());
+                false
+            }
+        };
+        match send_turn(turn()) {
+            Ok(()) => {
+                inner.tally.entry(key, Some(&k)).accepted += 1;
+                Ok(())
+            }
+            Err((_turn, reason)) => {
+                // Under the lock no turn was taken since: the job is still the last of its
+                // key's queue, and its ring or arrival entry the last one.
+                let live = match inner.live.get_mut(key) {
+                    Some(live) => live,
+                    None => unreachable!("the key was just made live"),
+                };
+                let job = match live.queue.pop_back() {
+                    Some(job) => job,
+                    None => unreachable!("the job was just queued"),
+                };
+                live.in_flight -= 1;
+                if live.in_flight == 0 {
+                    inner.live.remove(key);
+                }
+                if joined_ring {
+                    inner.ring.pop_back();
+                }
+                if self.order == KeyOrder::Fifo {
+                    inner.arrivals.pop_back();
+                }
+                inner.tally.entry(key, Some(&k)).refused_other += 1;
+                Err((job, reason))
+            }
+        }
+    }
+
+    /// Takes the next keyed job in the pool's order, for a turn just dequeued. `None` only
+    /// if turns and jobs went out of step, which the queueing protocol rules out.
+    pub(crate) fn next(&self) -> Option<(Job, Arc<str>)> {
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        match self.order {
+            KeyOrder::Fifo => {
+                let key = inner.arrivals.pop_front()?;
+                let job = inner.live.get_mut(&key)?.queue.pop_front()?;
+                Some((job, key))
+            }
+            KeyOrder::Fair => {
+                let key = inner.ring.front()?.clone();
+                let live = inner.live.get_mut(&key)?;
+                if live.credit == 0 {
+                    live.credit = live.weight;
+                }
+                let job = live.queue.pop_front()?;
+                live.credit -= 1;
+                if live.queue.is_empty() {
+                    live.credit = 0;
+                    inner.ring.pop_front();
+                } else if live.credit == 0 {
+                    inner.ring.rotate_left(1);
+                }
+                Some((job, key))
+            }
+        }
+    }
+
+    /// A keyed task ended (or was resolved without running): frees its place under the
+    /// key's cap and counts its outcome. `waited` is its queue wait if it was dequeued.
+    pub(crate) fn release(&self, key: &str, outcome: Outcome, waited: Option<Duration>) {
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        if let Some(live) = inner.live.get_mut(key) {
+            live.in_flight = live.in_flight.saturating_sub(1);
+            if live.in_flight == 0 && live.queue.is_empty() {
+                inner.live.remove(key);
+            }
+        }
+        let c = inner.tally.ending(key);
+        c.ended(outcome);
+        if let Some(w) = waited {
+            c.dequeued += 1;
+            c.wait_nanos = c
+                .wait_nanos
+                .saturating_add(u64::try_from(w.as_nanos()).unwrap_or(u64::MAX));
+        }
+    }
+
+    /// Sets the weight of `key` in the fair order, from its next round on.
+    pub(crate) fn set_weight(&self, key: &str, weight: NonZeroU32) {
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        let w = weight.get();
+        if let Some(live) = inner.live.get_mut(key) {
+            live.weight = w;
+        }
+        if w == 1 {
+            inner.weights.remove(key);
+        } else {
+            inner.weights.insert(Arc::from(key), w);
+        }
+    }
+
+    /// The weight of `key`.
+    pub(crate) fn weight(&self, key: &str) -> u32 {
+        self.inner.lock().weights.get(key).copied().unwrap_or(1)
+    }
+
+    /// Tasks of `key` in flight (queued or running).
+    pub(crate) fn in_flight(&self, key: &str) -> usize {
+        self.inner.lock().live.get(key).map_or(0, |l| l.in_flight)
+    }
+
+    /// The `top` keys by load, heaviest first, and the other keys summed (`None` if there
+    /// are none), each with its in-flight and queued tasks now.
+    pub(crate) fn snapshot(&self) -> (Vec<KeyStats>, Option<KeyStats>) {
+        let inner = self.inner.lock();
+        let mut named: Vec<(&Arc<str>, &Counts)> = inner.tally.keys.iter().collect();
+        named.sort_by(|a, b| b.1.load().cmp(&a.1.load()).then_with(|| a.0.cmp(b.0)));
+        let rest = named.split_off(named.len().min(self.top));
+        let now = |key: &str| {
+            inner
+                .live
+                .get(key)
+                .map_or((0, 0), |l| (l.in_flight, l.queue.len()))
+        };
+        let top: Vec<KeyStats> = named
+            .iter()
+            .map(|(k, c)| {
+                let (in_flight, queued) = now(k);
+                key_stats(Some(k), c, in_flight, queued)
+            })
+            .collect();
+        let mut other = inner.tally.other;
+        for (_, c) in &rest {
+            other.add(c);
+        }
+        let (mut in_flight, mut queued) = (0, 0);
+        for (k, l) in &inner.live {
+            if !top.iter().any(|t| t.key.as_deref() == Some(&**k)) {
+                in_flight += l.in_flight;
+                queued += l.queue.len();
+            }
+        }
+        let other = (other != Counts::default() || in_flight > 0)
+            .then(|| key_stats(None, &other, in_flight, queued));
+        (top, other)
+    }
+}
+
+fn key_stats(key: Option<&str>, c: &Counts, in_flight: usize, queued: usize) -> KeyStats {
+    KeyStats {
+        key: key.map(str::to_owned),
+        accepted: c.accepted,
+        refused_key_cap: c.refused_cap,
+        refused_other: c.refused_other,
+        completed: c.completed,
+        panicked: c.panicked,
+        expired: c.expired,
+        shed: c.shed,
+        cancelled: c.cancelled,
+        in_flight,
+        queued,
+        queue_wait_total: Duration::from_nanos(c.wait_nanos),
+        dequeued: c.dequeued,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::Job;
+
+    fn job() -> Job {
+        Job {
+            enqueued: 0,
+            work: Work::Boxed(Box::new(|| {})),
+        }
+    }
+
+    /// Admits one job of `key` with a free slot; the turn is dropped.
+    fn admit(keys: &Keys, key: &str) -> Result<(), RefusalReason> {
+        keys.admit(key, job(), || true, |_| Ok(()))
+            .map_err(|(_, r)| r)
+    }
+
+    fn order(keys: &Keys, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|_| match keys.next() {
+                Some((_, k)) => k.to_string(),
+                None => "-".to_owned(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fair_order_round_robins_a_flood_with_quiet_keys() {
+        let keys = Keys::new(None, KeyOrder::Fair, 10, &[]);
+        for _ in 0..6 {
+            admit(&keys, "flood").unwrap();
+        }
+        admit(&keys, "a").unwrap();
+        admit(&keys, "b").unwrap();
+        admit(&keys, "a").unwrap();
+        assert_eq!(
+            order(&keys, 10),
+            ["flood", "a", "b", "flood", "a", "flood", "flood", "flood", "flood", "-"]
+        );
+    }
+
+    #[test]
+    fn weights_are_quanta_per_round() {
+        let keys = Keys::new(None, KeyOrder::Fair, 10, &[("gold".to_owned(), 3)]);
+        for _ in 0..5 {
+            admit(&keys, "gold").unwrap();
+            admit(&keys, "free").unwrap();
+        }
+        assert_eq!(
+            order(&keys, 10),
+            ["gold", "gold", "gold", "free", "gold", "gold", "free", "free", "free", "free"]
+        );
+    }
+
+    #[test]
+    fn fifo_order_is_arrival_order() {
+        let keys = Keys::new(None, KeyOrder::Fifo, 10, &[]);
+        for k in ["x", "x", "y", "x", "z"] {
+            admit(&keys, k).unwrap();
+        }
+        assert_eq!(order(&keys, 6), ["x", "x", "y", "x", "z", "-"]);
+    }
+
+    #[test]
+    fn cap_counts_queued_and_running_until_release() {
+        let keys = Keys::new(Some(2), KeyOrder::Fair, 10, &[]);
+        admit(&keys, "t").unwrap();
+        admit(&keys, "t").unwrap();
+        assert_eq!(admit(&keys, "t"), Err(RefusalReason::KeyCap));
+        // Another key is not affected.
+        admit(&keys, "u").unwrap();
+        // Dequeued (running) still counts against the cap.
+        let (_, k) = keys.next().unwrap();
+        assert_eq!(&*k, "t");
+        assert_eq!(admit(&keys, "t"), Err(RefusalReason::KeyCap));
+        keys.release("t", Outcome::Completed, Some(Duration::ZERO));
+        admit(&keys, "t").unwrap();
+        assert_eq!(keys.in_flight("t"), 2);
+        let (top, other) = keys.snapshot();
+        let t = top.iter().find(|s| s.key.as_deref() == Some("t")).unwrap();
+        assert_eq!((t.accepted, t.refused_key_cap, t.completed), (3, 2, 1));
+        assert_eq!((t.in_flight, t.queued), (2, 2));
+        assert!(other.is_none());
+    }
+
+    #[test]
+    fn a_failed_turn_takes_its_own_job_back() {
+        let keys = Keys::new(None, KeyOrder::Fair, 10, &[]);
+        admit(&keys, "a").unwrap();
+        admit(&keys, "b").unwrap();
+        let refused = keys.admit("b", job(), || true, |t| Err((t, RefusalReason::Full)));
+        assert!(matches!(refused, Err((_, RefusalReason::Full))));
+        assert_eq!(keys.in_flight("b"), 1);
+        assert_eq!(order(&keys, 3), ["a", "b", "-"]);
+        // A refused reservation queues nothing.
+        let refused = keys.admit("c", job(), || false, |_| Ok(()));
+        assert!(matches!(refused, Err((_, RefusalReason::Full))));
+        assert_eq!(keys.in_flight("c"), 0);
+    }
+
+    #[test]
+    fn counts_are_bounded_and_totals_exact() {
+        let keys = Keys::new(None, KeyOrder::Fair, 2, &[]);
+        // One heavy key, then 1,000 distinct light ones.
+        for _ in 0..500 {
+            admit(&keys, "heavy").unwrap();
+        }
+        for i in 0..1000 {
+            admit(&keys, &format!("light-{i}")).unwrap();
+        }
+        assert!(keys.inner.lock().tally.keys.len() <= 32);
+        let (top, other) = keys.snapshot();
+        assert_eq!(top.len(), 2);
+        assert_eq!(top[0].key.as_deref(), Some("heavy"));
+        assert_eq!(top[0].accepted, 500);
+        let other = other.unwrap();
+        let total: u64 = top.iter().map(|s| s.accepted).sum::<u64>() + other.accepted;
+        assert_eq!(total, 1500);
+        let queued: usize = top.iter().map(|s| s.queued).sum::<usize>() + other.queued;
+        assert_eq!(queued, 1500);
+    }
+}
