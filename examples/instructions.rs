@@ -9,7 +9,9 @@
 //!
 //! SHAPE is `unboxed` (a closure), `boxed` (an already boxed `Box<dyn FnOnce() + Send>`
 //! handed to `execute`; before `Pool::execute_boxed` existed `execute` boxed it again) or
-//! `execute_boxed` (the same box through [`Pool::execute_boxed`](bulkhead::Pool::execute_boxed)); METRICS is
+//! `execute_boxed` (the same box through [`Pool::execute_boxed`](bulkhead::Pool::execute_boxed)),
+//! `keyed` (one key, through [`Pool::key`](bulkhead::Pool::key)) or `keyed100` (100 keys in
+//! turn, fair order); METRICS is
 //! `on` or `off`. Per-task cost: the difference of the totals for two N (e.g. 20,000 and
 //! 120,000) divided by the difference of N, which removes start-up and shutdown.
 
@@ -34,6 +36,7 @@ fn main() {
         let _ = gate_rx.recv();
     })
     .expect("gate");
+    let keys: Vec<String> = (0..100).map(|k| format!("tenant-{k}")).collect();
     for i in 0..n {
         // Every task captures a word, so that its box is a real allocation (a box of a
         // zero-sized closure allocates nothing).
@@ -49,6 +52,11 @@ fn main() {
             "execute_boxed" => {
                 let b: Box<dyn FnOnce() + Send> = Box::new(task);
                 pool.execute_boxed(b).is_ok()
+            }
+            "keyed" => pool.key("tenant").execute(task).is_ok(),
+            "keyed100" => {
+                let key = &keys[i % keys.len()];
+                pool.key(key).execute(task).is_ok()
             }
             other => panic!("unknown shape {other}"),
         };

@@ -206,6 +206,31 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! ## Tenants in one pool: keys, caps and a fair order
+//!
+//! A pool shared by many tenants (customers, routes) can keep one of them from taking it
+//! all: submit through [`Pool::key`], cap each key's tasks in flight
+//! ([`PoolBuilder::key_cap`]), and let the pool serve keys in weighted round robin
+//! ([`KeyOrder::Fair`], the default) so a flooding key gets its share and no more while the
+//! others wait. A key over its cap is refused at once with the closure back
+//! ([`RefusalReason::KeyCap`]); per-key counts, bounded to the most loaded keys, are in
+//! [`PoolStats::keys`]. Unkeyed submissions are unaffected and pay nothing.
+//!
+//! ```
+//! use bulkhead::Runtime;
+//!
+//! let rt = Runtime::builder()
+//!     .pool("reports", |p| p.threads(4).queue_capacity(64).key_cap(2).key_weight("gold", 2))
+//!     .build()?;
+//! let reports = rt.pool("reports")?;
+//! let mine = reports.key("tenant-7").try_submit(|| "rendered")?;
+//! assert_eq!(mine.join()?, "rendered");
+//! let stats = reports.stats();
+//! assert_eq!(stats.keys[0].key.as_deref(), Some("tenant-7"));
+//! assert_eq!(stats.keys[0].completed, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! ## Metrics
 //!
 //! A supervisor thread samples every pool (every second by default, down to 10 ms):

@@ -26,7 +26,7 @@ use crossbeam_utils::Backoff;
 
 use crate::error::SetupError;
 use crate::hooks::{WorkerId, WorkerThread};
-use crate::job::{Job, NotRun, Outcome};
+use crate::job::{Job, NotRun, Outcome, Work};
 use crate::pool::{PoolShared, CLOSED, IN_FLIGHT};
 use crate::sync::{Arc, Ordering};
 use crate::sys;
@@ -110,6 +110,29 @@ impl Drop for RetireCpuTime {
     }
 }
 
+/// What a worker's accounting step does for a task's key: nothing for an unkeyed task (`()`:
+/// the processing step is compiled without any key code), release its place under the key's
+/// cap and count its outcome for a keyed one (`&str`).
+trait TaskKey: Copy {
+    /// True for `()`: a job processed as unkeyed may still be a keyed turn.
+    const UNKEYED: bool;
+    fn release(self, shared: &PoolShared, outcome: Outcome, waited: Option<Duration>);
+}
+
+impl TaskKey for () {
+    const UNKEYED: bool = true;
+    #[inline(always)]
+    fn release(self, _: &PoolShared, _: Outcome, _: Option<Duration>) {}
+}
+
+impl TaskKey for &str {
+    const UNKEYED: bool = false;
+    #[inline]
+    fn release(self, shared: &PoolShared, outcome: Outcome, waited: Option<Duration>) {
+        shared.keys.release(self, outcome, waited);
+    }
+}
+
 /// Why a worker asks to retire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Retire {
@@ -165,17 +188,13 @@ impl Worker {
                     }
                 }
             };
-            // Step 3: a keyed turn is exchanged for the next keyed job in the pool's order
-            // (`keys.rs`); any other job is itself.
-            let Some((job, key)) = shared.take_turn(job) else {
-                continue;
-            };
-            // Step 4: one clock read per task boundary, in nanoseconds on the pool's clock.
+            // Step 3: one clock read per task boundary, in nanoseconds on the pool's clock.
             let start = boundary.take().unwrap_or_else(|| shared.now_nanos());
-            // Step 5: run, expire or cancel it; its outcome is counted (and, with metrics on,
-            // its latency recorded) before its handle, if any, is resolved.
-            boundary = self.process(job, start, key.as_deref());
-            // Step 6 (elastic, replaceable or resizable pools only): retire if the pool
+            // Step 4: run, expire or cancel it; its outcome is counted (and, with metrics on,
+            // its latency recorded) before its handle, if any, is resolved. A keyed turn is
+            // exchanged for the next keyed job in the pool's order (`keys.rs`).
+            boundary = self.process(job, start, ());
+            // Step 5 (elastic, replaceable or resizable pools only): retire if the pool
             // shrinks or a replacement took this worker's place while it was stuck.
             if let Some(d) = &shared.dynamic {
                 if (slot.is_replaced() || d.shrink.load(Ordering::Relaxed))
@@ -210,8 +229,17 @@ impl Worker {
 
     /// Runs, expires or cancels one job that a worker took at `start` (pool clock). Returns
     /// the time the task ended if the clock was read for it (metrics on and the closure ran).
-    #[inline]
-    fn process(&self, job: Job, start: u64, key: Option<&str>) -> Option<u64> {
+    ///
+    /// `inline(always)`: called from the loop and from `take_turn`; with plain `#[inline]`
+    /// the second call site left it out of line, which cost every unkeyed task ~40
+    /// instructions (callgrind, `examples/instructions.rs`).
+    #[inline(always)]
+    fn process<K: TaskKey>(&self, job: Job, start: u64, key: K) -> Option<u64> {
+        if K::UNKEYED {
+            if let Work::Keyed = job.work {
+                return self.take_turn(start);
+            }
+        }
         let shared = &*self.shared;
         let slot = &shared.workers[self.index];
         if shared.abandoned.load(Ordering::Relaxed) {
@@ -255,20 +283,28 @@ impl Worker {
                     slot.count(outcome);
                     shared.release_slot();
                 }
-                if let Some(key) = key {
-                    let waited = Duration::from_nanos(start.saturating_sub(enqueued));
-                    shared.keys.release(key, outcome, Some(waited));
-                }
+                let waited = Duration::from_nanos(start.saturating_sub(enqueued));
+                key.release(shared, outcome, Some(waited));
             },
             &|payload| shared.config.hooks.panic.handle(&shared.name, payload),
         );
         end
     }
 
+    /// Handles a keyed turn taken at `start`: takes the next keyed job in the pool's order
+    /// and processes it under its key. Kept out of line, so that the loop pays one compare
+    /// per job for keys.
+    #[cold]
+    #[inline(never)]
+    fn take_turn(&self, start: u64) -> Option<u64> {
+        let (job, key) = self.shared.keys.next()?;
+        self.process(job, start, &*key)
+    }
+
     /// Resolves a job without running it, counts it, and hands a fire-and-forget closure to
     /// the pool's shed handler (on this worker's thread).
     #[cold]
-    fn not_run(&self, job: Job, why: NotRun, key: Option<&str>, waited: Option<Duration>) {
+    fn not_run<K: TaskKey>(&self, job: Job, why: NotRun, key: K, waited: Option<Duration>) {
         let slot = &self.shared.workers[self.index];
         let unrun = job.not_run(why, &mut |outcome| {
             if let (Some(adaptive), Outcome::Expired | Outcome::Shed) =
@@ -282,9 +318,7 @@ impl Worker {
                 slot.count(outcome);
                 self.shared.release_slot();
             }
-            if let Some(key) = key {
-                self.shared.keys.release(key, outcome, waited);
-            }
+            key.release(&self.shared, outcome, waited);
         });
         self.shared.dispose(unrun, why);
     }

@@ -379,11 +379,11 @@ impl PoolShared {
         result
     }
 
-    /// The job a worker or a drain handles for one it dequeued: itself, or for a keyed turn
-    /// the next keyed job in the pool's order, with its key. `None` for a turn with no job
+    /// The job a shutdown drain handles for one it dequeued: itself, or for a keyed turn the
+    /// next keyed job in the pool's order, with its key. `None` for a turn with no job
     /// behind it, which the queueing protocol rules out (nothing is lost: there is no job).
-    #[inline]
-    pub(crate) fn take_turn(&self, job: Job) -> Option<(Job, Option<Arc<str>>)> {
+    #[cold]
+    fn take_turn(&self, job: Job) -> Option<(Job, Option<Arc<str>>)> {
         if let Work::Keyed = job.work {
             let taken = self.keys.next();
             debug_assert!(taken.is_some(), "a keyed turn with no job behind it");
