@@ -322,6 +322,16 @@ impl Keys {
         }
     }
 
+    /// Counts a submission of `key` the pool refused before it reached the key (it was
+    /// shutting down).
+    #[cold]
+    pub(crate) fn count_refused(&self, key: &str) {
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        let shared = inner.live.get_key_value(key).map(|(k, _)| k.clone());
+        inner.tally.entry(key, shared.as_ref()).refused_other += 1;
+    }
+
     /// Takes the next keyed job in the pool's order, for a turn just dequeued. `None` only
     /// if turns and jobs went out of step, which the queueing protocol rules out.
     pub(crate) fn next(&self) -> Option<(Job, Arc<str>)> {

@@ -281,7 +281,24 @@ fn expired_and_panicked_keyed_tasks_free_their_key() {
             .key_cap(2)
             .max_queue_wait(Duration::from_millis(1))
     });
-    let mut gate = occupy_all(&pool);
+    // Hold the worker. The holding task itself may expire in the queue on a busy machine
+    // (it too waits at most 1 ms): then its closure is dropped, `started` disconnects, and
+    // it is sent again. No timing decides the outcome.
+    let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(0);
+    loop {
+        let (started_tx, started_rx) = crossbeam_channel::bounded::<()>(1);
+        let release = release_rx.clone();
+        pool.execute(move || {
+            started_tx.send(()).unwrap();
+            let _ = release.recv();
+        })
+        .unwrap();
+        match started_rx.recv_timeout(HANG_GUARD) {
+            Ok(()) => break,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => continue,
+            Err(e) => panic!("the holding task neither started nor expired: {e}"),
+        }
+    }
     let k = pool.key("k");
     let expired = k.try_submit(|| ()).unwrap();
     let expired_too = k.try_submit(|| ()).unwrap();
@@ -289,7 +306,7 @@ fn expired_and_panicked_keyed_tasks_free_their_key() {
     let err = done(expired).unwrap_err();
     assert!(err.is_expired(), "{err}");
     assert!(done(expired_too).unwrap_err().is_expired());
-    gate.open();
+    drop(release_tx);
     // The worker passes the expired tasks: the key is free again.
     wait_until("the key's expired tasks to be passed", || {
         k.in_flight() == 0
@@ -325,6 +342,9 @@ fn an_abandoned_shutdown_cancels_queued_keyed_tasks_exactly_once() {
         .collect();
     let report = rt.shutdown_timeout(Duration::from_millis(1));
     assert!(!report.is_clean());
+    // Refused once closed, and counted for the key too.
+    let late = pool.key("a").try_submit(|| 0).unwrap_err();
+    assert_eq!(late.reason(), RefusalReason::ShuttingDown);
     for h in handles {
         assert!(done(h).unwrap_err().is_cancelled());
     }

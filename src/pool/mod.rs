@@ -360,6 +360,7 @@ impl PoolShared {
         job.enqueued = self.now_nanos();
         let prev = self.state.fetch_add(IN_FLIGHT, Ordering::Acquire);
         let result = if prev & CLOSED != 0 {
+            self.keys.count_refused(key);
             Err((job, RefusalReason::ShuttingDown))
         } else {
             self.keys.admit(
