@@ -7,6 +7,11 @@
 //! (CPU time off Linux) has no sample, never a zero. The names and their meaning are listed
 //! in docs/METRICS.md.
 //!
+//! Keyed submissions add `bulkhead_key_*` (labels `pool` and `key`, for the pool's
+//! `key_metrics` most loaded keys) and `bulkhead_keyed_*` (all keys together), only for
+//! pools that have had one; src/export/keyed.rs says why the other-keys row is not a row of
+//! its own.
+//!
 //! Serve it with the content type [`PROMETHEUS_CONTENT_TYPE`]: pool names may be any
 //! UTF-8.
 
