@@ -1,6 +1,7 @@
 //! Export of a [`RuntimeSnapshot`](crate::RuntimeSnapshot): Prometheus text exposition
 //! (no dependency) and JSON (with the `serde` feature).
 
+mod keyed;
 mod prometheus;
 pub use prometheus::PROMETHEUS_CONTENT_TYPE;
 

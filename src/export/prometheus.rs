@@ -7,12 +7,18 @@
 //! (CPU time off Linux) has no sample, never a zero. The names and their meaning are listed
 //! in docs/METRICS.md.
 //!
+//! Keyed submissions add `bulkhead_key_*` (labels `pool` and `key`, for the pool's
+//! `key_metrics` most loaded keys) and `bulkhead_keyed_*` (all keys together), only for
+//! pools that have had one; src/export/keyed.rs says why the other-keys row is not a row of
+//! its own.
+//!
 //! Serve it with the content type [`PROMETHEUS_CONTENT_TYPE`]: pool names may be any
 //! UTF-8.
 
 use std::fmt::Write;
 use std::time::Duration;
 
+use super::keyed::{self, Kind, ALL_KEYS_HELP, KEY_FAMILIES, PER_KEY_HELP};
 use crate::buckets::{LatencyBuckets, LatencyHistograms};
 use crate::metrics::{Health, PoolSnapshot, RuntimeSnapshot};
 
@@ -128,16 +134,10 @@ impl RuntimeSnapshot {
         out.family(
             "bulkhead_tasks_refused_total",
             "counter",
-            "Submissions refused, by reason (full, timeout, shutting_down).",
+            "Submissions refused, by reason (full, timeout, shutting_down, deadline, key_cap).",
             pools,
             |p, f| {
-                let s = &p.stats;
-                for (reason, v) in [
-                    ("full", s.refused_full),
-                    ("timeout", s.refused_timeout),
-                    ("shutting_down", s.refused_shutting_down),
-                    ("deadline", s.refused_deadline),
-                ] {
+                for (reason, v) in keyed::refusals(&p.stats) {
                     f.sample(p, &[("reason", reason)], v as f64);
                 }
             },
@@ -235,6 +235,7 @@ impl RuntimeSnapshot {
                 }
             });
         }
+        out.keyed(pools);
         out.text
     }
 }
@@ -271,6 +272,51 @@ impl Exposition {
         };
         for p in pools {
             each(p, &mut f);
+        }
+    }
+}
+
+impl Exposition {
+    /// The keyed families (src/export/keyed.rs): per named key, then all keys together;
+    /// none at all if no pool has had a keyed submission.
+    fn keyed(&mut self, pools: &[PoolSnapshot]) {
+        if !pools.iter().any(|p| keyed::has_keys(&p.stats)) {
+            return;
+        }
+        for kf in &KEY_FAMILIES {
+            let kind = match kf.kind {
+                Kind::Counter | Kind::Seconds => "counter",
+                Kind::Gauge => "gauge",
+            };
+            let help = format!("{}{PER_KEY_HELP}", kf.help);
+            self.family(kf.per_key, kind, &help, pools, |p, f| {
+                for k in &p.stats.keys {
+                    let key = k.key.as_deref().unwrap_or_default();
+                    for (label, v) in (kf.values)(k) {
+                        match kf.label {
+                            Some(name) => f.sample(p, &[("key", key), (name, label)], v.as_f64()),
+                            None => f.sample(p, &[("key", key)], v.as_f64()),
+                        }
+                    }
+                }
+            });
+        }
+        for kf in &KEY_FAMILIES {
+            let kind = match kf.kind {
+                Kind::Counter | Kind::Seconds => "counter",
+                Kind::Gauge => "gauge",
+            };
+            let help = format!("{}{ALL_KEYS_HELP}", kf.help);
+            self.family(kf.all_keys, kind, &help, pools, |p, f| {
+                if let Some(all) = keyed::all_keys(&p.stats) {
+                    for (label, v) in (kf.values)(&all) {
+                        match kf.label {
+                            Some(name) => f.sample(p, &[(name, label)], v.as_f64()),
+                            None => f.sample(p, &[], v.as_f64()),
+                        }
+                    }
+                }
+            });
         }
     }
 }
