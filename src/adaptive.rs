@@ -37,6 +37,13 @@ pub enum LimitAlgorithm {
     /// `limit x clamp(tolerance x long / short, 0.5, 1)` plus a small queue allowance,
     /// smoothed. Recovers by decaying the long-term average when latency drops. Good for
     /// blocking calls to a downstream whose latency changes.
+    ///
+    /// Where the pool measures queue wait (metrics on, or the end-to-end signal), the queue
+    /// is kept short: the limit is at most the tasks actually running (in flight, times the
+    /// share of their time spent running rather than queued, by Little's law) plus the
+    /// allowance, and the allowance (`sqrt(limit)` at most) shrinks in proportion to that
+    /// share. Tasks that wait as long as they run earn half of it; a standing queue, none.
+    /// It starts at its minimum, not wide open, and earns the rest.
     Gradient2 {
         /// How much slower than the long-term average the short-term latency may be before
         /// the limit shrinks (1.5 in concurrency-limits).
@@ -59,6 +66,17 @@ impl LimitAlgorithm {
             LimitAlgorithm::Aimd { .. } => "aimd",
             LimitAlgorithm::Vegas => "vegas",
             LimitAlgorithm::Gradient2 { .. } => "gradient2",
+        }
+    }
+
+    /// The limit a controller starts at, between `min` and `max`: AIMD and Vegas start wide
+    /// open and learn downward; Gradient2 starts at its minimum (no queue beyond it) and
+    /// grows while the pool uses what it has and queued tasks start quickly, so a downstream
+    /// that slows down before any task has ended finds a short queue, not a full one.
+    pub(crate) fn initial_limit(&self, min: usize, max: usize) -> usize {
+        match self {
+            LimitAlgorithm::Gradient2 { .. } => min.clamp(1, max.max(1)),
+            LimitAlgorithm::Aimd { .. } | LimitAlgorithm::Vegas => max,
         }
     }
 
@@ -112,6 +130,11 @@ pub enum LimitSignal {
 pub(crate) struct Sample {
     /// The task's latency (as the pool's signal measures it), nanoseconds.
     pub(crate) latency: u64,
+    /// How long it waited in the queue, nanoseconds (0 where the pool does not stamp
+    /// submissions: then the controller assumes no queueing).
+    pub(crate) wait: u64,
+    /// How long it ran, nanoseconds.
+    pub(crate) run: u64,
     /// Tasks in flight (admitted, not ended) when it ended, itself included.
     pub(crate) inflight: usize,
     /// Expired or shed instead of run.
@@ -126,11 +149,19 @@ pub(crate) struct Controller {
     max: usize,
     /// The limit as a real number, so that small steps add up.
     limit: f64,
+    /// The limit applied: `limit` rounded; for Gradient2, moved only when `limit` is a
+    /// whole task away from it or at a bound, so that a limit whose own queue wait feeds
+    /// back into it does not flip between two neighbours.
+    applied: usize,
     /// Vegas: the smallest latency seen (the no-load latency), reset every `PROBE_EVERY`.
     no_load: u64,
     samples: u64,
     /// Gradient2: the long-term average latency (an exponential average).
     long: f64,
+    /// Gradient2: short-term averages of queue wait and run time (exponential, over about
+    /// `SHORT_WINDOW` samples), for the share of in-flight time spent running.
+    wait_avg: f64,
+    run_avg: f64,
 }
 
 /// Vegas forgets its no-load latency this often (samples), so a lasting change of the
@@ -140,6 +171,8 @@ const PROBE_EVERY: u64 = 1000;
 const LONG_WINDOW: f64 = 600.0;
 /// Gradient2's smoothing of the limit.
 const SMOOTHING: f64 = 0.2;
+/// Gradient2's window for the queue wait and run time averages, in samples.
+const SHORT_WINDOW: f64 = 16.0;
 
 impl Controller {
     /// A controller starting at `initial` (clamped into `[min, max]`).
@@ -151,15 +184,18 @@ impl Controller {
             min,
             max,
             limit: initial.clamp(min, max) as f64,
+            applied: initial.clamp(min, max),
             no_load: u64::MAX,
             samples: 0,
             long: 0.0,
+            wait_avg: 0.0,
+            run_avg: 0.0,
         }
     }
 
     /// The limit now.
     pub(crate) fn limit(&self) -> usize {
-        self.limit.round() as usize
+        self.applied
     }
 
     /// The bounds, `(min, max)`.
@@ -223,19 +259,35 @@ impl Controller {
                 if self.long / latency > 2.0 {
                     self.long *= 0.95;
                 }
+                if !s.dropped {
+                    let n = (self.samples as f64).min(SHORT_WINDOW);
+                    self.wait_avg += (s.wait as f64 - self.wait_avg) / n;
+                    self.run_avg += (s.run as f64 - self.run_avg) / n;
+                }
                 if s.dropped {
                     (self.limit / 2.0, "dropped")
                 } else if s.inflight * 2 < before {
                     return None;
                 } else {
                     let gradient = (tolerance * self.long / latency).clamp(0.5, 1.0);
-                    let queue = (self.limit.sqrt()).max(1.0);
-                    let target = self.limit * gradient + queue;
+                    // The share of a task's time in flight spent running, not queued: by
+                    // Little's law, `inflight x running` tasks are on a thread, the rest
+                    // queued. 1 where the pool measures no wait.
+                    let running = if self.wait_avg > 0.0 {
+                        self.run_avg / (self.run_avg + self.wait_avg)
+                    } else {
+                        1.0
+                    };
+                    let queue = self.limit.sqrt().max(1.0) * running;
+                    let busy = s.inflight as f64 * running;
+                    let target = (self.limit * gradient).min(busy) + queue;
                     let next = self.limit * (1.0 - SMOOTHING) + target * SMOOTHING;
                     (
                         next,
                         if gradient < 1.0 {
                             "latency rose"
+                        } else if busy + queue < self.limit {
+                            "queue long"
                         } else {
                             "latency steady"
                         },
@@ -244,6 +296,11 @@ impl Controller {
             }
         };
         self.limit = next.clamp(self.min as f64, self.max as f64);
+        let hysteresis = matches!(self.algorithm, LimitAlgorithm::Gradient2 { .. });
+        let at_bound = self.limit <= self.min as f64 || self.limit >= self.max as f64;
+        if !hysteresis || at_bound || (self.limit - self.applied as f64).abs() >= 1.0 {
+            self.applied = self.limit.round() as usize;
+        }
         let after = self.limit();
         (after != before).then_some((after, why))
     }
@@ -270,6 +327,8 @@ mod tests {
                 let inflight = c.limit();
                 c.sample(Sample {
                     latency: latency_ms * MS,
+                    wait: 0,
+                    run: latency_ms * MS,
                     inflight,
                     dropped,
                 });
@@ -358,6 +417,8 @@ mod tests {
             for _ in 0..1_000u64 {
                 let r = c.sample(Sample {
                     latency: 5 * MS,
+                    wait: 0,
+                    run: 5 * MS,
                     inflight: 4,
                     dropped: false,
                 });
@@ -365,6 +426,75 @@ mod tests {
             }
             assert_eq!(c.limit(), 16);
         }
+    }
+
+    /// A saturated pool of `threads` threads whose tasks run `run_ms`: in flight is the
+    /// limit, the `limit - threads` queued tasks drain in waves of `threads`, so each waits
+    /// `(limit - threads) / threads` run times; the signal is end to end (wait + run).
+    /// Returns the limits seen after each sample.
+    fn feed_queued(
+        c: &mut Controller,
+        n: usize,
+        threads: usize,
+        run_ms: u64,
+        wait_known: bool,
+    ) -> Vec<usize> {
+        (0..n)
+            .map(|_| {
+                let inflight = c.limit();
+                let queued = inflight.saturating_sub(threads) as u64;
+                let wait = queued * run_ms * MS / threads as u64;
+                c.sample(Sample {
+                    latency: wait + run_ms * MS,
+                    wait: if wait_known { wait } else { 0 },
+                    run: run_ms * MS,
+                    inflight,
+                    dropped: false,
+                });
+                c.limit()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn gradient2_keeps_the_queue_short_where_queue_wait_is_measured() {
+        // Wide open (8 threads + a queue of 64) on a saturated pool of 50 ms tasks: queued
+        // tasks wait whole waves, so the allowance above the threads shrinks, and the limit
+        // settles at the threads plus a couple of queued tasks, then never moves.
+        let mut c = Controller::new(LimitAlgorithm::GRADIENT2, 1, 72, 72);
+        feed_queued(&mut c, 3_000, 8, 50, true);
+        let tail = feed_queued(&mut c, 2_000, 8, 50, true);
+        assert!(tail.windows(2).all(|w| w[0] == w[1]), "{:?}", &tail[..20]);
+        assert!((8..=11).contains(&tail[0]), "settled at {}", tail[0]);
+        // The same pool measuring no wait sees a steady end-to-end latency (its queue is
+        // steady too) and keeps its queue: the limit stays wide open.
+        let mut blind = Controller::new(LimitAlgorithm::GRADIENT2, 1, 72, 72);
+        let tail = feed_queued(&mut blind, 3_000, 8, 50, false);
+        assert_eq!(*tail.last().unwrap(), 72);
+    }
+
+    #[test]
+    fn gradient2_with_a_short_queue_grows_from_its_minimum() {
+        // It starts at its minimum; AIMD and Vegas start wide open.
+        assert_eq!(LimitAlgorithm::GRADIENT2.initial_limit(8, 72), 8);
+        assert_eq!(LimitAlgorithm::GRADIENT2.initial_limit(0, 72), 1);
+        assert_eq!(LimitAlgorithm::Vegas.initial_limit(8, 72), 72);
+        assert_eq!(ALGORITHMS[0].initial_limit(8, 72), 72);
+        // A pool using all it has, whose tasks never wait (more threads than the limit),
+        // grows to its maximum.
+        let mut c = Controller::new(LimitAlgorithm::GRADIENT2, 8, 72, 8);
+        let limits = feed_queued(&mut c, 2_000, 1_000, 5, true);
+        assert_eq!(*limits.last().unwrap(), 72);
+        assert!(
+            limits.windows(2).all(|w| w[0] <= w[1]),
+            "grew and never fell"
+        );
+        // One with 8 threads grows only to the threads plus a short queue, and stays there.
+        let mut c = Controller::new(LimitAlgorithm::GRADIENT2, 8, 72, 8);
+        let limits = feed_queued(&mut c, 3_000, 8, 5, true);
+        let settled = *limits.last().unwrap();
+        assert!((9..=11).contains(&settled), "settled at {settled}");
+        assert!(limits[2_000..].iter().all(|&l| l == settled));
     }
 
     #[test]

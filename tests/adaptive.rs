@@ -117,3 +117,25 @@ fn the_adaptive_limit_is_a_configuration_key_and_checked() {
         .unwrap_err();
     assert_eq!(err.field(), "adaptive_limit");
 }
+
+#[test]
+fn gradient2_starts_at_its_minimum_and_admission_follows_it() {
+    let rt = Runtime::builder()
+        .pool("p", |p| {
+            p.threads(2)
+                .queue_capacity(8)
+                .adaptive_limit(LimitAlgorithm::GRADIENT2, 2)
+        })
+        .build()
+        .unwrap();
+    let pool = rt.pool("p").unwrap();
+    // No queue beyond the minimum until it has earned one: two tasks in flight, the third
+    // is refused as full although the queue has room for eight.
+    assert_eq!(pool.stats().concurrency_limit, Some(2));
+    let a = occupy_all_but_one(&pool);
+    let b = occupy_all_but_one(&pool);
+    assert!(pool.execute(|| ()).unwrap_err().is_full());
+    drop((a, b));
+    let report = rt.shutdown();
+    assert!(report.is_clean(), "{report}");
+}

@@ -86,8 +86,8 @@ pub(crate) struct Adaptive {
 
 impl Adaptive {
     fn new(algorithm: LimitAlgorithm, signal: LimitSignal, min: usize, max: usize) -> Self {
-        // Starts wide open: the controller learns downward from the pool's full capacity.
-        let controller = Controller::new(algorithm, min, max, max);
+        // Where it starts depends on the algorithm (`LimitAlgorithm::initial_limit`).
+        let controller = Controller::new(algorithm, min, max, algorithm.initial_limit(min, max));
         Adaptive {
             signal,
             current: AtomicUsize::new(controller.limit()),
@@ -526,6 +526,12 @@ impl PoolShared {
         };
         let sample = Sample {
             latency,
+            wait: if self.stamp_enqueue {
+                start.saturating_sub(enqueued)
+            } else {
+                0
+            },
+            run: end.saturating_sub(start),
             inflight: self.occupied.load(Ordering::Relaxed),
             dropped,
         };

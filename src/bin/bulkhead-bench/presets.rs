@@ -34,7 +34,7 @@
 //!
 //! | preset        | variants                                    | load (each)                                     |
 //! |---------------|---------------------------------------------|-------------------------------------------------|
-//! | `downstream-slowdown` | `fixed`, `codel` (5 ms / 100 ms), `deadlines` (`pass_deadline`), `adaptive` (Gradient2, min 8 = threads, end to end); 8 threads, queue 64 each, no CPU pinning (blocking calls) | blocking calls at 400/s, 5 ms; from 2 s to 5 s of the window 1 call in 4 takes 200 ms; callers give up after 100 ms |
+//! | `downstream-slowdown` | `fixed`, `codel` (5 ms / 100 ms), `deadlines` (`pass_deadline`), `adaptive` (Gradient2, min 8 = threads, end to end), 8 threads, queue 64 each; `fixed-q8` and `fixed-q0`, 8 threads, queue 8 and 0 (smaller fixed limits); no CPU pinning (blocking calls) | blocking calls at 400/s, 5 ms; from 2 s to 5 s of the window 1 call in 4 takes 200 ms; callers give up after 100 ms |
 //! | `deadline-storm` | `fixed` vs `deadlines` (`pass_deadline`), 1 thread, queue 256 | 1 ms CPU tasks, three Poisson callers at 500/s each (1.5x capacity together) with deadlines 10 ms, 50 ms and 500 ms |
 //!
 //! They use the first two CPUs this process may run on; with only one, `cpus` is unset.
@@ -97,7 +97,7 @@ pub(crate) const ABOUT: [(&str, &str, &str); 12] = [
     ),
     (
         "downstream-slowdown",
-        "blocking calls (5 ms; 1 in 4 takes 200 ms from 2 s to 5 s) with callers giving up after 100 ms, on fixed, CoDel, deadline and adaptive-limit pools",
+        "blocking calls (5 ms; 1 in 4 takes 200 ms from 2 s to 5 s) with callers giving up after 100 ms, on fixed (queue 64, 8, 0), CoDel, deadline and adaptive-limit pools",
         "goodput during the slowdown, wasted work, p99 of answers, time back to full goodput after the heal",
     ),
     (
@@ -196,9 +196,13 @@ pub(crate) fn preset(name: &str, available: &[usize]) -> Result<Scenario, String
             let calls = "rate=400,work=phases:sleep:5ms/2s/3*sleep:5ms|1*sleep:200ms/5s/sleep:5ms,\
                          deadline=100ms";
             let pool = "threads=8,queue_capacity=64";
+            // Fixed limits of three sizes, so that "the best fixed limit" is measured: the
+            // queue of 64, a queue of 8, and none (a pure hand-off: in flight <= threads).
             let mut sc = ab(
                 &[
                     format!("fixed:{pool}"),
+                    "fixed-q8:threads=8,queue_capacity=8".to_owned(),
+                    "fixed-q0:threads=8,queue_capacity=0".to_owned(),
                     format!("codel:{pool},codel=5ms,100ms"),
                     format!("deadlines:{pool}"),
                     format!(
@@ -207,6 +211,8 @@ pub(crate) fn preset(name: &str, available: &[usize]) -> Result<Scenario, String
                 ],
                 vec![
                     format!("fixed:{calls}"),
+                    format!("fixed-q8:{calls}"),
+                    format!("fixed-q0:{calls}"),
                     format!("codel:{calls}"),
                     format!("deadlines:{calls},pass_deadline=true"),
                     format!("adaptive:{calls}"),
