@@ -340,6 +340,10 @@ impl PoolBuilder {
     /// full queue. The limit, each move and why, are in the pool's stats, events
     /// ([`Event::LimitChanged`](crate::Event::LimitChanged)) and metrics.
     ///
+    /// Where it starts: AIMD and Vegas at the maximum (they learn downward); Gradient2 at
+    /// `min` (it grows while the pool uses what it has and queued tasks start quickly), so a
+    /// downstream that slows before any task has ended finds a short queue, not a full one.
+    ///
     /// Default: unset, the limit is the fixed capacity and nothing is sampled. `min` must be
     /// at least 1 and at most the pool's maximum; the algorithm's parameters are checked by
     /// `build()`. Docs/OVERLOAD.md says when to use which control.
