@@ -419,3 +419,63 @@ fn the_runtime_table_takes_latency_buckets() {
         "{err}"
     );
 }
+
+#[test]
+fn key_settings_come_from_the_file() {
+    let text = r#"
+[defaults]
+key_metrics = 5
+
+[pools.api]
+key_cap = 3
+key_order = "fifo"
+key_weights = ["gold=4", "silver = 2"]
+
+[pools.batch]
+key_weights = "gold=2,bronze=1"
+"#;
+    let rt = RuntimeBuilder::from_toml_str("keys.toml", text)
+        .unwrap()
+        .build()
+        .unwrap();
+    let api = rt.pool("api").unwrap();
+    assert_eq!(api.key_cap(), Some(3));
+    assert_eq!(api.key_order(), bulkhead::KeyOrder::Fifo);
+    assert_eq!(api.key("gold").weight(), 4);
+    assert_eq!(api.key("silver").weight(), 2);
+    assert_eq!(api.key("anyone").weight(), 1);
+    let batch = rt.pool("batch").unwrap();
+    assert_eq!(batch.key_cap(), None);
+    assert_eq!(batch.key_order(), bulkhead::KeyOrder::Fair);
+    assert_eq!(batch.key("gold").weight(), 2);
+
+    let bad = r#"
+[pools.p]
+key_cap = 0
+key_order = "random"
+key_weights = ["gold"]
+key_metrics = 5000
+"#;
+    let err = RuntimeBuilder::from_toml_str("bad.toml", bad).unwrap_err();
+    let text = err.to_string();
+    for key in ["key_order", "key_weights", "\"random\"", "\"gold\""] {
+        assert!(text.contains(key), "{key}: {text}");
+    }
+    // Range rules too, each with its key and line, all at once.
+    let bad_range = "[pools.p]\nkey_cap = 0\nkey_metrics = 5000\nkey_weights = \"t7=0\"\n";
+    let err = RuntimeBuilder::from_toml_str("range.toml", bad_range).unwrap_err();
+    let found: Vec<(Option<&str>, Option<usize>)> = err
+        .issues()
+        .iter()
+        .map(|i| (i.key.as_deref(), i.line))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (Some("key_cap"), Some(2)),
+            (Some("key_metrics"), Some(3)),
+            (Some("key_weights"), Some(4))
+        ]
+    );
+    assert!(err.to_string().contains("\"t7\""), "{err}");
+}
