@@ -26,16 +26,19 @@
 //!
 //! # Counts
 //!
-//! The keys with tasks in flight are held exactly (they are bounded by the pool's slots).
-//! Counts over time are kept for at most `4 x top` keys (at least 32), after the
-//! Space-Saving heavy-hitters scheme: a key not yet counted replaces the counted key with
-//! the least load (submissions), whose counts move into the "other keys" row. Totals stay
-//! exact (the named keys plus the other row add up to every keyed submission); a key that
-//! sends more than `1 / (4 x top)` of all keyed submissions is always named.
+//! A key with tasks in flight has a slot of its own (bounded by the pool's slots), found by
+//! name once per keyed submission; the turn hands its slot to the worker ([`KeyRef`]), so
+//! dequeuing and ending a keyed task look nothing up by name. The slot keeps the key's
+//! counts while it is live; when its last task ends they join the tally, which keeps counts
+//! for at most `4 x top` keys (at least 32), after the Space-Saving heavy-hitters scheme: a
+//! key not yet counted replaces the counted key with the least load (submissions), whose
+//! counts move into the "other keys" row. Totals stay exact (the named keys plus the other
+//! row add up to every keyed submission); a key that sends more than `1 / (4 x top)` of all
+//! keyed submissions is always named. Key names are hashed with the standard library's
+//! keyed SipHash, so a tenant cannot choose names that collide (hash flooding).
 //!
 //! This module imports only leaves and the stats types.
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::num::NonZeroU32;
@@ -86,26 +89,84 @@ pub(crate) struct Keys {
     inner: Mutex<Inner>,
 }
 
+/// A live key's place in the pool's key table, handed from a dequeued turn to the worker
+/// that ends the task: valid while the key has a task in flight (that task's), so ending a
+/// keyed task needs no look-up by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KeyRef(usize);
+
 struct Inner {
-    /// Every key with tasks in flight. A key leaves when its last task ends.
-    live: HashMap<Arc<str>, Live>,
-    /// Fair order: the keys with queued tasks, front first (the one being served).
-    ring: VecDeque<Arc<str>>,
-    /// FIFO order: the key of every queued keyed task, in arrival order.
-    arrivals: VecDeque<Arc<str>>,
+    /// The slot in `slots` of every key with tasks in flight. A key leaves (its slot is
+    /// freed and its counts go to the tally) when its last task ends.
+    live: HashMap<Arc<str>, usize>,
+    slots: Vec<Option<Live>>,
+    /// Slots free for reuse.
+    free: Vec<usize>,
+    /// Fair order: the slots of the keys with queued tasks, front first (being served).
+    ring: VecDeque<usize>,
+    /// FIFO order: the slot of every queued keyed task's key, in arrival order.
+    arrivals: VecDeque<usize>,
     /// Weights other than 1, as set by the builder or `Pool::set_key_weight`.
     weights: HashMap<Arc<str>, u32>,
+    /// Counts of keys that have been live, up to when they last left.
     tally: Tally,
 }
 
 /// A key with tasks in flight.
 struct Live {
+    key: Arc<str>,
     queue: VecDeque<Job>,
     /// Queued plus running.
     in_flight: usize,
     weight: u32,
     /// Tasks left of this key's quantum in the current round (fair order).
     credit: u32,
+    /// Counts since the key became live, added to the tally when it leaves.
+    counts: Counts,
+}
+
+impl Inner {
+    fn slot(&mut self, i: usize) -> &mut Live {
+        match self.slots.get_mut(i).and_then(Option::as_mut) {
+            Some(live) => live,
+            None => unreachable!("a key's slot is held while it has tasks in flight"),
+        }
+    }
+
+    /// Makes `key` live, in a free slot.
+    fn enter(&mut self, key: &str) -> usize {
+        let key: Arc<str> = Arc::from(key);
+        let live = Live {
+            weight: self.weights.get(&key).copied().unwrap_or(1),
+            key: key.clone(),
+            queue: VecDeque::new(),
+            in_flight: 0,
+            credit: 0,
+            counts: Counts::default(),
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = Some(live);
+                i
+            }
+            None => {
+                self.slots.push(Some(live));
+                self.slots.len() - 1
+            }
+        };
+        self.live.insert(key, i);
+        i
+    }
+
+    /// The key in slot `i` has no task left: frees the slot and adds its counts to the
+    /// tally.
+    fn leave(&mut self, i: usize) {
+        if let Some(live) = self.slots[i].take() {
+            self.free.push(i);
+            self.live.remove(&live.key);
+            self.tally.entry(&live.key).add(&live.counts);
+        }
+    }
 }
 
 /// Counts of one key (or of the other keys together).
@@ -138,7 +199,7 @@ impl Counts {
         self.expired += o.expired;
         self.shed += o.shed;
         self.cancelled += o.cancelled;
-        self.wait_nanos += o.wait_nanos;
+        self.wait_nanos = self.wait_nanos.saturating_add(o.wait_nanos);
         self.dequeued += o.dequeued;
     }
 
@@ -164,8 +225,8 @@ struct Tally {
 
 impl Tally {
     /// The counts of `key`, making room for it if it is new (the least-loaded counted key
-    /// moves into `other`). `shared` is the key's allocation if the caller has one.
-    fn entry(&mut self, key: &str, shared: Option<&Arc<str>>) -> &mut Counts {
+    /// moves into `other`).
+    fn entry(&mut self, key: &Arc<str>) -> &mut Counts {
         if !self.keys.contains_key(key) {
             if self.keys.len() >= self.track {
                 let least = self
@@ -179,21 +240,11 @@ impl Tally {
                     }
                 }
             }
-            let k = shared.cloned().unwrap_or_else(|| Arc::from(key));
-            self.keys.insert(k, Counts::default());
+            self.keys.insert(key.clone(), Counts::default());
         }
         match self.keys.get_mut(key) {
             Some(c) => c,
             None => unreachable!("the key was just inserted"),
-        }
-    }
-
-    /// The counts an ending task of `key` goes to: its own, or the other keys' if it is no
-    /// longer counted by name.
-    fn ending(&mut self, key: &str) -> &mut Counts {
-        match self.keys.get_mut(key) {
-            Some(c) => c,
-            None => &mut self.other,
         }
     }
 }
@@ -219,6 +270,8 @@ impl Keys {
             top,
             inner: Mutex::new(Inner {
                 live: HashMap::new(),
+                slots: Vec::new(),
+                free: Vec::new(),
                 ring: VecDeque::new(),
                 arrivals: VecDeque::new(),
                 weights: weights
@@ -255,68 +308,65 @@ impl Keys {
     ) -> Result<(), (Job, RefusalReason)> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
-        let (shared, in_flight) = match inner.live.get_key_value(key) {
-            Some((k, live)) => (Some(k.clone()), live.in_flight),
-            None => (None, 0),
-        };
-        if self.cap.is_some_and(|cap| in_flight >= cap) {
-            inner.tally.entry(key, shared.as_ref()).refused_cap += 1;
-            return Err((job, RefusalReason::KeyCap));
+        let found = inner.live.get(key).copied();
+        if let (Some(i), Some(cap)) = (found, self.cap) {
+            let live = inner.slot(i);
+            if live.in_flight >= cap {
+                live.counts.refused_cap += 1;
+                return Err((job, RefusalReason::KeyCap));
+            }
         }
         if !reserve() {
-            inner.tally.entry(key, shared.as_ref()).refused_other += 1;
+            match found {
+                Some(i) => inner.slot(i).counts.refused_other += 1,
+                None => inner.tally.entry(&Arc::from(key)).refused_other += 1,
+            }
             return Err((job, RefusalReason::Full));
         }
-        let k = shared.unwrap_or_else(|| Arc::from(key));
-        let live = match inner.live.entry(k.clone()) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => e.insert(Live {
-                queue: VecDeque::new(),
-                in_flight: 0,
-                weight: inner.weights.get(key).copied().unwrap_or(1),
-                credit: 0,
-            }),
+        let i = match found {
+            Some(i) => i,
+            None => inner.enter(key),
         };
+        let live = inner.slot(i);
         live.queue.push_back(job);
         live.in_flight += 1;
+        let first_queued = live.queue.len() == 1;
         let joined_ring = match self.order {
-            KeyOrder::Fair if live.queue.len() == 1 => {
-                inner.ring.push_back(k.clone());
+            KeyOrder::Fair if first_queued => {
+                inner.ring.push_back(i);
                 true
             }
             KeyOrder::Fair => false,
             KeyOrder::Fifo => {
-                inner.arrivals.push_back(k.clone());
+                inner.arrivals.push_back(i);
                 false
             }
         };
         match send_turn(turn()) {
             Ok(()) => {
-                inner.tally.entry(key, Some(&k)).accepted += 1;
+                inner.slot(i).counts.accepted += 1;
                 Ok(())
             }
             Err((_turn, reason)) => {
                 // Under the lock no turn was taken since: the job is still the last of its
                 // key's queue, and its ring or arrival entry the last one.
-                let live = match inner.live.get_mut(key) {
-                    Some(live) => live,
-                    None => unreachable!("the key was just made live"),
-                };
+                let live = inner.slot(i);
                 let job = match live.queue.pop_back() {
                     Some(job) => job,
                     None => unreachable!("the job was just queued"),
                 };
                 live.in_flight -= 1;
-                if live.in_flight == 0 {
-                    inner.live.remove(key);
-                }
+                live.counts.refused_other += 1;
+                let idle = live.in_flight == 0;
                 if joined_ring {
                     inner.ring.pop_back();
                 }
                 if self.order == KeyOrder::Fifo {
                     inner.arrivals.pop_back();
                 }
-                inner.tally.entry(key, Some(&k)).refused_other += 1;
+                if idle {
+                    inner.leave(i);
+                }
                 Err((job, reason))
             }
         }
@@ -328,24 +378,27 @@ impl Keys {
     pub(crate) fn count_refused(&self, key: &str) {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
-        let shared = inner.live.get_key_value(key).map(|(k, _)| k.clone());
-        inner.tally.entry(key, shared.as_ref()).refused_other += 1;
+        match inner.live.get(key).copied() {
+            Some(i) => inner.slot(i).counts.refused_other += 1,
+            None => inner.tally.entry(&Arc::from(key)).refused_other += 1,
+        }
     }
 
-    /// Takes the next keyed job in the pool's order, for a turn just dequeued. `None` only
-    /// if turns and jobs went out of step, which the queueing protocol rules out.
-    pub(crate) fn next(&self) -> Option<(Job, Arc<str>)> {
+    /// Takes the next keyed job in the pool's order, for a turn just dequeued, with its
+    /// key's place. `None` only if turns and jobs went out of step, which the queueing
+    /// protocol rules out.
+    pub(crate) fn next(&self) -> Option<(Job, KeyRef)> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         match self.order {
             KeyOrder::Fifo => {
-                let key = inner.arrivals.pop_front()?;
-                let job = inner.live.get_mut(&key)?.queue.pop_front()?;
-                Some((job, key))
+                let i = inner.arrivals.pop_front()?;
+                let job = inner.slots.get_mut(i)?.as_mut()?.queue.pop_front()?;
+                Some((job, KeyRef(i)))
             }
             KeyOrder::Fair => {
-                let key = inner.ring.front()?.clone();
-                let live = inner.live.get_mut(&key)?;
+                let i = *inner.ring.front()?;
+                let live = inner.slots.get_mut(i)?.as_mut()?;
                 if live.credit == 0 {
                     live.credit = live.weight;
                 }
@@ -357,29 +410,28 @@ impl Keys {
                 } else if live.credit == 0 {
                     inner.ring.rotate_left(1);
                 }
-                Some((job, key))
+                Some((job, KeyRef(i)))
             }
         }
     }
 
     /// A keyed task ended (or was resolved without running): frees its place under the
     /// key's cap and counts its outcome. `waited` is its queue wait if it was dequeued.
-    pub(crate) fn release(&self, key: &str, outcome: Outcome, waited: Option<Duration>) {
+    pub(crate) fn release(&self, key: KeyRef, outcome: Outcome, waited: Option<Duration>) {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
-        if let Some(live) = inner.live.get_mut(key) {
-            live.in_flight = live.in_flight.saturating_sub(1);
-            if live.in_flight == 0 && live.queue.is_empty() {
-                inner.live.remove(key);
-            }
-        }
-        let c = inner.tally.ending(key);
-        c.ended(outcome);
+        let live = inner.slot(key.0);
+        live.in_flight = live.in_flight.saturating_sub(1);
+        live.counts.ended(outcome);
         if let Some(w) = waited {
-            c.dequeued += 1;
-            c.wait_nanos = c
+            live.counts.dequeued += 1;
+            live.counts.wait_nanos = live
+                .counts
                 .wait_nanos
                 .saturating_add(u64::try_from(w.as_nanos()).unwrap_or(u64::MAX));
+        }
+        if live.in_flight == 0 && live.queue.is_empty() {
+            inner.leave(key.0);
         }
     }
 
@@ -388,8 +440,8 @@ impl Keys {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         let w = weight.get();
-        if let Some(live) = inner.live.get_mut(key) {
-            live.weight = w;
+        if let Some(i) = inner.live.get(key).copied() {
+            inner.slot(i).weight = w;
         }
         if w == 1 {
             inner.weights.remove(key);
@@ -405,43 +457,59 @@ impl Keys {
 
     /// Tasks of `key` in flight (queued or running).
     pub(crate) fn in_flight(&self, key: &str) -> usize {
-        self.inner.lock().live.get(key).map_or(0, |l| l.in_flight)
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        match inner.live.get(key).copied() {
+            Some(i) => inner.slot(i).in_flight,
+            None => 0,
+        }
     }
 
     /// The `top` keys by load, heaviest first, and the other keys summed (`None` if there
     /// are none), each with its in-flight and queued tasks now.
     pub(crate) fn snapshot(&self) -> (Vec<KeyStats>, Option<KeyStats>) {
         let inner = self.inner.lock();
-        let mut named: Vec<(&Arc<str>, &Counts)> = inner.tally.keys.iter().collect();
-        named.sort_by(|a, b| b.1.load().cmp(&a.1.load()).then_with(|| a.0.cmp(b.0)));
-        let rest = named.split_off(named.len().min(self.top));
-        let now = |key: &str| {
-            inner
-                .live
-                .get(key)
-                .map_or((0, 0), |l| (l.in_flight, l.queue.len()))
-        };
-        let top: Vec<KeyStats> = named
+        // Every counted key: its tally plus, while live, its counts since it became live.
+        let mut rows: Vec<(&str, Counts, usize, usize)> = inner
+            .tally
+            .keys
             .iter()
-            .map(|(k, c)| {
-                let (in_flight, queued) = now(k);
-                key_stats(Some(k), c, in_flight, queued)
-            })
+            .map(|(k, c)| (&**k, *c, 0, 0))
+            .collect();
+        let index: HashMap<&str, usize> = rows.iter().enumerate().map(|(i, r)| (r.0, i)).collect();
+        for live in inner.slots.iter().flatten() {
+            match index.get(&*live.key) {
+                Some(&r) => {
+                    let row = &mut rows[r];
+                    row.1.add(&live.counts);
+                    row.2 = live.in_flight;
+                    row.3 = live.queue.len();
+                }
+                None => rows.push((&live.key, live.counts, live.in_flight, live.queue.len())),
+            }
+        }
+        rows.sort_by(|a, b| b.1.load().cmp(&a.1.load()).then_with(|| a.0.cmp(b.0)));
+        let rest = rows.split_off(rows.len().min(self.top));
+        let top = rows
+            .iter()
+            .map(|(k, c, in_flight, queued)| key_stats(Some(k), c, *in_flight, *queued))
             .collect();
         let mut other = inner.tally.other;
-        for (_, c) in &rest {
-            other.add(c);
-        }
         let (mut in_flight, mut queued) = (0, 0);
-        for (k, l) in &inner.live {
-            if !top.iter().any(|t| t.key.as_deref() == Some(&**k)) {
-                in_flight += l.in_flight;
-                queued += l.queue.len();
-            }
+        for (_, c, f, q) in &rest {
+            other.add(c);
+            in_flight += f;
+            queued += q;
         }
         let other = (other != Counts::default() || in_flight > 0)
             .then(|| key_stats(None, &other, in_flight, queued));
         (top, other)
+    }
+
+    /// The key in a live slot (tests).
+    #[cfg(test)]
+    fn name(&self, key: KeyRef) -> String {
+        self.inner.lock().slot(key.0).key.to_string()
     }
 }
 
@@ -484,7 +552,7 @@ mod tests {
     fn order(keys: &Keys, n: usize) -> Vec<String> {
         (0..n)
             .map(|_| match keys.next() {
-                Some((_, k)) => k.to_string(),
+                Some((_, k)) => keys.name(k),
                 None => "-".to_owned(),
             })
             .collect()
@@ -537,9 +605,9 @@ mod tests {
         admit(&keys, "u").unwrap();
         // Dequeued (running) still counts against the cap.
         let (_, k) = keys.next().unwrap();
-        assert_eq!(&*k, "t");
+        assert_eq!(keys.name(k), "t");
         assert_eq!(admit(&keys, "t"), Err(RefusalReason::KeyCap));
-        keys.release("t", Outcome::Completed, Some(Duration::ZERO));
+        keys.release(k, Outcome::Completed, Some(Duration::ZERO));
         admit(&keys, "t").unwrap();
         assert_eq!(keys.in_flight("t"), 2);
         let (top, other) = keys.snapshot();
@@ -574,7 +642,17 @@ mod tests {
         for i in 0..1000 {
             admit(&keys, &format!("light-{i}")).unwrap();
         }
+        // Every light key is still live (queued): the tally has not counted them yet.
+        let (top, other) = keys.snapshot();
+        assert_eq!(top[0].key.as_deref(), Some("heavy"));
+        let total: u64 = top.iter().map(|s| s.accepted).sum::<u64>() + other.unwrap().accepted;
+        assert_eq!(total, 1500);
+        // Once they have run, each has left and been counted, in at most 32 named rows.
+        while let Some((_, k)) = keys.next() {
+            keys.release(k, Outcome::Completed, Some(Duration::ZERO));
+        }
         assert!(keys.inner.lock().tally.keys.len() <= 32);
+        assert!(keys.inner.lock().slots.iter().all(Option::is_none));
         let (top, other) = keys.snapshot();
         assert_eq!(top.len(), 2);
         assert_eq!(top[0].key.as_deref(), Some("heavy"));
@@ -582,7 +660,11 @@ mod tests {
         let other = other.unwrap();
         let total: u64 = top.iter().map(|s| s.accepted).sum::<u64>() + other.accepted;
         assert_eq!(total, 1500);
-        let queued: usize = top.iter().map(|s| s.queued).sum::<usize>() + other.queued;
-        assert_eq!(queued, 1500);
+        let completed: u64 = top.iter().map(|s| s.completed).sum::<u64>() + other.completed;
+        assert_eq!(completed, 1500);
+        assert_eq!(
+            other.queued + top.iter().map(|s| s.queued).sum::<usize>(),
+            0
+        );
     }
 }

@@ -27,6 +27,7 @@ use crossbeam_utils::Backoff;
 use crate::error::SetupError;
 use crate::hooks::{WorkerId, WorkerThread};
 use crate::job::{Job, NotRun, Outcome, Work};
+use crate::keys::KeyRef;
 use crate::pool::{PoolShared, CLOSED, IN_FLIGHT};
 use crate::sync::{Arc, Ordering};
 use crate::sys;
@@ -112,7 +113,7 @@ impl Drop for RetireCpuTime {
 
 /// What a worker's accounting step does for a task's key: nothing for an unkeyed task (`()`:
 /// the processing step is compiled without any key code), release its place under the key's
-/// cap and count its outcome for a keyed one (`&str`).
+/// cap and count its outcome for a keyed one (its `KeyRef`).
 trait TaskKey: Copy {
     /// True for `()`: a job processed as unkeyed may still be a keyed turn.
     const UNKEYED: bool;
@@ -125,7 +126,7 @@ impl TaskKey for () {
     fn release(self, _: &PoolShared, _: Outcome, _: Option<Duration>) {}
 }
 
-impl TaskKey for &str {
+impl TaskKey for KeyRef {
     const UNKEYED: bool = false;
     #[inline]
     fn release(self, shared: &PoolShared, outcome: Outcome, waited: Option<Duration>) {
@@ -298,7 +299,7 @@ impl Worker {
     #[inline(never)]
     fn take_turn(&self, start: u64) -> Option<u64> {
         let (job, key) = self.shared.keys.next()?;
-        self.process(job, start, &*key)
+        self.process(job, start, key)
     }
 
     /// Resolves a job without running it, counts it, and hands a fire-and-forget closure to

@@ -60,7 +60,7 @@ use crate::error::{
 };
 use crate::hooks::{Hooks, InContext};
 use crate::job::{same_type, BoxedFn, DetachedTask, Job, NotRun, Outcome, Runnable, Work};
-use crate::keys::{KeyOrder, Keys};
+use crate::keys::{KeyOrder, KeyRef, Keys};
 use crate::metrics::LatencySink;
 use crate::overload::{Codel, CodelConfig, ShedHandler, ShedReason};
 use crate::placement::{Baseline, CpuConfig};
@@ -384,7 +384,7 @@ impl PoolShared {
     /// next keyed job in the pool's order, with its key. `None` for a turn with no job
     /// behind it, which the queueing protocol rules out (nothing is lost: there is no job).
     #[cold]
-    fn take_turn(&self, job: Job) -> Option<(Job, Option<Arc<str>>)> {
+    fn take_turn(&self, job: Job) -> Option<(Job, Option<KeyRef>)> {
         if let Work::Keyed = job.work {
             let taken = self.keys.next();
             debug_assert!(taken.is_some(), "a keyed turn with no job behind it");
@@ -607,7 +607,7 @@ impl PoolShared {
                     self.drained.fetch_add(1, Ordering::Relaxed);
                     self.release_slot();
                 }
-                if let Some(key) = &key {
+                if let Some(key) = key {
                     self.keys.release(key, outcome, None);
                 }
             });
