@@ -412,6 +412,7 @@ fn help_and_list_presets_describe_every_preset() {
         "blocking-burst",
         "downstream-slowdown",
         "deadline-storm",
+        "noisy-tenant",
     ] {
         for text in [&list, &help] {
             let at = text
@@ -547,4 +548,135 @@ fn deadline_presets_smoke() {
         let _ = std::fs::remove_file(&json_path);
         let _ = std::fs::remove_file(&svg_path);
     }
+}
+
+/// A load's `key=` is checked like every other value: empty, too long, with a control
+/// character, or on a load that cannot submit keyed (rate=max, callers, pass_deadline): exit 2
+/// naming the value, before any run.
+#[test]
+fn bad_keys_exit_2_naming_them() {
+    let long = format!("api:rate=50,key={}", "k".repeat(65));
+    for (load, needle) in [
+        ("api:rate=50,key=", "key=\"\""),
+        (long.as_str(), "65 bytes"),
+        ("api:rate=max,key=tenant", "key=\"tenant\""),
+        ("api:callers=2,key=tenant", "key=\"tenant\""),
+        (
+            "api:rate=50,deadline=5ms,pass_deadline=true,key=tenant",
+            "key=\"tenant\"",
+        ),
+    ] {
+        let mut args = vec!["--pool", "api:threads=1", "--load", load];
+        args.extend(SHORT);
+        let out = bench(&args);
+        assert_exit_2_naming(&out, needle);
+    }
+    let text = "[[pool]]\nname = \"a\"\n[[load]]\npool = \"a\"\nrate = 50\nkey = \"t\\u0001\"\n";
+    let out = bench_with_scenario("bad-key.toml", text, SHORT);
+    assert_exit_2_naming(&out, "control character");
+}
+
+/// The `noisy-tenant` preset runs end to end in a short window: keyed loads, refusals for the
+/// key cap counted apart from a full queue (table and JSON), every submission accounted for,
+/// the default table within 100 columns, the per-key plot. Outcomes only, never timing.
+#[test]
+fn noisy_tenant_preset_smoke() {
+    let json_path = temp_path("noisy-tenant.json");
+    let svg_path = temp_path("noisy-tenant.svg");
+    let out = bench(&[
+        "--preset",
+        "noisy-tenant",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--drain",
+        "500ms",
+        "--quiet",
+        "--json",
+        json_path.to_str().unwrap(),
+        "--plot",
+        svg_path.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.lines().all(|l| l.chars().count() <= 100),
+        "the default table fits 100 columns:\n{stdout}"
+    );
+    let header = stdout
+        .lines()
+        .find(|l| l.starts_with("workload") && l.contains("key cap"))
+        .unwrap_or_else(|| panic!("no keyed table:\n{stdout}"));
+    for column in ["full", "other", "p99/ref"] {
+        assert!(header.contains(column), "{header}");
+    }
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).expect("valid JSON");
+    let _ = std::fs::remove_file(&json_path);
+    let runs = doc["runs"].as_array().unwrap();
+    let modes: Vec<&str> = runs.iter().map(|r| r["mode"].as_str().unwrap()).collect();
+    assert_eq!(modes, ["alone", "isolated"]);
+    let isolated = &runs[1];
+    let workloads = isolated["workloads"].as_array().unwrap();
+    let by_name = |n: &str| {
+        workloads
+            .iter()
+            .find(|w| w["name"] == n)
+            .unwrap_or_else(|| panic!("{n} missing"))
+    };
+    for w in workloads {
+        let c = &w["counts"];
+        assert_eq!(u(c, "accounted"), u(c, "submitted"), "{c}");
+        assert_eq!(
+            u(c, "refused"),
+            u(c, "refused_full")
+                + u(c, "refused_timeout")
+                + u(c, "refused_shutting_down")
+                + u(c, "refused_deadline")
+                + u(c, "refused_key_cap")
+                + u(c, "refused_other"),
+            "{c}"
+        );
+        assert_eq!(u(c, "refused_shutting_down"), 0, "{c}");
+    }
+    // The flood is refused by its key's cap on the fair pool, by the full queue on the FIFO one.
+    let fair = &by_name("fair-flood")["counts"];
+    assert!(u(fair, "refused_key_cap") > 0, "{fair}");
+    assert_eq!(u(fair, "refused_full"), 0, "{fair}");
+    let fifo = &by_name("fifo-flood")["counts"];
+    assert!(u(fifo, "refused_full") > 0, "{fifo}");
+    assert_eq!(u(fifo, "refused_key_cap"), 0, "{fifo}");
+    // The pools' own counts agree, and name the keys.
+    let pools = isolated["pools"].as_array().unwrap();
+    let pool_cap: u64 = pools
+        .iter()
+        .map(|p| u(&p["stats"], "refused_key_cap"))
+        .sum();
+    let load_cap: u64 = workloads
+        .iter()
+        .map(|w| u(&w["counts"], "refused_key_cap"))
+        .sum();
+    assert_eq!(pool_cap, load_cap);
+    let fair_pool = pools.iter().find(|p| p["name"] == "fair").unwrap();
+    let keys = fair_pool["keys"].as_array().unwrap();
+    let flood = keys.iter().find(|k| k["key"] == "flood").unwrap();
+    assert_eq!(
+        u(flood, "refused_key_cap"),
+        u(fair, "refused_key_cap"),
+        "{flood}"
+    );
+    assert!(doc["scenario"]["loads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["key"].is_string()));
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    let _ = std::fs::remove_file(&svg_path);
+    assert!(
+        svg.contains("key flood") && svg.contains("pool fair"),
+        "per-key plot"
+    );
+    assert!(svg.contains("completed (tasks/s)"));
 }

@@ -2,7 +2,7 @@
 //!
 //! | load                 | threads             | how it submits                                       |
 //! |----------------------|---------------------|------------------------------------------------------|
-//! | `rate=R` (open loop) | 1                   | `execute` at scheduled instants, fixed or Poisson (`try_submit_by(f, intended + deadline)` with `pass_deadline=true`) |
+//! | `rate=R` (open loop) | 1                   | `execute` at scheduled instants, fixed or Poisson (`try_submit_by(f, intended + deadline)` with `pass_deadline=true`; `pool.key(KEY).execute` with `key=KEY`) |
 //! | `rate=max`           | `submitters` (1)    | `execute_timeout` back to back (see below)           |
 //! | `callers=N`          | N                   | `submit_timeout`, then waits for the result          |
 //!
@@ -74,6 +74,10 @@ pub(crate) struct GenResult {
     pub(crate) refused_shutting_down: u64,
     /// Refused because the task's deadline had passed or would be missed (`pass_deadline`).
     pub(crate) refused_deadline: u64,
+    /// Refused because the load's key was at the pool's per-key cap (`key=`).
+    pub(crate) refused_key_cap: u64,
+    /// Refused for a reason this build of the bench does not know (a newer library).
+    pub(crate) refused_other: u64,
     /// Attempts whose intended instant lies in the measurement window.
     pub(crate) offered_in_window: u64,
     /// How late each open-loop send was against its schedule.
@@ -90,6 +94,8 @@ impl GenResult {
             refused_timeout: 0,
             refused_shutting_down: 0,
             refused_deadline: 0,
+            refused_key_cap: 0,
+            refused_other: 0,
             offered_in_window: 0,
             lateness: new_histogram(),
             pinned,
@@ -103,6 +109,8 @@ impl GenResult {
         self.refused_timeout += other.refused_timeout;
         self.refused_shutting_down += other.refused_shutting_down;
         self.refused_deadline += other.refused_deadline;
+        self.refused_key_cap += other.refused_key_cap;
+        self.refused_other += other.refused_other;
         self.offered_in_window += other.offered_in_window;
         self.lateness.add(&other.lateness).ok();
         self.pinned = match (self.pinned, other.pinned) {
@@ -116,6 +124,8 @@ impl GenResult {
             + self.refused_timeout
             + self.refused_shutting_down
             + self.refused_deadline
+            + self.refused_key_cap
+            + self.refused_other
     }
 
     fn count_refusal<F>(&mut self, err: SubmitError<F>) {
@@ -123,7 +133,9 @@ impl GenResult {
             RefusalReason::Full => self.refused_full += 1,
             RefusalReason::Timeout => self.refused_timeout += 1,
             RefusalReason::Deadline => self.refused_deadline += 1,
-            _ => self.refused_shutting_down += 1,
+            RefusalReason::ShuttingDown => self.refused_shutting_down += 1,
+            RefusalReason::KeyCap => self.refused_key_cap += 1,
+            _ => self.refused_other += 1,
         }
         discard(err.into_inner());
     }
@@ -243,18 +255,26 @@ fn open_loop(g: &GenSetup, rate: f64, res: &mut GenResult) {
             res.offered_in_window += 1;
         }
         let task = make_task(g, seq, intended, None);
-        match g.load.deadline.filter(|_| g.load.pass_deadline) {
-            // The caller's deadline goes with the task: refused at once if it cannot start
-            // in time, expired while queued when it passes. The handle is dropped (the
-            // task is detached); a task the pool drops unrun is counted by its guard.
-            Some(d) => {
-                if let Err(e) = g.pool.try_submit_by(task, intended + d) {
-                    res.count_refusal(e);
-                }
+        if let Some(key) = &g.load.key {
+            // Keyed (validated: never with pass_deadline): the pool's per-key cap and key
+            // order apply; a refusal for the cap is counted apart from a full queue.
+            if let Err(e) = g.pool.key(key).execute(task) {
+                res.count_refusal(e);
             }
-            None => {
-                if let Err(e) = g.pool.execute(task) {
-                    res.count_refusal(e);
+        } else {
+            match g.load.deadline.filter(|_| g.load.pass_deadline) {
+                // The caller's deadline goes with the task: refused at once if it cannot start
+                // in time, expired while queued when it passes. The handle is dropped (the
+                // task is detached); a task the pool drops unrun is counted by its guard.
+                Some(d) => {
+                    if let Err(e) = g.pool.try_submit_by(task, intended + d) {
+                        res.count_refusal(e);
+                    }
+                }
+                None => {
+                    if let Err(e) = g.pool.execute(task) {
+                        res.count_refusal(e);
+                    }
                 }
             }
         }

@@ -70,8 +70,9 @@ struct Args {
     #[arg(long = "pool", value_name = "SPEC", value_parser = spec::parse_pool)]
     pools: Vec<PoolSpec>,
 
-    /// A load: POOL:rate=R|max,work=W,arrivals=fixed|poisson,submitters=N,inflight=N,callers=N,name=NAME
-    /// (repeatable; replaces the preset's loads; the first is the latency-sensitive one)
+    /// A load: POOL:rate=R|max,work=W,arrivals=fixed|poisson,submitters=N,inflight=N,callers=N,name=NAME,
+    /// deadline=D,pass_deadline=true,key=KEY (key: submit through the pool's keyed view, open loop
+    /// only) (repeatable; replaces the preset's loads; the first is the latency-sensitive one)
     #[arg(long = "load", value_name = "SPEC", value_parser = spec::parse_load)]
     loads: Vec<LoadSpec>,
 
@@ -322,6 +323,7 @@ mod tests {
             (vec!["--pool", "api:threads=x"], "\"x\""),
             (vec!["--preset", "nope"], "nope"),
             (vec!["--mode", "sideways"], "sideways"),
+            (vec!["--load", "api:key="], "key=\"\""),
         ] {
             let err = Args::try_parse_from(std::iter::once("bulkhead-bench").chain(bad.clone()))
                 .unwrap_err();

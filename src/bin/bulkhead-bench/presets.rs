@@ -37,6 +37,13 @@
 //! | `downstream-slowdown` | `fixed`, `codel` (5 ms / 100 ms), `deadlines` (`pass_deadline`), `adaptive` (Gradient2, min 8 = threads, end to end), 8 threads, queue 64 each; `fixed-q8` and `fixed-q0`, 8 threads, queue 8 and 0 (smaller fixed limits); no CPU pinning (blocking calls) | blocking calls at 400/s, 5 ms; from 2 s to 5 s of the window 1 call in 4 takes 200 ms; callers give up after 100 ms |
 //! | `deadline-storm` | `fixed` vs `deadlines` (`pass_deadline`), 1 thread, queue 256 | 1 ms CPU tasks, three Poisson callers at 500/s each (1.5x capacity together) with deadlines 10 ms, 50 ms and 500 ms |
 //!
+//! One compares the order in which a shared pool serves its tenants (keyed submissions,
+//! `key=`), side by side in one run:
+//!
+//! | preset         | pools (8 threads, queue 64 each, no CPU pinning: blocking calls)      | loads (10 ms blocking calls, keyed) |
+//! |----------------|-------------------------------------------------------------------------|-------------------------------------|
+//! | `noisy-tenant` | `fifo` (`key_order=fifo`, no cap), `fair` (`key_order=fair`, `key_cap=4`: at most half the threads per tenant), `baseline` (as `fair`, without the flood) | three quiet tenants `t1`-`t3`, Poisson 40/s each, on every pool; tenant `flood` at 2,000/s (2.5x the pool's 800/s) on `fifo` and `fair` |
+//!
 //! They use the first two CPUs this process may run on; with only one, `cpus` is unset.
 
 use std::time::Duration;
@@ -44,7 +51,7 @@ use std::time::Duration;
 use crate::spec::{parse_load, parse_pool, Mode, Scenario};
 
 /// Per preset, in [`NAMES`] order: what it runs, and what its table shows.
-pub(crate) const ABOUT: [(&str, &str, &str); 12] = [
+pub(crate) const ABOUT: [(&str, &str, &str); 13] = [
     (
         "cpu-runaway",
         "api (50 us CPU tasks, 2,000/s) next to a neighbour keeping 64 tasks of 10 ms CPU in flight",
@@ -105,10 +112,15 @@ pub(crate) const ABOUT: [(&str, &str, &str); 12] = [
         "1 ms CPU tasks at 1.5x capacity from callers with deadlines of 10, 50 and 500 ms, on a fixed pool and one given the deadlines",
         "goodput per deadline class and wasted work: the deadline pool runs only work someone waits for",
     ),
+    (
+        "noisy-tenant",
+        "three quiet tenants (10 ms blocking calls, 40/s each) sharing an 8-thread pool with a tenant flooding it at 2.5x its capacity: FIFO order vs fair order with a per-key cap of 4 (half the threads), and the quiet tenants in a pool without the flood",
+        "per tenant: p50/p99 against the same tenant without the flood, refusals by reason (queue full, key cap), the flood's throughput",
+    ),
 ];
 
 /// The preset names, default first.
-pub(crate) const NAMES: [&str; 12] = [
+pub(crate) const NAMES: [&str; 13] = [
     "cpu-runaway",
     "blocking-hang",
     "panic-storm",
@@ -121,6 +133,7 @@ pub(crate) const NAMES: [&str; 12] = [
     "cpu-cap-neither",
     "downstream-slowdown",
     "deadline-storm",
+    "noisy-tenant",
 ];
 
 /// The preset named `name`, laid out on the `available` CPUs: the first two, if there are
@@ -239,6 +252,37 @@ pub(crate) fn preset(name: &str, available: &[usize]) -> Result<Scenario, String
                 loads,
                 Duration::from_millis(500),
             );
+        }
+        "noisy-tenant" => {
+            // Blocking calls (sleeps), so CPU contention on a small machine does not decide
+            // the result; no pinning. 8 threads of 10 ms calls serve 800/s; the quiet tenants
+            // use ~1.2 threads, the flood offers 2.5x the whole pool. The fair pool's cap of 4
+            // (half the threads) keeps 4 threads for the others: with the quiet tenants'
+            // Poisson arrivals, all 4 are busy with quiet calls well under 1 % of the time.
+            let quiet = "rate=40,work=sleep:10ms,arrivals=poisson";
+            let flood = "rate=2000,work=sleep:10ms";
+            let pool = "threads=8,queue_capacity=64";
+            let mut loads = Vec::new();
+            // The baseline's first tenant first: it is also the `alone` run.
+            for (p, flooded) in [("baseline", false), ("fifo", true), ("fair", true)] {
+                for t in ["t1", "t2", "t3"] {
+                    loads.push(format!("{p}:{quiet},key={t},name={p}-{t}"));
+                }
+                if flooded {
+                    loads.push(format!("{p}:{flood},key=flood,name={p}-flood"));
+                }
+            }
+            let mut sc = ab(
+                &[
+                    format!("baseline:{pool},key_order=fair,key_cap=4"),
+                    format!("fifo:{pool},key_order=fifo"),
+                    format!("fair:{pool},key_order=fair,key_cap=4"),
+                ],
+                loads,
+                Duration::from_millis(500),
+            )?;
+            sc.duration = Duration::from_secs(10);
+            return Ok(sc);
         }
         _ => {}
     }

@@ -251,6 +251,7 @@ impl Report {
             "done/s",
             "good/s",
             "refused",
+            "key cap",
             "expired",
             "shed",
             "panicked",
@@ -285,6 +286,7 @@ impl Report {
                         None => "-".to_owned(),
                     },
                     w.gen.refused().to_string(),
+                    w.gen.refused_key_cap.to_string(),
                     w.totals.expired.to_string(),
                     w.totals.shed.to_string(),
                     w.totals.panicked.to_string(),
@@ -314,10 +316,10 @@ impl Report {
                         row[3].clone(),
                         row[5].clone(),
                         not_run.to_string(),
-                        row[15].clone(),
                         row[16].clone(),
                         row[17].clone(),
-                        row[20].clone(),
+                        row[18].clone(),
+                        row[21].clone(),
                     ];
                 }
                 rows.push(row);
@@ -332,6 +334,7 @@ impl Report {
         );
 
         self.deadline_tables(&mut out);
+        self.key_table(&mut out);
 
         let _ = writeln!(
             out,
@@ -393,6 +396,9 @@ impl Report {
                     s.cancelled,
                     s.refused()
                 );
+                if s.refused_key_cap > 0 {
+                    let _ = write!(out, " (key cap {})", s.refused_key_cap);
+                }
                 if p.spec.elastic().is_some() {
                     let _ = write!(out, "; peak threads {}", p.peak_threads);
                 }
@@ -541,6 +547,68 @@ impl Report {
         }
     }
 
+    /// For keyed loads (`key=`): per tenant and mode, what got through, the refusals by
+    /// reason, and the latency against the same key on the reference pool (the first
+    /// load's pool) in the same run.
+    fn key_table(&self, out: &mut String) {
+        let sc = &self.scenario;
+        if sc.loads.iter().all(|l| l.key.is_none()) {
+            return;
+        }
+        let ref_pool = &sc.loads[0].pool;
+        let mut rows: Vec<Vec<String>> = vec![[
+            "workload", "mode", "key", "done/s", "full", "key cap", "other", "e2e p50", "p99",
+            "p50/ref", "p99/ref",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()];
+        for l in sc.loads.iter().filter(|l| l.key.is_some()) {
+            for r in &self.runs {
+                let Some(w) = r.workloads.iter().find(|w| w.load.name == l.name) else {
+                    continue;
+                };
+                let secs = r.measured.as_secs_f64();
+                let h = &w.totals.end_to_end;
+                let reference = r
+                    .workloads
+                    .iter()
+                    .find(|x| x.load.key == l.key && &x.load.pool == ref_pool);
+                let (r50, r99) = match reference {
+                    Some(x) if x.load.name == l.name => ("ref".to_owned(), "ref".to_owned()),
+                    Some(x) => {
+                        let x = &x.totals.end_to_end;
+                        (
+                            fmt_ratio(ratio(pct(h, 50.0), pct(x, 50.0))),
+                            fmt_ratio(ratio(pct(h, 99.0), pct(x, 99.0))),
+                        )
+                    }
+                    None => ("-".to_owned(), "-".to_owned()),
+                };
+                let g = &w.gen;
+                rows.push(vec![
+                    w.load.name.clone(),
+                    r.kind.as_str().to_owned(),
+                    l.key.clone().unwrap_or_default(),
+                    format!("{:.0}", w.totals.ended_in_window as f64 / secs),
+                    g.refused_full.to_string(),
+                    g.refused_key_cap.to_string(),
+                    (g.refused() - g.refused_full - g.refused_key_cap).to_string(),
+                    cell(pct(h, 50.0)),
+                    cell(pct(h, 99.0)),
+                    r50,
+                    r99,
+                ]);
+            }
+        }
+        let _ = writeln!(
+            out,
+            "\nkeyed loads (refusals by reason: full queue, the key's in-flight cap, other; ref: the \
+             same key on pool {ref_pool:?}, the first load's, in the same run):"
+        );
+        out.push_str(&layout_table(&rows, &[0, 1, 2]));
+    }
+
     /// The JSON document.
     pub(crate) fn json(&self) -> Value {
         let sc = &self.scenario;
@@ -607,6 +675,9 @@ fn describe_load(l: &LoadSpec) -> String {
     if let Some(d) = l.deadline {
         let _ = write!(s, ", deadline={}", fmt_duration(d));
     }
+    if let Some(k) = &l.key {
+        let _ = write!(s, ", key={k}");
+    }
     s
 }
 
@@ -638,6 +709,7 @@ fn load_json(l: &LoadSpec) -> Value {
         "callers": l.callers,
         "deadline_us": l.deadline.map(us),
         "pass_deadline": l.pass_deadline,
+        "key": l.key,
     })
 }
 
@@ -694,6 +766,8 @@ fn workload_json(r: &RunResult, w: &WorkloadResult, secs: f64) -> Value {
             "refused_timeout": w.gen.refused_timeout,
             "refused_shutting_down": w.gen.refused_shutting_down,
             "refused_deadline": w.gen.refused_deadline,
+            "refused_key_cap": w.gen.refused_key_cap,
+            "refused_other": w.gen.refused_other,
             "completed": w.totals.completed,
             "panicked": w.totals.panicked,
             "expired": w.totals.expired,
@@ -745,6 +819,8 @@ fn run_json(r: &RunResult) -> Value {
                 "refused_full": s.refused_full,
                 "refused_timeout": s.refused_timeout,
                 "refused_shutting_down": s.refused_shutting_down,
+                "refused_deadline": s.refused_deadline,
+                "refused_key_cap": s.refused_key_cap,
                 "completed": s.completed,
                 "panicked": s.panicked,
                 "expired": s.expired,
@@ -754,6 +830,19 @@ fn run_json(r: &RunResult) -> Value {
                 "queued": s.queued,
                 "busy": s.busy,
             });
+            // Per key, as the pool counted them (the most loaded keys, then the rest summed).
+            v["keys"] = s.keys.iter().chain(s.other_keys.as_ref()).map(|k| json!({
+                "key": k.key,
+                "accepted": k.accepted,
+                "refused_key_cap": k.refused_key_cap,
+                "refused_other": k.refused_other,
+                "completed": k.completed,
+                "panicked": k.panicked,
+                "expired": k.expired,
+                "shed": k.shed,
+                "cancelled": k.cancelled,
+                "mean_queue_wait_us": k.mean_queue_wait().map(us),
+            })).collect::<Vec<_>>().into();
             v["cancelled_at_shutdown"] = json!(p.cancelled_at_shutdown);
             v["peak_threads"] = json!(p.peak_threads);
             v["worker_cpus"] = json!(p.worker_cpus);

@@ -16,7 +16,10 @@
 //! table ([`PoolBuilder::set`](bulkhead::PoolBuilder::set)), so its syntax is the library's
 //! too: durations, cpulists, pairs as `A,B`. A scenario file's `[[pool]]` takes the same keys;
 //! its values are given as the same text (an array is its items joined by commas).
-//! | `--load`      | `POOL:rate=2000,work=spin:50us,arrivals=poisson,deadline=50ms,pass_deadline=true` |
+//! | `--load`      | `POOL:rate=2000,work=spin:50us,arrivals=poisson,deadline=50ms,pass_deadline=true`, `POOL:rate=40,work=sleep:10ms,key=tenant-1` |
+//!
+//! A load's `key=KEY` submits its tasks through `pool.key(KEY)` (the library's keyed
+//! submissions: per-key caps, fair order across keys, per-key counts); open loop only.
 
 use std::fmt;
 use std::time::Duration;
@@ -158,6 +161,9 @@ pub(crate) struct LoadSpec {
     /// Pass the caller's deadline to the pool (`try_submit_by(f, intended + deadline)`), so
     /// that the pool refuses or expires work that cannot start in time (open loop only).
     pub(crate) pass_deadline: bool,
+    /// Submit through `pool.key(KEY)` (open loop only): the task counts against the pool's
+    /// per-key cap and is served in the pool's key order.
+    pub(crate) key: Option<String>,
 }
 
 /// A whole scenario, as the runner takes it.
@@ -212,6 +218,16 @@ impl Scenario {
                     l.name
                 ));
             }
+            if let Some(k) = &l.key {
+                if l.callers.is_some() || l.rate == Rate::Max || l.pass_deadline {
+                    return Err(format!(
+                        "load {:?}: key={k:?} needs an open-loop rate=R (not rate=max, not \
+                         callers=, not pass_deadline=true: a keyed submission does not wait \
+                         for room and carries no deadline)",
+                        l.name
+                    ));
+                }
+            }
             if self.loads[..i].iter().any(|m| m.name == l.name) {
                 return Err(format!(
                     "two loads are named {:?}; give one a name with name=...",
@@ -249,6 +265,24 @@ fn check_load_name(name: &str) -> Result<(), String> {
     if let Some(c) = name.chars().find(|c| c.is_control()) {
         return Err(format!(
             "load name {name:?} contains the control character {c:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// A load's key names its rows and the pool's per-key counts: 1 to 64 bytes, no control
+/// characters (the library takes any string; the bench keeps its tables readable).
+fn check_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > bulkhead::limits::MAX_NAME_LEN {
+        return Err(format!(
+            "invalid key={key:?}: a key is {} bytes long, it must be 1 to {} bytes",
+            key.len(),
+            bulkhead::limits::MAX_NAME_LEN
+        ));
+    }
+    if let Some(c) = key.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "invalid key={key:?}: it contains the control character {c:?}"
         ));
     }
     Ok(())
@@ -491,7 +525,7 @@ fn parse_key_duration(v: &str, key: &str, min: Duration) -> Result<Duration, Str
 
 /// The keys of a load spec.
 const LOAD_KEYS: &str =
-    "rate, work, arrivals, submitters, inflight, callers, name, deadline, pass_deadline";
+    "rate, work, arrivals, submitters, inflight, callers, name, deadline, pass_deadline, key";
 
 impl PoolSpec {
     /// A pool with no setting: the library's defaults (one thread, a queue of 128).
@@ -617,6 +651,7 @@ impl LoadSpec {
             callers: None,
             deadline: None,
             pass_deadline: false,
+            key: None,
         }
     }
 
@@ -645,6 +680,10 @@ impl LoadSpec {
                 self.name = v.to_owned();
             }
             "deadline" => self.deadline = Some(parse_key_duration(v, k, Duration::from_nanos(1))?),
+            "key" => {
+                check_key(v)?;
+                self.key = Some(v.to_owned());
+            }
             "pass_deadline" => {
                 self.pass_deadline = match v {
                     "true" => true,
@@ -667,7 +706,7 @@ impl LoadSpec {
     }
 }
 
-/// Parses `--load POOL:rate=R,work=W,arrivals=fixed|poisson,submitters=N,inflight=N,callers=N,name=NAME`.
+/// Parses `--load POOL:rate=R,work=W,arrivals=fixed|poisson,submitters=N,inflight=N,callers=N,name=NAME,key=KEY`.
 pub(crate) fn parse_load(s: &str) -> Result<LoadSpec, String> {
     let (pool, kv) = split_spec(s, "load")?;
     let mut load = LoadSpec::on(pool);
@@ -733,6 +772,7 @@ struct LoadEntry {
     callers: Option<usize>,
     deadline: Option<String>,
     pass_deadline: Option<bool>,
+    key: Option<String>,
 }
 
 impl PoolEntry {
@@ -802,6 +842,7 @@ impl LoadEntry {
             ("work", &self.work),
             ("arrivals", &self.arrivals),
             ("deadline", &self.deadline),
+            ("key", &self.key),
         ] {
             if let Some(v) = v {
                 load.set(k, v).map_err(in_load)?;
@@ -1078,6 +1119,32 @@ mod tests {
             (Rate::Max, 4, "runaway")
         );
         assert_eq!(parse_load("api:callers=8").unwrap().callers, Some(8));
+    }
+
+    #[test]
+    fn keyed_loads() {
+        let l = parse_load("fair:rate=40,work=sleep:10ms,key=tenant-1,name=fair-t1").unwrap();
+        assert_eq!(l.key.as_deref(), Some("tenant-1"));
+        assert_eq!(parse_load("fair").unwrap().key, None);
+        let long = format!("fair:key={}", "k".repeat(65));
+        for (bad, needle) in [
+            ("fair:key=", "key=\"\""),
+            (long.as_str(), "65 bytes"),
+            ("fair:key=a\u{1}b", "control character"),
+        ] {
+            let err = parse_load(bad).unwrap_err();
+            assert!(err.contains(needle), "{bad}: {err}");
+        }
+        let mut sc = presets::preset("overload", &[0, 1]).unwrap();
+        for bad in [
+            "codel:rate=max,key=t",
+            "codel:callers=2,key=t",
+            "codel:deadline=5ms,pass_deadline=true,key=t",
+        ] {
+            sc.loads[0] = parse_load(bad).unwrap();
+            let err = sc.validate(&[0, 1]).unwrap_err();
+            assert!(err.contains("key=\"t\""), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! and the queue depth of its pool over time, one line per mode: alone (grey), isolated
 //! (blue), shared (red). A scenario about callers' deadlines (a load with `phases` work or
 //! `pass_deadline`) gets instead one panel of goodput over time, one line per workload of the
-//! isolated run, with the phases of the work marked. A small SVG writer of our own: lines,
-//! axes, labels, no dependency.
+//! isolated run, with the phases of the work marked. A scenario of keyed loads (`key=`: tenants
+//! of shared pools) gets one row per key instead: its end-to-end p99 and its completions per
+//! second over time, one line per pool of the run with the most workloads. A small SVG writer
+//! of our own: lines, axes, labels, no dependency.
 
 use std::fmt::Write as _;
 
@@ -257,10 +259,154 @@ fn render_goodput(report: &Report) -> String {
     out
 }
 
+/// The keyed plot: per key (in the order the loads name them), its end-to-end p99 per
+/// 100 ms (log scale) and its completions per second, one line per pool, from the run with
+/// the most workloads (the side-by-side run).
+fn render_keyed(report: &Report) -> String {
+    let sc = &report.scenario;
+    let mut keys: Vec<&str> = Vec::new();
+    for k in sc.loads.iter().filter_map(|l| l.key.as_deref()) {
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let width = LEFT + 2.0 * PANEL_W + GAP_X + 30.0;
+    let height = TOP + keys.len() as f64 * ROW_H + 10.0;
+    let t_min = -sc.warmup.as_secs_f64();
+    let t_max = sc.duration.as_secs_f64();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif">"#
+    );
+    let _ = writeln!(
+        out,
+        r##"<rect width="100%" height="100%" fill="#fafafa"/>"##
+    );
+    let Some(run) = report.runs.iter().max_by_key(|r| r.workloads.len()) else {
+        out.push_str("</svg>\n");
+        return out;
+    };
+    let _ = writeln!(
+        out,
+        r#"<text x="{LEFT}" y="26" font-size="17" font-weight="bold">bulkhead-bench: {} — per key, one line per pool ({} run)</text>"#,
+        esc(&sc.name),
+        run.kind.as_str()
+    );
+    let pools: Vec<&str> = sc.pools.iter().map(|p| p.name.as_str()).collect();
+    let colour_of = |pool: &str| {
+        let i = pools.iter().position(|p| *p == pool).unwrap_or(0);
+        PALETTE[i % PALETTE.len()]
+    };
+    let mut lx = LEFT;
+    for p in &pools {
+        let label = format!("pool {p}");
+        let _ = writeln!(
+            out,
+            r#"<line x1="{lx}" y1="46" x2="{}" y2="46" stroke="{}" stroke-width="3"/><text x="{}" y="50" font-size="12">{}</text>"#,
+            lx + 24.0,
+            colour_of(p),
+            lx + 30.0,
+            esc(&label)
+        );
+        lx += 50.0 + label.len() as f64 * 7.0;
+    }
+    for (row, key) in keys.iter().enumerate() {
+        let y0 = TOP + row as f64 * ROW_H + 20.0;
+        let series: Vec<(&str, &[Point])> = run
+            .workloads
+            .iter()
+            .filter(|w| w.load.key.as_deref() == Some(*key))
+            .map(|w| (w.load.pool.as_str(), w.series.as_slice()))
+            .collect();
+        let lat = Panel {
+            x0: LEFT,
+            y0,
+            w: PANEL_W,
+            t_min,
+            t_max,
+        };
+        lat.frame(
+            &mut out,
+            &format!("key {key}: end-to-end p99 per 100 ms (log scale)"),
+            "end-to-end p99, log scale (µs, ms, s)",
+        );
+        let max_us = series
+            .iter()
+            .flat_map(|(_, s)| s.iter().map(|p| p.e2e_p99 as f64 / 1e3))
+            .fold(100.0f64, f64::max);
+        let lo = 1.0f64;
+        let hi = max_us.log10().ceil().max(lo + 1.0);
+        let ly = |us: f64| y0 + PANEL_H - ((us.max(10.0).log10() - lo) / (hi - lo)) * PANEL_H;
+        for e in (lo as i32)..=(hi as i32) {
+            let us = 10f64.powi(e);
+            let y = ly(us);
+            let _ = writeln!(
+                out,
+                r##"<line x1="{LEFT}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"##,
+                LEFT + PANEL_W,
+                LEFT - 5.0,
+                y + 4.0,
+                fmt_us(us)
+            );
+        }
+        for (pool, s) in &series {
+            let pts: Vec<(f64, Option<f64>)> = s
+                .iter()
+                .map(|p| (p.t, (p.ended > 0).then(|| ly(p.e2e_p99 as f64 / 1e3))))
+                .collect();
+            lat.line(&mut out, &pts, colour_of(pool));
+        }
+        // Completions per second, linear.
+        let qx0 = LEFT + PANEL_W + GAP_X;
+        let q = Panel {
+            x0: qx0,
+            y0,
+            w: PANEL_W,
+            t_min,
+            t_max,
+        };
+        q.frame(
+            &mut out,
+            &format!("key {key}: tasks completed per second (100 ms ticks)"),
+            "completed (tasks/s)",
+        );
+        let rate = |p: &Point| p.ended as f64 * 10.0;
+        let max = series
+            .iter()
+            .flat_map(|(_, s)| s.iter().map(rate))
+            .fold(1.0f64, f64::max);
+        let step = nice_step(max / 4.0);
+        let top = (max / step).ceil() * step;
+        let qy = |d: f64| y0 + PANEL_H - d / top * PANEL_H;
+        let mut v = 0.0;
+        while v <= top + 1e-9 {
+            let y = qy(v);
+            let _ = writeln!(
+                out,
+                r##"<line x1="{qx0}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" font-size="11" text-anchor="end">{v}</text>"##,
+                qx0 + PANEL_W,
+                qx0 - 5.0,
+                y + 4.0
+            );
+            v += step;
+        }
+        for (pool, s) in &series {
+            let pts: Vec<(f64, Option<f64>)> = s.iter().map(|p| (p.t, Some(qy(rate(p))))).collect();
+            q.line(&mut out, &pts, colour_of(pool));
+        }
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
 /// Renders the report's time series as an SVG document.
 pub(crate) fn render(report: &Report) -> String {
     if about_deadlines(report) {
         return render_goodput(report);
+    }
+    if report.scenario.loads.iter().any(|l| l.key.is_some()) {
+        return render_keyed(report);
     }
     let names: Vec<&str> = report
         .scenario
