@@ -21,7 +21,10 @@
 //! queue empties leaves the ring and loses what is left of its quantum. So a key that floods
 //! the pool gets `weight / (sum of the waiting keys' weights)` of the turns and no more
 //! while others wait, and a key that sends one task waits for at most one round, not behind
-//! the flood. Tasks of one key keep their submission order. [`KeyOrder::Fifo`] serves keyed
+//! the flood. Tasks of one key keep their submission order. The order decides who waits,
+//! not who gets a queue place: keyed tasks share the pool's slots, so without a per-key cap
+//! a flooding key still fills the queue and the others are refused as full. The cap is what
+//! keeps room for them. [`KeyOrder::Fifo`] serves keyed
 //! tasks in arrival order (the per-key caps still apply): the baseline to compare with.
 //!
 //! # Counts
@@ -407,7 +410,7 @@ impl Keys {
                 if live.queue.is_empty() {
                     live.credit = 0;
                     inner.ring.pop_front();
-                } else if live.credit == 0 {
+                } else if live.credit == 0 && inner.ring.len() > 1 {
                     inner.ring.rotate_left(1);
                 }
                 Some((job, KeyRef(i)))
