@@ -282,6 +282,11 @@ pub(crate) fn group_name(pool: &str) -> String {
     format!("{}{n}-{clean}", own_prefix())
 }
 
+/// cgroup v1 `cpu.shares` for a v2-scale weight: 100 (v2's default) is 1024 (v1's).
+pub(crate) fn v1_shares(weight: u32) -> u64 {
+    (u64::from(weight) * 1024 / 100).max(2)
+}
+
 /// The prefix of every group this process creates.
 fn own_prefix() -> String {
     format!("bulkhead-{}-", std::process::id())
@@ -295,7 +300,9 @@ pub(crate) struct Group {
 }
 
 impl Group {
-    /// Creates `parent/name` with `quota_us` of CPU time per `period_us`.
+    /// Creates `parent/name` with `quota_us` of CPU time per `period_us`, and `weight` (the
+    /// v2 `cpu.weight` scale, 1 to 10,000, 100 the kernel's default; on v1 written as
+    /// `cpu.shares` = weight x 1024 / 100, at least 2) if given.
     ///
     /// # Errors
     ///
@@ -307,6 +314,7 @@ impl Group {
         name: &str,
         quota_us: u64,
         period_us: u64,
+        weight: Option<u32>,
     ) -> Result<Group, CgroupError> {
         if parent.version == Version::V2 {
             let subtree =
@@ -347,22 +355,35 @@ impl Group {
             parent: parent.clone(),
             dir,
         };
-        if let Err(e) = group.configure(quota_us, period_us) {
+        if let Err(e) = group.configure(quota_us, period_us, weight) {
             let _ = fs::remove_dir(&group.dir);
             return Err(e);
         }
         Ok(group)
     }
 
-    fn configure(&self, quota_us: u64, period_us: u64) -> Result<(), CgroupError> {
+    fn configure(
+        &self,
+        quota_us: u64,
+        period_us: u64,
+        weight: Option<u32>,
+    ) -> Result<(), CgroupError> {
         match self.parent.version {
             Version::V2 => {
                 self.write("cgroup.type", "threaded")?;
-                self.write("cpu.max", &format!("{quota_us} {period_us}"))
+                self.write("cpu.max", &format!("{quota_us} {period_us}"))?;
+                if let Some(w) = weight {
+                    self.write("cpu.weight", &w.to_string())?;
+                }
+                Ok(())
             }
             Version::V1 => {
                 self.write("cpu.cfs_period_us", &period_us.to_string())?;
-                self.write("cpu.cfs_quota_us", &quota_us.to_string())
+                self.write("cpu.cfs_quota_us", &quota_us.to_string())?;
+                if let Some(w) = weight {
+                    self.write("cpu.shares", &v1_shares(w).to_string())?;
+                }
+                Ok(())
             }
         }
     }

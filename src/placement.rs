@@ -144,6 +144,9 @@ pub(crate) struct CpuConfig {
     pub(crate) cpu_limit: Option<f64>,
     pub(crate) cpu_limit_best_effort: bool,
     pub(crate) cpu_limit_parent: Option<PathBuf>,
+    /// The cap's enforcement period (`None`: the default) and the group's weight.
+    pub(crate) cpu_limit_period: Option<Duration>,
+    pub(crate) cpu_weight: Option<u32>,
     /// The cap's cgroup, created when the runtime starts (`None` before, and for uncapped
     /// pools).
     pub(crate) cap_group: Option<Arc<CapGroup>>,
@@ -190,6 +193,10 @@ impl CpuConfig {
     pub(crate) fn cap(&self) -> Option<CpuCap> {
         Some(CpuCap {
             cpus: self.cpu_limit?,
+            period: self
+                .cpu_limit_period
+                .unwrap_or(Duration::from_micros(cgroup::PERIOD_US)),
+            weight: self.cpu_weight,
             best_effort: self.cpu_limit_best_effort,
             parent: self.cpu_limit_parent.clone(),
         })
@@ -334,11 +341,14 @@ fn os_refusal(field: &'static str, message: String, source: io::Error) -> SetupE
     }
 }
 
-/// A pool's kernel CPU cap as configured: `cpus` CPUs' worth of time per
-/// [`cgroup::PERIOD_US`].
+/// A pool's kernel CPU cap as configured: `cpus` CPUs' worth of time per `period`, and the
+/// group's weight among its siblings.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct CpuCap {
     pub(crate) cpus: f64,
+    pub(crate) period: Duration,
+    /// `cpu.weight` (v2; v1 `cpu.shares` scaled from it); `None`: the kernel's default.
+    pub(crate) weight: Option<u32>,
     /// Run uncapped (and say so) where the host refuses, instead of failing `build()`.
     pub(crate) best_effort: bool,
     /// The cgroup to create the pool's under; `None`: the process's own.
@@ -348,7 +358,12 @@ pub(crate) struct CpuCap {
 impl CpuCap {
     /// The quota per period, in microseconds.
     pub(crate) fn quota_us(&self) -> u64 {
-        (self.cpus * cgroup::PERIOD_US as f64).round() as u64
+        (self.cpus * self.period_us() as f64).round() as u64
+    }
+
+    /// The period, in microseconds.
+    pub(crate) fn period_us(&self) -> u64 {
+        u64::try_from(self.period.as_micros()).unwrap_or(u64::MAX)
     }
 }
 
@@ -358,6 +373,7 @@ impl CpuCap {
 pub(crate) struct CapGroup {
     quota: Duration,
     period: Duration,
+    weight: Option<u32>,
     best_effort: bool,
     /// `None` once removed, or if it could not be created (best effort).
     group: Mutex<Option<Group>>,
@@ -374,6 +390,7 @@ pub(crate) struct CapGroup {
 pub(crate) struct CapStatus {
     pub(crate) quota: Duration,
     pub(crate) period: Duration,
+    pub(crate) weight: Option<u32>,
     pub(crate) cgroup: Option<PathBuf>,
     pub(crate) uncapped: Option<String>,
     pub(crate) throttling: Option<Throttling>,
@@ -398,7 +415,8 @@ impl CapGroup {
                 &parent,
                 &cgroup::group_name(pool),
                 quota_us,
-                cgroup::PERIOD_US,
+                cap.period_us(),
+                cap.weight,
             )
         });
         let (group, uncapped) = match created {
@@ -419,7 +437,8 @@ impl CapGroup {
         };
         Ok(Arc::new(CapGroup {
             quota: Duration::from_micros(quota_us),
-            period: Duration::from_micros(cgroup::PERIOD_US),
+            period: Duration::from_micros(cap.period_us()),
+            weight: cap.weight,
             best_effort: cap.best_effort,
             dir: group.as_ref().map(|g| g.dir().to_owned()),
             group: Mutex::new(group),
@@ -464,6 +483,7 @@ impl CapGroup {
         CapStatus {
             quota: self.quota,
             period: self.period,
+            weight: self.weight,
             cgroup: self.dir.clone(),
             uncapped: self.uncapped.lock().clone(),
             throttling: *self.last.lock(),

@@ -590,6 +590,7 @@ fn cap_status(cap: &CapGroup) -> CpuCapStatus {
     CpuCapStatus {
         quota: s.quota,
         period: s.period,
+        weight: s.weight,
         cgroup: s.cgroup,
         uncapped: s.uncapped,
         throttling: s.throttling.map(|t| CpuThrottling {

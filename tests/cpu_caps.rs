@@ -248,6 +248,83 @@ fn a_worker_started_by_a_capped_thread_leaves_the_cap() {
 }
 
 #[test]
+fn the_period_and_weight_reach_the_kernel() {
+    let built = Runtime::builder()
+        .pool("capped", |p| {
+            p.threads(2)
+                .cpu_limit(0.5)
+                .cpu_limit_period(Duration::from_millis(10))
+                .cpu_weight(10)
+        })
+        .build();
+    let rt = match built {
+        Ok(rt) => rt,
+        Err(e) => {
+            println!("skip the_period_and_weight_reach_the_kernel: no CPU cap here: {e}");
+            return;
+        }
+    };
+    let cap = cap_of(&rt);
+    assert_eq!(
+        (cap.quota, cap.period, cap.weight),
+        (
+            Duration::from_millis(5),
+            Duration::from_millis(10),
+            Some(10)
+        )
+    );
+    let dir = cap.cgroup.expect("a capped pool has a cgroup");
+    assert_eq!(quota_period(&dir), (5_000, 10_000));
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    if dir.join("cpu.weight").exists() {
+        assert_eq!(read("cpu.weight").trim(), "10");
+    } else {
+        // cgroup v1: weight x 1024 / 100.
+        assert_eq!(read("cpu.shares").trim(), "102");
+    }
+}
+
+#[test]
+fn bad_periods_and_weights_are_build_errors_naming_the_field() {
+    let ms = Duration::from_millis;
+    for (limit, period, why) in [
+        (0.5, Duration::from_micros(500), "between"),
+        (0.5, Duration::from_secs(2), "between"),
+        // 0.05 CPU per 10 ms is a 0.5 ms quota, below the kernel's 1 ms.
+        (0.05, ms(10), "quota"),
+    ] {
+        let e = Runtime::builder()
+            .pool("batch", |p| p.cpu_limit(limit).cpu_limit_period(period))
+            .build()
+            .unwrap_err();
+        assert_eq!((e.pool(), e.field()), (Some("batch"), "cpu_limit_period"));
+        assert!(e.to_string().contains(why), "{e}");
+    }
+    for w in [0, 10_001] {
+        let e = Runtime::builder()
+            .pool("batch", |p| p.cpu_limit(0.5).cpu_weight(w))
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "cpu_weight");
+        assert!(e.to_string().contains(&w.to_string()), "{e}");
+    }
+    for (field, b) in [
+        (
+            "cpu_limit_period",
+            Runtime::builder().pool("batch", |p| p.cpu_limit_period(ms(10))),
+        ),
+        (
+            "cpu_weight",
+            Runtime::builder().pool("batch", |p| p.cpu_weight(10)),
+        ),
+    ] {
+        let e = b.build().unwrap_err();
+        assert_eq!((e.pool(), e.field()), (Some("batch"), field));
+        assert!(e.to_string().contains("needs a cpu_limit"), "{e}");
+    }
+}
+
+#[test]
 fn bad_values_are_build_errors_naming_pool_field_and_value() {
     for bad in [0.0, -1.0, 0.001, f64::NAN, 100_000.0] {
         let e = Runtime::builder()

@@ -68,5 +68,20 @@ pub const MIN_SUPERVISOR_INTERVAL: Duration = Duration::from_millis(10);
 pub const MAX_SUPERVISOR_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// The smallest [`cpu_limit`](crate::PoolBuilder::cpu_limit): 1 % of one CPU, the kernel's
-/// smallest quota (1 ms) per the 100 ms period.
+/// smallest quota (1 ms) per the default 100 ms period. With a shorter
+/// [`cpu_limit_period`](crate::PoolBuilder::cpu_limit_period) the quota (limit x period)
+/// must still be at least [`MIN_CPU_QUOTA`].
 pub const MIN_CPU_LIMIT: f64 = 0.01;
+/// The kernel's smallest CPU quota per period.
+pub const MIN_CPU_QUOTA: Duration = Duration::from_millis(1);
+/// Default [`cpu_limit_period`](crate::PoolBuilder::cpu_limit_period): the kernel's own
+/// default CFS bandwidth period.
+pub const DEFAULT_CPU_LIMIT_PERIOD: Duration = Duration::from_millis(100);
+/// The shortest [`cpu_limit_period`](crate::PoolBuilder::cpu_limit_period) the kernel takes.
+pub const MIN_CPU_LIMIT_PERIOD: Duration = Duration::from_millis(1);
+/// The longest [`cpu_limit_period`](crate::PoolBuilder::cpu_limit_period) the kernel takes.
+pub const MAX_CPU_LIMIT_PERIOD: Duration = Duration::from_secs(1);
+/// The smallest [`cpu_weight`](crate::PoolBuilder::cpu_weight) (cgroup v2's range).
+pub const MIN_CPU_WEIGHT: u32 = 1;
+/// The largest [`cpu_weight`](crate::PoolBuilder::cpu_weight) (cgroup v2's range).
+pub const MAX_CPU_WEIGHT: u32 = 10_000;

@@ -20,6 +20,11 @@
 //! | `sched_policy`     | Linux                                                         |
 //! | `cpu_limit`        | [`MIN_CPU_LIMIT`] to the CPUs in [`CpuSet::available`], if set; Linux unless best effort |
 //! | `cpu_limit_best_effort`, `cpu_limit_parent` | only with `cpu_limit`                |
+//! | `cpu_limit_period` | [`MIN_CPU_LIMIT_PERIOD`] to [`MAX_CPU_LIMIT_PERIOD`], quota (`cpu_limit` x period) at least [`MIN_CPU_QUOTA`]; only with `cpu_limit` |
+//! | `cpu_weight`       | [`MIN_CPU_WEIGHT`] to [`MAX_CPU_WEIGHT`]; only with `cpu_limit` |
+//! | `key_cap`          | 1 or more, if set                                             |
+//! | `key_weights`      | each weight 1 to [`MAX_KEY_WEIGHT`]                           |
+//! | `key_metrics`      | 0 to [`MAX_KEY_METRICS`]                                      |
 //! | `stuck_after`      | [`MIN_STUCK_AFTER`] or more                                   |
 //! | `threads`, `elastic` | `1 <= min <= max <= ` [`MAX_THREADS`]                       |
 //! | `keep_alive`       | [`MIN_KEEP_ALIVE`] to [`MAX_KEEP_ALIVE`]                      |

@@ -748,7 +748,9 @@ impl PoolBuilder {
     ///
     /// `build()` creates a cgroup for the pool under the process's own (or under
     /// [`cpu_limit_parent`](Self::cpu_limit_parent)), named `bulkhead-<pid>-<n>-<pool>`, with
-    /// a quota of `cpus` x 100 ms per 100 ms period (cgroup v2 `cpu.max` in a threaded
+    /// a quota of `cpus` x the period per period ([`cpu_limit_period`](Self::cpu_limit_period),
+    /// 100 ms unless set; [`cpu_weight`](Self::cpu_weight) sets its weight) (cgroup v2
+    /// `cpu.max` in a threaded
     /// subtree where the host has it, else cgroup v1 `cpu.cfs_quota_us`); each worker moves
     /// itself into it as the last step of its set-up, before the start hook. The runtime
     /// removes the cgroup at shutdown (moving any thread still in it, such as a detached
@@ -799,6 +801,37 @@ impl PoolBuilder {
     /// leaves the pool uncapped). Needs `cpu_limit`.
     pub fn cpu_limit_parent(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
         self.0.cpu.cpu_limit_parent = Some(dir.into());
+        self
+    }
+
+    /// The enforcement period of the pool's [`cpu_limit`](Self::cpu_limit): the pool may use
+    /// `cpu_limit x period` of CPU time in each period. A shorter period spreads the same
+    /// share more finely: a capped pool that spends its quota at the start of a period
+    /// holds the CPUs for a shorter stretch at a time, and waits a shorter stretch once
+    /// throttled (a 10 ms period at 0.5 CPU: 5 ms per 10 ms, not 50 ms per 100 ms), at the
+    /// cost of more frequent accounting by the kernel.
+    ///
+    /// Default: [`DEFAULT_CPU_LIMIT_PERIOD`] (100 ms, the kernel's). From
+    /// [`MIN_CPU_LIMIT_PERIOD`] (1 ms) to [`MAX_CPU_LIMIT_PERIOD`] (1 s), and the quota
+    /// (`cpu_limit x period`) must be at least [`MIN_CPU_QUOTA`] (1 ms); needs `cpu_limit`.
+    /// Otherwise `build()` fails naming `cpu_limit_period`.
+    pub fn cpu_limit_period(mut self, period: Duration) -> Self {
+        self.0.cpu.cpu_limit_period = Some(period);
+        self
+    }
+
+    /// The weight of the pool's [`cpu_limit`](Self::cpu_limit) cgroup against its sibling
+    /// cgroups and the threads of its parent, while both want the CPU: below the quota, a
+    /// pool of weight 10 gets a tenth of the share a default one (100) does. Written as
+    /// `cpu.weight` on cgroup v2 and as `cpu.shares` (`weight x 1024 / 100`) on v1. A low
+    /// weight on a runaway pool lets the kernel prefer its neighbours while it still has
+    /// quota left.
+    ///
+    /// Default: unset, the kernel's default (100; v1 1024). From [`MIN_CPU_WEIGHT`] (1) to
+    /// [`MAX_CPU_WEIGHT`] (10,000); needs `cpu_limit` (the cgroup exists only for a cap).
+    /// Otherwise `build()` fails naming `cpu_weight`.
+    pub fn cpu_weight(mut self, weight: u32) -> Self {
+        self.0.cpu.cpu_weight = Some(weight);
         self
     }
 }
@@ -971,6 +1004,37 @@ fn validate_cpu(cfg: &CpuConfig, pool: &str) -> Result<(), BuildError> {
                 ),
             );
         }
+        let period = cfg.cpu_limit_period.unwrap_or(DEFAULT_CPU_LIMIT_PERIOD);
+        if !(MIN_CPU_LIMIT_PERIOD..=MAX_CPU_LIMIT_PERIOD).contains(&period) {
+            return err(
+                "cpu_limit_period",
+                BuildErrorKind::OutOfRange,
+                format!(
+                    "must be between {MIN_CPU_LIMIT_PERIOD:?} and {MAX_CPU_LIMIT_PERIOD:?}, got \
+                     {period:?}"
+                ),
+            );
+        }
+        if period.mul_f64(limit) < MIN_CPU_QUOTA {
+            return err(
+                "cpu_limit_period",
+                BuildErrorKind::OutOfRange,
+                format!(
+                    "a cap of {limit} CPUs per {period:?} is a quota of {:?}, below the kernel's \
+                     smallest ({MIN_CPU_QUOTA:?}); give a longer period or a larger cpu_limit",
+                    period.mul_f64(limit)
+                ),
+            );
+        }
+        if let Some(w) = cfg.cpu_weight {
+            if !(MIN_CPU_WEIGHT..=MAX_CPU_WEIGHT).contains(&w) {
+                return err(
+                    "cpu_weight",
+                    BuildErrorKind::OutOfRange,
+                    format!("must be between {MIN_CPU_WEIGHT} and {MAX_CPU_WEIGHT}, got {w}"),
+                );
+            }
+        }
         if !cfg!(target_os = "linux") && !cfg.cpu_limit_best_effort {
             return err(
                 "cpu_limit",
@@ -980,11 +1044,19 @@ fn validate_cpu(cfg: &CpuConfig, pool: &str) -> Result<(), BuildError> {
                     .into(),
             );
         }
-    } else if cfg.cpu_limit_best_effort || cfg.cpu_limit_parent.is_some() {
+    } else if cfg.cpu_limit_best_effort
+        || cfg.cpu_limit_parent.is_some()
+        || cfg.cpu_limit_period.is_some()
+        || cfg.cpu_weight.is_some()
+    {
         let field = if cfg.cpu_limit_best_effort {
             "cpu_limit_best_effort"
-        } else {
+        } else if cfg.cpu_limit_parent.is_some() {
             "cpu_limit_parent"
+        } else if cfg.cpu_limit_period.is_some() {
+            "cpu_limit_period"
+        } else {
+            "cpu_weight"
         };
         return err(
             field,

@@ -169,6 +169,20 @@ pub(crate) static POOL_SETTINGS: &[Setting<PoolBuilder>] = &[
         set: |p, v| Ok(p.cpu_limit_parent(text(v)?)),
     },
     Setting {
+        key: "cpu_limit_period",
+        doc: "enforcement period of the CPU cap (duration)",
+        set: |p, v| Ok(p.cpu_limit_period(duration(v)?)),
+    },
+    Setting {
+        key: "cpu_weight",
+        doc: "weight of the capped pool's cgroup, 1 to 10000, default 100 (count)",
+        set: |p, v| {
+            let w = count(v)?;
+            let w = u32::try_from(w).map_err(|_| format!("{w} is out of range"))?;
+            Ok(p.cpu_weight(w))
+        },
+    },
+    Setting {
         key: "stuck_after",
         doc: "run time after which a task is reported stuck (duration)",
         set: |p, v| Ok(p.stuck_after(duration(v)?)),
@@ -710,6 +724,7 @@ mod tests {
             "cpu_limit" => "0.5",
             "cpu_limit_best_effort" => "true",
             "cpu_limit_parent" => "/sys/fs/cgroup/cpu",
+            "cpu_limit_period" => "10ms",
             "key_order" => "fifo",
             "key_weights" => "gold=4, silver=2",
             _ => "4",

@@ -76,8 +76,12 @@ pub struct CpuCapStatus {
     /// CPU time the pool's workers may use together per `period` (`quota / period` is the
     /// limit in CPUs: 50 ms per 100 ms is half of one CPU).
     pub quota: Duration,
-    /// The enforcement period (100 ms).
+    /// The enforcement period ([`cpu_limit_period`](crate::PoolBuilder::cpu_limit_period),
+    /// 100 ms unless set).
     pub period: Duration,
+    /// The cgroup's weight ([`cpu_weight`](crate::PoolBuilder::cpu_weight)), if set.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub weight: Option<u32>,
     /// The pool's cgroup directory; `None` if it could not be created (best effort).
     pub cgroup: Option<std::path::PathBuf>,
     /// Why the cap is not in force, or not for every worker: set only with
