@@ -301,7 +301,8 @@ impl Keys {
     /// Admits `job` under `key`: refuses it if the key is at its cap, else takes a pool slot
     /// with `reserve` (refused as full if there is none), queues the job in its key's queue
     /// and sends its turn with `send_turn` (which releases the slot itself if it fails; the
-    /// job is then taken back out). On refusal the job comes back with the reason.
+    /// job is then taken back out). On refusal the job comes back with the reason; a cap
+    /// refusal is counted for the key here, any other by the caller (`count_refused`).
     pub(crate) fn admit(
         &self,
         key: &str,
@@ -320,10 +321,7 @@ impl Keys {
             }
         }
         if !reserve() {
-            match found {
-                Some(i) => inner.slot(i).counts.refused_other += 1,
-                None => inner.tally.entry(&Arc::from(key)).refused_other += 1,
-            }
+            // Counted by the caller, which may still wait for a slot.
             return Err((job, RefusalReason::Full));
         }
         let i = match found {
@@ -359,7 +357,6 @@ impl Keys {
                     None => unreachable!("the job was just queued"),
                 };
                 live.in_flight -= 1;
-                live.counts.refused_other += 1;
                 let idle = live.in_flight == 0;
                 if joined_ring {
                     inner.ring.pop_back();
@@ -375,8 +372,8 @@ impl Keys {
         }
     }
 
-    /// Counts a submission of `key` the pool refused before it reached the key (it was
-    /// shutting down).
+    /// Counts a submission of `key` the pool refused for a reason other than the key's cap
+    /// (full, timed out, shutting down, deadline).
     #[cold]
     pub(crate) fn count_refused(&self, key: &str) {
         let mut guard = self.inner.lock();

@@ -474,3 +474,75 @@ fn bad_key_settings_are_build_errors_naming_the_field() {
     assert_eq!(err.key(), "key_weights");
     assert!(err.to_string().contains("\"x\""), "{err}");
 }
+
+#[test]
+fn keyed_submissions_may_wait_for_room_but_never_for_their_cap() {
+    let (_rt, pool) = one_pool(|p| p.threads(1).queue_capacity(1).key_cap(2));
+    let mut gate = occupy_all(&pool);
+    // The pool's one queue place is taken by another key.
+    let other = pool.key("other").try_submit(|| 0).unwrap();
+    // Waiting for room times out while the worker is held...
+    let refused = pool
+        .key("k")
+        .submit_timeout(|| 1, Duration::from_millis(20))
+        .unwrap_err();
+    assert_eq!(refused.reason(), RefusalReason::Timeout);
+    // ...and is admitted once room appears: a waiter blocks until the gate opens.
+    let waiter = {
+        let pool = pool.clone();
+        std::thread::spawn(move || {
+            pool.key("k")
+                .submit_timeout(|| 2, HANG_GUARD)
+                .map_err(|e| e.reason())
+        })
+    };
+    wait_until("the waiter to wait for room", || {
+        // The waiter is counted as submitted before it waits.
+        pool.stats().submitted == 4
+    });
+    gate.open();
+    let h = waiter.join().unwrap().unwrap();
+    assert_eq!(done(h).unwrap(), 2);
+    assert_eq!(done(other).unwrap(), 0);
+    let s = pool.stats();
+    let k = key_row(&s.keys, "k");
+    assert_eq!((k.accepted, k.refused_other, k.completed), (1, 1, 1));
+    assert_eq!(s.refused_timeout, 1);
+
+    // A key at its cap is refused at once, even by a waiting submission.
+    let mut gate = occupy_all(&pool);
+    let held = pool.key("c").try_submit(|| ()).unwrap();
+    let (_rt2, roomy) = one_pool(|p| p.threads(1).queue_capacity(8).key_cap(1));
+    let mut gate2 = occupy_all(&roomy);
+    let first = roomy.key("c").try_submit(|| ()).unwrap();
+    let refused = roomy.key("c").submit(|| ()).unwrap_err();
+    assert_eq!(refused.reason(), RefusalReason::KeyCap);
+    gate2.open();
+    gate.open();
+    done(first).unwrap();
+    done(held).unwrap();
+}
+
+#[test]
+fn keyed_deadlines_refuse_late_work_and_expire_it_at_the_deadline() {
+    let (_rt, pool) = one_pool(|p| p.threads(1).queue_capacity(8));
+    let gate = occupy_all(&pool);
+    let k = pool.key("k");
+    // A deadline already passed is refused at once, counted for the pool and the key.
+    let refused = k
+        .try_submit_by(|| (), std::time::Instant::now() - Duration::from_millis(1))
+        .unwrap_err();
+    assert_eq!(refused.reason(), RefusalReason::Deadline);
+    // Admitted with a short budget, it expires at its deadline while the worker is held.
+    let h = k
+        .try_submit_within(|| (), Duration::from_millis(5))
+        .unwrap();
+    let err = done(h).unwrap_err();
+    assert!(err.is_expired(), "{err}");
+    drop(gate);
+    wait_until("the expired task to be passed", || k.in_flight() == 0);
+    let s = pool.stats();
+    assert_eq!(s.refused_deadline, 1);
+    let row = key_row(&s.keys, "k");
+    assert_eq!((row.refused_other, row.accepted, row.expired), (1, 1, 1));
+}

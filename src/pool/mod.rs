@@ -304,6 +304,20 @@ impl PoolShared {
     #[cold]
     #[inline(never)]
     fn reserve_until(&self, mut job: Job, deadline: Instant) -> Result<(), (Job, RefusalReason)> {
+        match self.wait_for_slot(deadline) {
+            Ok(()) => {
+                // Queue wait counts from admission, not from when the wait for a slot began.
+                job.enqueued = self.enqueue_stamp();
+                self.enqueue(job)
+            }
+            Err(reason) => Err((job, reason)),
+        }
+    }
+
+    /// Waits until a slot is free and takes it (`Ok`: the caller holds it), or until the
+    /// deadline (`Timeout`) or the pool closes (`ShuttingDown`). See `reserve_until`.
+    #[cold]
+    fn wait_for_slot(&self, deadline: Instant) -> Result<(), RefusalReason> {
         let mut room = self.room.lock();
         self.room_waiters.fetch_add(1, Ordering::SeqCst);
         let outcome = loop {
@@ -323,14 +337,7 @@ impl PoolShared {
         };
         self.room_waiters.fetch_sub(1, Ordering::SeqCst);
         drop(room);
-        match outcome {
-            Ok(()) => {
-                // Queue wait counts from admission, not from when the wait for a slot began.
-                job.enqueued = self.enqueue_stamp();
-                self.enqueue(job)
-            }
-            Err(reason) => Err((job, reason)),
-        }
+        outcome
     }
 
     /// Sends a job for which the caller already took a slot (async admission), with the
@@ -354,21 +361,53 @@ impl PoolShared {
     /// Admits and enqueues one keyed job: its key's cap, then a slot, then the job into its
     /// key's queue and a turn into the channel (`keys.rs`), inside the same admission-word
     /// protocol as `send`. On refusal the job comes back with the reason.
-    fn send_keyed(&self, key: &str, mut job: Job) -> Result<(), (Job, RefusalReason)> {
+    ///
+    /// With `wait`, a submission that finds no free slot waits for one until then, outside
+    /// the key lock (as `reserve_until`), and is admitted under its key once it holds one; a
+    /// key at its cap is refused at once, never waited for.
+    fn send_keyed(
+        &self,
+        key: &str,
+        mut job: Job,
+        wait: Option<Instant>,
+    ) -> Result<(), (Job, RefusalReason)> {
         self.submitted.fetch_add(1, Ordering::Relaxed);
         // The per-key counts report queue wait, so a keyed job always carries its stamp.
         job.enqueued = self.now_nanos();
         let prev = self.state.fetch_add(IN_FLIGHT, Ordering::Acquire);
         let result = if prev & CLOSED != 0 {
-            self.keys.count_refused(key);
             Err((job, RefusalReason::ShuttingDown))
         } else {
-            self.keys.admit(
+            match self.keys.admit(
                 key,
                 job,
                 || self.try_reserve(Ordering::Relaxed),
                 |turn| self.enqueue(turn),
-            )
+            ) {
+                Err((mut job, RefusalReason::Full)) if wait.is_some() => {
+                    match wait.map(|d| self.wait_for_slot(d)) {
+                        Some(Ok(())) => {
+                            job.enqueued = self.now_nanos();
+                            // The slot is held: admit without reserving another, and give it
+                            // back if the key refuses (it reached its cap meanwhile).
+                            let mut held = true;
+                            let admitted = self.keys.admit(
+                                key,
+                                job,
+                                || std::mem::take(&mut held),
+                                |turn| self.enqueue(turn),
+                            );
+                            if held {
+                                self.release_slot();
+                            }
+                            admitted
+                        }
+                        Some(Err(reason)) => Err((job, reason)),
+                        None => Err((job, RefusalReason::Full)),
+                    }
+                }
+                other => other,
+            }
         };
         let prev = self.state.fetch_sub(IN_FLIGHT, Ordering::AcqRel);
         if prev & ABANDONED != 0 {
@@ -376,6 +415,10 @@ impl PoolShared {
         }
         if let Err((_, reason)) = &result {
             self.count_refusal(*reason);
+            if !matches!(reason, RefusalReason::KeyCap) {
+                // The key counted its cap refusals itself.
+                self.keys.count_refused(key);
+            }
         }
         result
     }
@@ -1618,9 +1661,125 @@ impl Keyed<'_> {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        self.submit_waiting(f, None)
+    }
+
+    /// Submits `f` under this key, waiting for room in the pool until it has some, the pool
+    /// shuts down, or forever. A key at its cap is refused at once, not waited for: a key
+    /// that waits for its own cap would only queue its flood somewhere else.
+    ///
+    /// # Errors
+    ///
+    /// Refused with the closure handed back if the key is at its cap
+    /// ([`RefusalReason::KeyCap`]) or the pool is shutting down.
+    pub fn submit<F, T>(&self, f: F) -> Result<TaskHandle<T>, SubmitError<F>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.submit_waiting(f, Some(deadline_after(Duration::MAX)))
+    }
+
+    /// Submits `f` under this key, waiting at most `timeout` for room in the pool (not for
+    /// the key's cap: see [`submit`](Keyed::submit)).
+    ///
+    /// # Errors
+    ///
+    /// Refused with the closure handed back if the key is at its cap, the pool stayed full
+    /// for the whole timeout ([`RefusalReason::Timeout`]) or it is shutting down.
+    pub fn submit_timeout<F, T>(
+        &self,
+        f: F,
+        timeout: Duration,
+    ) -> Result<TaskHandle<T>, SubmitError<F>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.submit_waiting(f, Some(deadline_after(timeout)))
+    }
+
+    /// Submits `f` under this key with a deadline by which it must start, as
+    /// [`Pool::try_submit_by`] does: refused at once if the deadline has passed or the pool
+    /// predicts a late start, resolved as expired at the deadline if still queued then.
+    ///
+    /// # Errors
+    ///
+    /// Refused with the closure handed back as [`RefusalReason::Deadline`], or for the
+    /// reasons of [`try_submit`](Keyed::try_submit).
+    pub fn try_submit_by<F, T>(
+        &self,
+        f: F,
+        deadline: Instant,
+    ) -> Result<TaskHandle<T>, SubmitError<F>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool;
+        let shared = &pool.shared;
+        let now = Instant::now();
+        if deadline <= now || shared.predicts_late(now, deadline) {
+            shared.submitted.fetch_add(1, Ordering::Relaxed);
+            shared.count_refusal(RefusalReason::Deadline);
+            shared.keys.count_refused(self.key);
+            return Err(SubmitError::new(
+                f,
+                RefusalReason::Deadline,
+                shared.name.clone(),
+            ));
+        }
+        let (cell, job) = pool.prepare(f);
+        cell.set_deadline(deadline, now);
+        match shared.send_keyed(self.key, job, None) {
+            Ok(()) => {
+                pool.grow_if_needed();
+                let at = shared
+                    .default_deadline(now)
+                    .map_or(deadline, |d| d.min(deadline));
+                shared.watch(cell.clone(), at, now);
+                Ok(TaskHandle::new(cell))
+            }
+            Err((job, reason)) => {
+                drop(job);
+                Err(SubmitError::new(
+                    cell.reclaim(),
+                    reason,
+                    shared.name.clone(),
+                ))
+            }
+        }
+    }
+
+    /// [`try_submit_by`](Keyed::try_submit_by) with a deadline `budget` from now.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_submit_by`](Keyed::try_submit_by).
+    pub fn try_submit_within<F, T>(
+        &self,
+        f: F,
+        budget: Duration,
+    ) -> Result<TaskHandle<T>, SubmitError<F>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.try_submit_by(f, deadline_after(budget))
+    }
+
+    fn submit_waiting<F, T>(
+        &self,
+        f: F,
+        wait: Option<Instant>,
+    ) -> Result<TaskHandle<T>, SubmitError<F>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
         let pool = self.pool;
         let (cell, job) = pool.prepare(f);
-        match pool.shared.send_keyed(self.key, job) {
+        match pool.shared.send_keyed(self.key, job, wait) {
             Ok(()) => {
                 pool.grow_if_needed();
                 if pool.shared.config.max_queue_wait.is_some() {
@@ -1656,7 +1815,7 @@ impl Keyed<'_> {
             Some(ctx) => Work::Detached(Box::new(InContext { f, ctx })),
         };
         let job = Job { enqueued: 0, work };
-        match pool.shared.send_keyed(self.key, job) {
+        match pool.shared.send_keyed(self.key, job, None) {
             Ok(()) => {
                 pool.grow_if_needed();
                 Ok(())
