@@ -805,11 +805,11 @@ impl PoolBuilder {
     }
 
     /// The enforcement period of the pool's [`cpu_limit`](Self::cpu_limit): the pool may use
-    /// `cpu_limit x period` of CPU time in each period. A shorter period spreads the same
-    /// share more finely: a capped pool that spends its quota at the start of a period
-    /// holds the CPUs for a shorter stretch at a time, and waits a shorter stretch once
-    /// throttled (a 10 ms period at 0.5 CPU: 5 ms per 10 ms, not 50 ms per 100 ms), at the
-    /// cost of more frequent accounting by the kernel.
+    /// `cpu_limit x period` of CPU time in each period. A shorter period bounds how long the
+    /// capped pool itself waits once throttled (at 0.5 CPU: at most 5 ms per 10 ms period,
+    /// not 50 ms per 100 ms), so its own tail latency is shorter; it does not shield a
+    /// neighbour: measured beside an unpinned neighbour, a 10 ms period made the
+    /// neighbour's p99 worse than the default (docs/BENCHMARKS.md, "cpu-cap").
     ///
     /// Default: [`DEFAULT_CPU_LIMIT_PERIOD`] (100 ms, the kernel's). From
     /// [`MIN_CPU_LIMIT_PERIOD`] (1 ms) to [`MAX_CPU_LIMIT_PERIOD`] (1 s), and the quota
@@ -823,9 +823,9 @@ impl PoolBuilder {
     /// The weight of the pool's [`cpu_limit`](Self::cpu_limit) cgroup against its sibling
     /// cgroups and the threads of its parent, while both want the CPU: below the quota, a
     /// pool of weight 10 gets a tenth of the share a default one (100) does. Written as
-    /// `cpu.weight` on cgroup v2 and as `cpu.shares` (`weight x 1024 / 100`) on v1. A low
-    /// weight on a runaway pool lets the kernel prefer its neighbours while it still has
-    /// quota left.
+    /// `cpu.weight` on cgroup v2 and as `cpu.shares` (`weight x 1024 / 100`) on v1. It
+    /// divides CPU time between busy groups; it does not bound a neighbour's wake-up
+    /// latency (measured: no reliable gain in a neighbour's p99, docs/BENCHMARKS.md).
     ///
     /// Default: unset, the kernel's default (100; v1 1024). From [`MIN_CPU_WEIGHT`] (1) to
     /// [`MAX_CPU_WEIGHT`] (10,000); needs `cpu_limit` (the cgroup exists only for a cap).
