@@ -744,7 +744,10 @@ impl PoolBuilder {
     /// the kernel's CPU bandwidth control: `0.5` is half of one CPU, `2.0` two whole CPUs,
     /// whatever CPUs the workers run on. Unlike [`cpus`](Self::cpus) it needs no spare CPU
     /// to give away: a runaway pool is held to its quota even when it shares every CPU with
-    /// the others. docs/CPU_SETS.md ("Caps vs pinning") says when to use which.
+    /// the others. It bounds CPU time, not when the pool runs: a capped pool with as many
+    /// threads as CPUs holds all of them while it has quota, which a neighbour's tail latency
+    /// feels; give it fewer threads than CPUs, or pin. docs/CPU_SETS.md ("Caps vs pinning")
+    /// says when to use which, with measurements.
     ///
     /// `build()` creates a cgroup for the pool under the process's own (or under
     /// [`cpu_limit_parent`](Self::cpu_limit_parent)), named `bulkhead-<pid>-<n>-<pool>`, with
