@@ -372,6 +372,24 @@ impl Keys {
         }
     }
 
+    /// True if `key` is at its cap now; the refusal is then counted for the key. For a
+    /// submission that would otherwise wait for room (async admission): a key at its cap is
+    /// refused at once, not left waiting.
+    pub(crate) fn refuse_if_capped(&self, key: &str) -> bool {
+        let Some(cap) = self.cap else {
+            return false;
+        };
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        match inner.live.get(key).copied() {
+            Some(i) if inner.slot(i).in_flight >= cap => {
+                inner.slot(i).counts.refused_cap += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Counts a submission of `key` the pool refused for a reason other than the key's cap
     /// (full, timed out, shutting down, deadline).
     #[cold]

@@ -546,3 +546,53 @@ fn keyed_deadlines_refuse_late_work_and_expire_it_at_the_deadline() {
     let row = key_row(&s.keys, "k");
     assert_eq!((row.refused_other, row.accepted, row.expired), (1, 1, 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_async_admission_waits_for_room_refuses_at_the_cap_and_is_cancel_safe() {
+    let (_rt, pool) = one_pool(|p| p.threads(1).queue_capacity(1).key_cap(2));
+    let mut gate = occupy_all(&pool);
+    let other = pool.key("other").try_submit(|| 0).unwrap();
+    // The pool is full: a keyed future waits.
+    let waiting = pool.key("k").submit_async(|| 7);
+    let waiting = tokio::spawn(async move { waiting.await.map_err(|e| e.reason()) });
+    // A future dropped while waiting admits nothing and counts nothing.
+    let dropped = pool.key("k").submit_async(|| 8);
+    let polled_once = tokio::time::timeout(Duration::from_millis(10), dropped).await;
+    assert!(
+        polled_once.is_err(),
+        "it could not have been admitted: the pool is full"
+    );
+    gate.open();
+    let h = tokio::time::timeout(HANG_GUARD, waiting)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        tokio::time::timeout(HANG_GUARD, h).await.unwrap().unwrap(),
+        7
+    );
+    assert_eq!(done(other).unwrap(), 0);
+
+    // At its cap, a key's future is refused at once, closure back.
+    let mut gate = occupy_all(&pool);
+    let first = pool.key("c").try_submit(|| ()).unwrap();
+    let (_rt2, roomy) = one_pool(|p| p.threads(1).queue_capacity(8).key_cap(1));
+    let mut gate2 = occupy_all(&roomy);
+    let held = roomy.key("c").try_submit(|| 1).unwrap();
+    let refused = tokio::time::timeout(HANG_GUARD, roomy.key("c").submit_async(|| 2))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(refused.reason(), RefusalReason::KeyCap);
+    assert_eq!((refused.into_inner())(), 2);
+    gate2.open();
+    gate.open();
+    assert_eq!(done(held).unwrap(), 1);
+    done(first).unwrap();
+    let s = pool.stats();
+    let k = key_row(&s.keys, "k");
+    assert_eq!((k.accepted, k.completed, k.refused_other), (1, 1, 0));
+    let c = key_row(&roomy.stats().keys, "c").clone();
+    assert_eq!((c.accepted, c.refused_key_cap), (1, 1));
+}

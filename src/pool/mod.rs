@@ -437,6 +437,40 @@ impl PoolShared {
         }
     }
 
+    /// Sends a keyed job for which the caller already took a slot (async admission), with
+    /// the admission word's protocol: the key's cap is checked again (the slot is given back
+    /// if it refuses), and a pool that closed meanwhile refuses it. Refusals are counted by
+    /// the caller.
+    pub(crate) fn send_reserved_keyed(
+        &self,
+        key: &str,
+        mut job: Job,
+    ) -> Result<(), (Job, RefusalReason)> {
+        job.enqueued = self.now_nanos();
+        let prev = self.state.fetch_add(IN_FLIGHT, Ordering::Acquire);
+        let result = if prev & CLOSED != 0 {
+            self.release_slot();
+            Err((job, RefusalReason::ShuttingDown))
+        } else {
+            let mut held = true;
+            let admitted = self.keys.admit(
+                key,
+                job,
+                || std::mem::take(&mut held),
+                |turn| self.enqueue(turn),
+            );
+            if held {
+                self.release_slot();
+            }
+            admitted
+        };
+        let prev = self.state.fetch_sub(IN_FLIGHT, Ordering::AcqRel);
+        if prev & ABANDONED != 0 {
+            self.drain_cancel();
+        }
+        result
+    }
+
     /// A task ended (or was taken out of the queue to be cancelled): frees its slot. Called
     /// before the task's handle resolves.
     #[inline]
@@ -1749,6 +1783,30 @@ impl Keyed<'_> {
                 ))
             }
         }
+    }
+
+    /// Submits `f` under this key from async code: the returned future resolves once the
+    /// pool has room (to the task's handle), or refuses at once if the key is at its cap, or
+    /// when the pool shuts down (the closure comes back in the error). Cancel-safe, as
+    /// [`Pool::submit_async`]: dropping the future before it resolved admits nothing.
+    ///
+    /// ```
+    /// # let rt = bulkhead::Runtime::builder().pool("api", |p| p.key_cap(8)).build().unwrap();
+    /// # let api = rt.pool("api")?;
+    /// # let tenant = "tenant-7";
+    /// # let fut = async {
+    /// let report = api.key(tenant).submit_async(|| "rendered").await?.await?;
+    /// # Ok::<_, Box<dyn std::error::Error>>(report)
+    /// # };
+    /// # drop(fut);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn submit_async<F, T>(&self, f: F) -> Admission<F, T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        Admission::keyed(self.pool.clone(), Arc::from(self.key), f)
     }
 
     /// [`try_submit_by`](Keyed::try_submit_by) with a deadline `budget` from now.

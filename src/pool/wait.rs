@@ -1,5 +1,7 @@
 //! Admission that waits without blocking a thread: the future behind
-//! [`Pool::submit_async`].
+//! [`Pool::submit_async`] and [`Keyed::submit_async`](crate::Keyed::submit_async) (which
+//! also refuses at once, without waiting, while its key is at its cap, and admits through the
+//! key's queue once it holds a slot).
 //!
 //! A waiting future registers its waker in the pool's `room` (with an id of its own) and
 //! counts itself in `room_waiters`; whoever frees a slot, grows the limit or closes the pool
@@ -20,7 +22,7 @@ use std::task::{Context, Poll, Waker};
 
 use super::{Pool, CLOSED};
 use crate::error::{RefusalReason, SubmitError};
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{Arc, AtomicU64, Ordering};
 use crate::task::TaskHandle;
 
 /// The wakers of async submitters waiting for a slot, under the pool's `room` lock.
@@ -41,12 +43,15 @@ impl Drop for SlotGuard<'_> {
 /// Ids of waiting futures, unique per process.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// The future returned by [`Pool::submit_async`]: resolves once the closure was admitted
+/// The future returned by [`Pool::submit_async`] (and
+/// [`Keyed::submit_async`](crate::Keyed::submit_async)): resolves once the closure was admitted
 /// (to its [`TaskHandle`]) or refused because the pool shuts down (the closure comes back in
 /// the [`SubmitError`]). Cancel-safe: dropping it before it resolved admits nothing.
 #[must_use = "futures do nothing unless polled; dropping it submits nothing"]
 pub struct Admission<F, T> {
     pool: Pool,
+    /// The key of a keyed submission ([`Keyed::submit_async`](crate::Keyed::submit_async)).
+    key: Option<Arc<str>>,
     f: Option<F>,
     /// This future's registration in the pool's `room`, while it has one.
     waiting: Option<u64>,
@@ -64,6 +69,17 @@ where
     pub(crate) fn new(pool: Pool, f: F) -> Self {
         Admission {
             pool,
+            key: None,
+            f: Some(f),
+            waiting: None,
+            _result: PhantomData,
+        }
+    }
+
+    pub(crate) fn keyed(pool: Pool, key: Arc<str>, f: F) -> Self {
+        Admission {
+            pool,
+            key: Some(key),
             f: Some(f),
             waiting: None,
             _result: PhantomData,
@@ -80,7 +96,11 @@ where
         std::mem::forget(slot);
         // Counted only now: a future dropped while waiting never submitted anything.
         shared.submitted.fetch_add(1, Ordering::Relaxed);
-        match shared.send_reserved(job) {
+        let sent = match &self.key {
+            None => shared.send_reserved(job),
+            Some(key) => shared.send_reserved_keyed(key, job),
+        };
+        match sent {
             Ok(()) => {
                 self.pool.grow_if_needed();
                 if shared.config.max_queue_wait.is_some() {
@@ -91,6 +111,9 @@ where
             Err((job, reason)) => {
                 drop(job);
                 shared.count_refusal(reason);
+                if let (Some(key), false) = (&self.key, reason == RefusalReason::KeyCap) {
+                    shared.keys.count_refused(key);
+                }
                 Err(SubmitError::new(
                     cell.reclaim(),
                     reason,
@@ -100,12 +123,16 @@ where
         }
     }
 
-    /// Refuses the closure because the pool is shutting down, counted as a submission.
-    fn refuse(&mut self, f: F) -> SubmitError<F> {
+    /// Refuses the closure because the pool is shutting down (or, `KeyCap`, its key is at
+    /// its cap: counted for the key already), counted as a submission.
+    fn refuse(&mut self, f: F, reason: RefusalReason) -> SubmitError<F> {
         let shared = &self.pool.shared;
         shared.submitted.fetch_add(1, Ordering::Relaxed);
-        shared.count_refusal(RefusalReason::ShuttingDown);
-        SubmitError::new(f, RefusalReason::ShuttingDown, shared.name.clone())
+        shared.count_refusal(reason);
+        if let (Some(key), RefusalReason::ShuttingDown) = (&self.key, reason) {
+            shared.keys.count_refused(key);
+        }
+        SubmitError::new(f, reason, shared.name.clone())
     }
 }
 
@@ -160,7 +187,14 @@ where
         for attempt in 0..2 {
             if shared.state.load(Ordering::Acquire) & CLOSED != 0 {
                 this.unregister();
-                return Poll::Ready(Err(this.refuse(f)));
+                return Poll::Ready(Err(this.refuse(f, RefusalReason::ShuttingDown)));
+            }
+            if let Some(key) = &this.key {
+                // A key at its cap is refused at once: it would wait on itself.
+                if shared.keys.refuse_if_capped(key) {
+                    this.unregister();
+                    return Poll::Ready(Err(this.refuse(f, RefusalReason::KeyCap)));
+                }
             }
             if shared.try_reserve(Ordering::SeqCst) {
                 this.unregister();
@@ -185,6 +219,7 @@ impl<F, T> fmt::Debug for Admission<F, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Admission")
             .field("pool", &self.pool.name())
+            .field("key", &self.key)
             .field("resolved", &self.f.is_none())
             .field("waiting", &self.waiting.is_some())
             .finish()
