@@ -1867,13 +1867,34 @@ impl Keyed<'_> {
     where
         F: FnOnce() + Send + 'static,
     {
+        self.execute_waiting(f, None)
+    }
+
+    /// Like [`execute`](Keyed::execute), but waits at most `timeout` for room in the pool
+    /// (not for the key's cap: see [`submit`](Keyed::submit)).
+    ///
+    /// # Errors
+    ///
+    /// Refused with the closure handed back if the key is at its cap, the pool stayed full
+    /// for the whole timeout or it is shutting down.
+    pub fn execute_timeout<F>(&self, f: F, timeout: Duration) -> Result<(), SubmitError<F>>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        self.execute_waiting(f, Some(deadline_after(timeout)))
+    }
+
+    fn execute_waiting<F>(&self, f: F, wait: Option<Instant>) -> Result<(), SubmitError<F>>
+    where
+        F: FnOnce() + Send + 'static,
+    {
         let pool = self.pool;
         let work = match pool.shared.config.hooks.capture() {
             None => Work::Detached(Box::new(f)),
             Some(ctx) => Work::Detached(Box::new(InContext { f, ctx })),
         };
         let job = Job { enqueued: 0, work };
-        match pool.shared.send_keyed(self.key, job, None) {
+        match pool.shared.send_keyed(self.key, job, wait) {
             Ok(()) => {
                 pool.grow_if_needed();
                 Ok(())

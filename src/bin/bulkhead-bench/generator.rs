@@ -2,9 +2,11 @@
 //!
 //! | load                 | threads             | how it submits                                       |
 //! |----------------------|---------------------|------------------------------------------------------|
-//! | `rate=R` (open loop) | 1                   | `execute` at scheduled instants, fixed or Poisson (`try_submit_by(f, intended + deadline)` with `pass_deadline=true`; `pool.key(KEY).execute` with `key=KEY`) |
+//! | `rate=R` (open loop) | 1                   | `execute` at scheduled instants, fixed or Poisson (`try_submit_by(f, intended + deadline)` with `pass_deadline=true`) |
 //! | `rate=max`           | `submitters` (1)    | `execute_timeout` back to back (see below)           |
 //! | `callers=N`          | N                   | `submit_timeout`, then waits for the result          |
+//!
+//! With `key=KEY`, each call goes through the pool's keyed view, `pool.key(KEY)`, instead.
 //!
 //! # Open loop
 //!
@@ -181,7 +183,20 @@ pub(crate) fn spawn(
         (None, Rate::Max) => setup.load.submitters,
         (None, Rate::PerSec(_)) => 1,
     };
-    let tokens = setup.load.inflight.map(crossbeam_channel::bounded::<()>);
+    // A keyed saturating load never has more in flight than its key's cap: the pool refuses
+    // the rest at once (it does not wait for a key's own cap), and retrying at once would
+    // only spin.
+    let key_cap = setup
+        .load
+        .key
+        .as_ref()
+        .and_then(|_| setup.pool.key_cap())
+        .filter(|_| setup.load.rate == Rate::Max && setup.load.callers.is_none());
+    let inflight = match (setup.load.inflight, key_cap) {
+        (Some(n), Some(cap)) => Some(n.min(cap)),
+        (n, cap) => n.or(cap),
+    };
+    let tokens = inflight.map(crossbeam_channel::bounded::<()>);
     let mut handles = Vec::with_capacity(threads);
     for i in 0..threads {
         let g = setup.clone();
@@ -255,26 +270,29 @@ fn open_loop(g: &GenSetup, rate: f64, res: &mut GenResult) {
             res.offered_in_window += 1;
         }
         let task = make_task(g, seq, intended, None);
-        if let Some(key) = &g.load.key {
-            // Keyed (validated: never with pass_deadline): the pool's per-key cap and key
-            // order apply; a refusal for the cap is counted apart from a full queue.
-            if let Err(e) = g.pool.key(key).execute(task) {
-                res.count_refusal(e);
-            }
-        } else {
-            match g.load.deadline.filter(|_| g.load.pass_deadline) {
-                // The caller's deadline goes with the task: refused at once if it cannot start
-                // in time, expired while queued when it passes. The handle is dropped (the
-                // task is detached); a task the pool drops unrun is counted by its guard.
-                Some(d) => {
-                    if let Err(e) = g.pool.try_submit_by(task, intended + d) {
-                        res.count_refusal(e);
-                    }
+        // With `key=`, through the pool's keyed view: its per-key cap and key order apply, and
+        // a refusal for the cap is counted apart from a full queue.
+        let keyed = g.load.key.as_deref().map(|k| g.pool.key(k));
+        match g.load.deadline.filter(|_| g.load.pass_deadline) {
+            // The caller's deadline goes with the task: refused at once if it cannot start
+            // in time, expired while queued when it passes. The handle is dropped (the
+            // task is detached); a task the pool drops unrun is counted by its guard.
+            Some(d) => {
+                let sent = match keyed {
+                    Some(k) => k.try_submit_by(task, intended + d).map(drop),
+                    None => g.pool.try_submit_by(task, intended + d).map(drop),
+                };
+                if let Err(e) = sent {
+                    res.count_refusal(e);
                 }
-                None => {
-                    if let Err(e) = g.pool.execute(task) {
-                        res.count_refusal(e);
-                    }
+            }
+            None => {
+                let sent = match keyed {
+                    Some(k) => k.execute(task),
+                    None => g.pool.execute(task),
+                };
+                if let Err(e) = sent {
+                    res.count_refusal(e);
                 }
             }
         }
@@ -326,10 +344,16 @@ fn saturate(
             res.offered_in_window += 1;
         }
         let timeout = ATTEMPT_TIMEOUT.min(g.end - intended);
-        if let Err(e) = g
-            .pool
-            .execute_timeout(make_task(g, seq, intended, token), timeout)
-        {
+        let task = make_task(g, seq, intended, token);
+        let sent = match g.load.key.as_deref() {
+            Some(k) => g.pool.key(k).execute_timeout(task, timeout),
+            None => g.pool.execute_timeout(task, timeout),
+        };
+        if let Err(e) = sent {
+            if e.is_key_cap() {
+                // Another load of the same key holds the rest of the cap: let it run.
+                thread::yield_now();
+            }
             res.count_refusal(e);
         }
         seq += 1;
@@ -348,10 +372,12 @@ fn closed_loop(g: &GenSetup, thread_index: u64, res: &mut GenResult) {
             res.offered_in_window += 1;
         }
         let timeout = ATTEMPT_TIMEOUT.min(g.end - intended);
-        match g
-            .pool
-            .submit_timeout(make_task(g, seq, intended, None), timeout)
-        {
+        let task = make_task(g, seq, intended, None);
+        let sent = match g.load.key.as_deref() {
+            Some(k) => g.pool.key(k).submit_timeout(task, timeout),
+            None => g.pool.submit_timeout(task, timeout),
+        };
+        match sent {
             Ok(mut handle) => {
                 // Wait for the result, but never past the end of the run.
                 let left = g.end.saturating_duration_since(Instant::now());

@@ -71,8 +71,8 @@ struct Args {
     pools: Vec<PoolSpec>,
 
     /// A load: POOL:rate=R|max,work=W,arrivals=fixed|poisson,submitters=N,inflight=N,callers=N,name=NAME,
-    /// deadline=D,pass_deadline=true,key=KEY (key: submit through the pool's keyed view, open loop
-    /// only) (repeatable; replaces the preset's loads; the first is the latency-sensitive one)
+    /// deadline=D,pass_deadline=true,key=KEY (key: submit through the pool's keyed view)
+    /// (repeatable; replaces the preset's loads; the first is the latency-sensitive one)
     #[arg(long = "load", value_name = "SPEC", value_parser = spec::parse_load)]
     loads: Vec<LoadSpec>,
 

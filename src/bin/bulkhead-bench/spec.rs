@@ -19,7 +19,9 @@
 //! | `--load`      | `POOL:rate=2000,work=spin:50us,arrivals=poisson,deadline=50ms,pass_deadline=true`, `POOL:rate=40,work=sleep:10ms,key=tenant-1` |
 //!
 //! A load's `key=KEY` submits its tasks through `pool.key(KEY)` (the library's keyed
-//! submissions: per-key caps, fair order across keys, per-key counts); open loop only.
+//! submissions: per-key caps, fair order across keys, per-key counts), for every kind of load
+//! (`execute`, `execute_timeout` for `rate=max`, `submit_timeout` for `callers=`,
+//! `try_submit_by` with `pass_deadline=true`).
 
 use std::fmt;
 use std::time::Duration;
@@ -217,16 +219,6 @@ impl Scenario {
                      (not rate=max, not callers=)",
                     l.name
                 ));
-            }
-            if let Some(k) = &l.key {
-                if l.callers.is_some() || l.rate == Rate::Max || l.pass_deadline {
-                    return Err(format!(
-                        "load {:?}: key={k:?} needs an open-loop rate=R (not rate=max, not \
-                         callers=, not pass_deadline=true: a keyed submission does not wait \
-                         for room and carries no deadline)",
-                        l.name
-                    ));
-                }
             }
             if self.loads[..i].iter().any(|m| m.name == l.name) {
                 return Err(format!(
@@ -1135,15 +1127,15 @@ mod tests {
             let err = parse_load(bad).unwrap_err();
             assert!(err.contains(needle), "{bad}: {err}");
         }
+        // Every kind of load may be keyed: saturating, closed loop, with the caller's deadline.
         let mut sc = presets::preset("overload", &[0, 1]).unwrap();
-        for bad in [
+        for good in [
             "codel:rate=max,key=t",
             "codel:callers=2,key=t",
             "codel:deadline=5ms,pass_deadline=true,key=t",
         ] {
-            sc.loads[0] = parse_load(bad).unwrap();
-            let err = sc.validate(&[0, 1]).unwrap_err();
-            assert!(err.contains("key=\"t\""), "{bad}: {err}");
+            sc.loads[0] = parse_load(good).unwrap();
+            assert!(sc.validate(&[0, 1]).is_ok(), "{good}");
         }
     }
 
