@@ -29,16 +29,25 @@
 //!
 //! # Counts
 //!
-//! A key with tasks in flight has a slot of its own (bounded by the pool's slots), found by
-//! name once per keyed submission; the turn hands its slot to the worker ([`KeyRef`]), so
-//! dequeuing and ending a keyed task look nothing up by name. The slot keeps the key's
-//! counts while it is live; when its last task ends they join the tally, which keeps counts
-//! for at most `4 x top` keys (at least 32), after the Space-Saving heavy-hitters scheme: a
-//! key not yet counted replaces the counted key with the least load (submissions), whose
-//! counts move into the "other keys" row. Totals stay exact (the named keys plus the other
-//! row add up to every keyed submission); a key that sends more than `1 / (4 x top)` of all
-//! keyed submissions is always named. Key names are hashed with the standard library's
-//! keyed SipHash, so a tenant cannot choose names that collide (hash flooding).
+//! A key with tasks in flight has a slot of its own (bounded by the pool's channel: every
+//! live key has a turn there, or a task running), found by name once per keyed submission;
+//! the turn hands its slot to the worker ([`KeyRef`]), so dequeuing and ending a keyed task
+//! look nothing up by name. The slot keeps the key's counts while it is live; when its last
+//! task ends they join the tally, which keeps counts for at most `4 x top` keys (at least
+//! 32), after the Space-Saving heavy-hitters scheme: a key not yet counted replaces the
+//! counted key with the least estimated load (submissions), whose counts move into the
+//! "other keys" row, and inherits that estimate, so a key that keeps coming back outranks
+//! keys seen once. Totals stay exact (the named keys plus the other row add up to every
+//! keyed submission); a key that sends more than `1 / (4 x top)` of all keyed submissions
+//! stays in the table, and the snapshot names the `top` keys of highest estimate (a named
+//! key's counts are exact since it entered the table). Key names are hashed with the
+//! standard library's keyed SipHash, so a tenant cannot choose names that collide (hash
+//! flooding).
+//!
+//! A task the deadline timer expired while queued frees its pool slot at once, and one
+//! cancelled through its handle keeps it until a worker passes it, as for any task; both keep
+//! their key's place under the cap, and are counted for their key, until a worker or a drain
+//! passes them: the job must stay in its key's queue to keep turns and jobs one to one.
 //!
 //! This module imports only leaves and the stats types.
 
@@ -222,31 +231,52 @@ impl Counts {
 /// Counts per key, for at most `track` keys (Space-Saving), plus the rest summed.
 struct Tally {
     track: usize,
-    keys: HashMap<Arc<str>, Counts>,
+    keys: HashMap<Arc<str>, Counted>,
     other: Counts,
 }
 
+/// A counted key: its exact counts since it entered the table, and the estimated load it
+/// inherited from the key it replaced (Space-Saving's over-estimate), used only to rank.
+struct Counted {
+    counts: Counts,
+    base: u64,
+}
+
+impl Counted {
+    /// The estimated load: what Space-Saving ranks and evicts by.
+    fn estimate(&self) -> u64 {
+        self.base + self.counts.load()
+    }
+}
+
 impl Tally {
-    /// The counts of `key`, making room for it if it is new (the least-loaded counted key
-    /// moves into `other`).
+    /// The counts of `key`, making room for it if it is new: the counted key with the least
+    /// estimated load moves its counts into `other`, and the new key inherits that estimate
+    /// (so a key that keeps coming back outranks keys seen once, as Space-Saving requires).
     fn entry(&mut self, key: &Arc<str>) -> &mut Counts {
         if !self.keys.contains_key(key) {
+            let mut base = 0;
             if self.keys.len() >= self.track {
                 let least = self
                     .keys
                     .iter()
-                    .min_by_key(|(_, c)| c.load())
+                    .min_by_key(|(_, c)| c.estimate())
                     .map(|(k, _)| k.clone());
-                if let Some(least) = least {
-                    if let Some(c) = self.keys.remove(&least) {
-                        self.other.add(&c);
-                    }
+                if let Some(c) = least.and_then(|least| self.keys.remove(&least)) {
+                    self.other.add(&c.counts);
+                    base = c.estimate();
                 }
             }
-            self.keys.insert(key.clone(), Counts::default());
+            self.keys.insert(
+                key.clone(),
+                Counted {
+                    counts: Counts::default(),
+                    base,
+                },
+            );
         }
         match self.keys.get_mut(key) {
-            Some(c) => c,
+            Some(c) => &mut c.counts,
             None => unreachable!("the key was just inserted"),
         }
     }
@@ -300,15 +330,18 @@ impl Keys {
 
     /// Admits `job` under `key`: refuses it if the key is at its cap, else takes a pool slot
     /// with `reserve` (refused as full if there is none), queues the job in its key's queue
-    /// and sends its turn with `send_turn` (which releases the slot itself if it fails; the
-    /// job is then taken back out). On refusal the job comes back with the reason; a cap
-    /// refusal is counted for the key here, any other by the caller (`count_refused`).
+    /// and sends its turn with `send_turn`. If the turn cannot be sent, the job is taken back
+    /// out and the slot given back with `release_slot`, after the key lock is released (it
+    /// may wake async submitters: executor code). On refusal the job comes back with the
+    /// reason; a cap refusal is counted for the key here, any other by the caller
+    /// (`count_refused`).
     pub(crate) fn admit(
         &self,
         key: &str,
         job: Job,
         reserve: impl FnOnce() -> bool,
         send_turn: impl FnOnce(Job) -> Result<(), (Job, RefusalReason)>,
+        release_slot: impl FnOnce(),
     ) -> Result<(), (Job, RefusalReason)> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
@@ -367,6 +400,8 @@ impl Keys {
                 if idle {
                     inner.leave(i);
                 }
+                drop(guard);
+                release_slot();
                 Err((job, reason))
             }
         }
@@ -439,6 +474,7 @@ impl Keys {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         let live = inner.slot(key.0);
+        debug_assert!(live.in_flight > 0, "a keyed task released twice");
         live.in_flight = live.in_flight.saturating_sub(1);
         live.counts.ended(outcome);
         if let Some(w) = waited {
@@ -487,12 +523,13 @@ impl Keys {
     /// are none), each with its in-flight and queued tasks now.
     pub(crate) fn snapshot(&self) -> (Vec<KeyStats>, Option<KeyStats>) {
         let inner = self.inner.lock();
-        // Every counted key: its tally plus, while live, its counts since it became live.
-        let mut rows: Vec<(&str, Counts, usize, usize)> = inner
+        // Every counted key: its tally plus, while live, its counts since it became live;
+        // ranked by estimated load (Space-Saving's: exact counts plus what it inherited).
+        let mut rows: Vec<(&str, Counts, u64, usize, usize)> = inner
             .tally
             .keys
             .iter()
-            .map(|(k, c)| (&**k, *c, 0, 0))
+            .map(|(k, c)| (&**k, c.counts, c.base, 0, 0))
             .collect();
         let index: HashMap<&str, usize> = rows.iter().enumerate().map(|(i, r)| (r.0, i)).collect();
         for live in inner.slots.iter().flatten() {
@@ -500,21 +537,22 @@ impl Keys {
                 Some(&r) => {
                     let row = &mut rows[r];
                     row.1.add(&live.counts);
-                    row.2 = live.in_flight;
-                    row.3 = live.queue.len();
+                    row.3 = live.in_flight;
+                    row.4 = live.queue.len();
                 }
-                None => rows.push((&live.key, live.counts, live.in_flight, live.queue.len())),
+                None => rows.push((&live.key, live.counts, 0, live.in_flight, live.queue.len())),
             }
         }
-        rows.sort_by(|a, b| b.1.load().cmp(&a.1.load()).then_with(|| a.0.cmp(b.0)));
+        let rank = |r: &(&str, Counts, u64, usize, usize)| r.2 + r.1.load();
+        rows.sort_by(|a, b| rank(b).cmp(&rank(a)).then_with(|| a.0.cmp(b.0)));
         let rest = rows.split_off(rows.len().min(self.top));
         let top = rows
             .iter()
-            .map(|(k, c, in_flight, queued)| key_stats(Some(k), c, *in_flight, *queued))
+            .map(|(k, c, _, in_flight, queued)| key_stats(Some(k), c, *in_flight, *queued))
             .collect();
         let mut other = inner.tally.other;
         let (mut in_flight, mut queued) = (0, 0);
-        for (_, c, f, q) in &rest {
+        for (_, c, _, f, q) in &rest {
             other.add(c);
             in_flight += f;
             queued += q;
@@ -563,7 +601,7 @@ mod tests {
 
     /// Admits one job of `key` with a free slot; the turn is dropped.
     fn admit(keys: &Keys, key: &str) -> Result<(), RefusalReason> {
-        keys.admit(key, job(), || true, |_| Ok(()))
+        keys.admit(key, job(), || true, |_| Ok(()), || {})
             .map_err(|(_, r)| r)
     }
 
@@ -640,12 +678,20 @@ mod tests {
         let keys = Keys::new(None, KeyOrder::Fair, 10, &[]);
         admit(&keys, "a").unwrap();
         admit(&keys, "b").unwrap();
-        let refused = keys.admit("b", job(), || true, |t| Err((t, RefusalReason::Full)));
+        let mut released = false;
+        let refused = keys.admit(
+            "b",
+            job(),
+            || true,
+            |t| Err((t, RefusalReason::Full)),
+            || released = true,
+        );
         assert!(matches!(refused, Err((_, RefusalReason::Full))));
+        assert!(released, "the slot is given back");
         assert_eq!(keys.in_flight("b"), 1);
         assert_eq!(order(&keys, 3), ["a", "b", "-"]);
         // A refused reservation queues nothing.
-        let refused = keys.admit("c", job(), || false, |_| Ok(()));
+        let refused = keys.admit("c", job(), || false, |_| Ok(()), || unreachable!());
         assert!(matches!(refused, Err((_, RefusalReason::Full))));
         assert_eq!(keys.in_flight("c"), 0);
     }
@@ -684,5 +730,34 @@ mod tests {
             other.queued + top.iter().map(|s| s.queued).sum::<usize>(),
             0
         );
+    }
+
+    /// Runs one task of `key` through admission, dequeue and end.
+    fn one(keys: &Keys, key: &str) {
+        admit(keys, key).unwrap();
+        let (_, k) = keys.next().unwrap();
+        keys.release(k, Outcome::Completed, Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn a_heavy_key_that_comes_and_goes_among_one_off_keys_stays_named() {
+        // 32 counted keys: 31 steady ones fill the table, then "heavy" alternates with 2,000
+        // keys seen once. Heavy is 28 % of all submissions and must be named; a table that
+        // let newcomers start from zero evicted it every other task.
+        let keys = Keys::new(None, KeyOrder::Fair, 8, &[]);
+        for s in 0..31 {
+            for _ in 0..100 {
+                one(&keys, &format!("steady-{s}"));
+            }
+        }
+        for i in 0..2000 {
+            one(&keys, "heavy");
+            one(&keys, &format!("once-{i}"));
+        }
+        let (top, other) = keys.snapshot();
+        assert_eq!(top.len(), 8);
+        assert_eq!(top[0].key.as_deref(), Some("heavy"), "{top:?}");
+        let total: u64 = top.iter().map(|s| s.completed).sum::<u64>() + other.unwrap().completed;
+        assert_eq!(total, 31 * 100 + 4000);
     }
 }

@@ -298,7 +298,9 @@ impl Worker {
     #[cold]
     #[inline(never)]
     fn take_turn(&self, start: u64) -> Option<u64> {
-        let (job, key) = self.shared.keys.next()?;
+        let next = self.shared.keys.next();
+        debug_assert!(next.is_some(), "a keyed turn with no job behind it");
+        let (job, key) = next?;
         self.process(job, start, key)
     }
 

@@ -294,6 +294,15 @@ impl PoolShared {
         })
     }
 
+    /// Sends a keyed turn for a job that holds a slot, under the key lock: on failure the
+    /// caller gives the slot back once the lock is released (`Keys::admit`).
+    fn send_turn(&self, turn: Job) -> Result<(), (Job, RefusalReason)> {
+        self.tx.try_send(turn).map_err(|e| match e {
+            TrySendError::Full(j) => (j, RefusalReason::Full),
+            TrySendError::Disconnected(j) => (j, RefusalReason::ShuttingDown),
+        })
+    }
+
     /// A submitter with a deadline found every slot taken: waits for one until the deadline
     /// (refused as `Timeout`) or until the pool closes (refused as `ShuttingDown`).
     ///
@@ -382,7 +391,8 @@ impl PoolShared {
                 key,
                 job,
                 || self.try_reserve(Ordering::Relaxed),
-                |turn| self.enqueue(turn),
+                |turn| self.send_turn(turn),
+                || self.release_slot(),
             ) {
                 Err((mut job, RefusalReason::Full)) if wait.is_some() => {
                     match wait.map(|d| self.wait_for_slot(d)) {
@@ -395,7 +405,8 @@ impl PoolShared {
                                 key,
                                 job,
                                 || std::mem::take(&mut held),
-                                |turn| self.enqueue(turn),
+                                |turn| self.send_turn(turn),
+                                || self.release_slot(),
                             );
                             if held {
                                 self.release_slot();
@@ -457,7 +468,8 @@ impl PoolShared {
                 key,
                 job,
                 || std::mem::take(&mut held),
-                |turn| self.enqueue(turn),
+                |turn| self.send_turn(turn),
+                || self.release_slot(),
             );
             if held {
                 self.release_slot();
