@@ -991,7 +991,7 @@ impl Pool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.submit_with(f, None)
+        self.submit_with(f, None, None)
     }
 
     /// Submits `f`, waiting at most `timeout` for room in the queue.
@@ -1009,7 +1009,7 @@ impl Pool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.submit_with(f, Some(deadline_after(timeout)))
+        self.submit_with(f, Some(deadline_after(timeout)), None)
     }
 
     /// Submits `f`, waiting as long as it takes for room in the queue: back-pressure for a
@@ -1038,7 +1038,7 @@ impl Pool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.submit_with(f, Some(deadline_after(Duration::MAX)))
+        self.submit_with(f, Some(deadline_after(Duration::MAX)), None)
     }
 
     /// Submits `f` from async code, awaiting room in the queue without blocking a thread.
@@ -1120,11 +1120,28 @@ impl Pool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        self.submit_by(f, deadline, None)
+    }
+
+    /// `try_submit_by`, unkeyed or under `key`.
+    fn submit_by<F, T>(
+        &self,
+        f: F,
+        deadline: Instant,
+        key: Option<&str>,
+    ) -> Result<TaskHandle<T>, SubmitError<F>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
         let shared = &self.shared;
         let now = Instant::now();
         if deadline <= now || shared.predicts_late(now, deadline) {
             shared.submitted.fetch_add(1, Ordering::Relaxed);
             shared.count_refusal(RefusalReason::Deadline);
+            if let Some(key) = key {
+                shared.keys.count_refused(key);
+            }
             return Err(SubmitError::new(
                 f,
                 RefusalReason::Deadline,
@@ -1133,7 +1150,7 @@ impl Pool {
         }
         let (cell, job) = self.prepare(f);
         cell.set_deadline(deadline, now);
-        match shared.send(job, None) {
+        match self.send(job, None, key) {
             Ok(()) => {
                 self.grow_if_needed();
                 let at = shared
@@ -1263,18 +1280,19 @@ impl Pool {
         (cell, job)
     }
 
-    #[inline]
+    #[inline(always)]
     fn submit_with<F, T>(
         &self,
         f: F,
         deadline: Option<Instant>,
+        key: Option<&str>,
     ) -> Result<TaskHandle<T>, SubmitError<F>>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
         let (cell, job) = self.prepare(f);
-        match self.shared.send(job, deadline) {
+        match self.send(job, deadline, key) {
             Ok(()) => {
                 self.grow_if_needed();
                 if self.shared.config.max_queue_wait.is_some() {
@@ -1301,12 +1319,12 @@ impl Pool {
     /// # Errors
     ///
     /// Refused with the closure handed back if the queue is full or the pool is shutting down.
-    #[inline]
+    #[inline(always)]
     pub fn execute<F>(&self, f: F) -> Result<(), SubmitError<F>>
     where
         F: FnOnce() + Send + 'static,
     {
-        self.execute_with(f, None)
+        self.execute_with(f, None, None)
     }
 
     /// Like [`execute`](Pool::execute), but waits at most `timeout` for room in the queue.
@@ -1319,7 +1337,7 @@ impl Pool {
     where
         F: FnOnce() + Send + 'static,
     {
-        self.execute_with(f, Some(deadline_after(timeout)))
+        self.execute_with(f, Some(deadline_after(timeout)), None)
     }
 
     /// Runs an already boxed closure on the pool: the box is queued as it is, not boxed a
@@ -1346,7 +1364,7 @@ impl Pool {
         &self,
         f: Box<dyn FnOnce() + Send + 'static>,
     ) -> Result<(), SubmitError<Box<dyn FnOnce() + Send + 'static>>> {
-        self.execute_with(f, None)
+        self.execute_with(f, None, None)
     }
 
     /// Like [`execute_boxed`](Pool::execute_boxed), but waits at most `timeout` for room in
@@ -1361,11 +1379,16 @@ impl Pool {
         f: Box<dyn FnOnce() + Send + 'static>,
         timeout: Duration,
     ) -> Result<(), SubmitError<Box<dyn FnOnce() + Send + 'static>>> {
-        self.execute_with(f, Some(deadline_after(timeout)))
+        self.execute_with(f, Some(deadline_after(timeout)), None)
     }
 
-    #[inline]
-    fn execute_with<F>(&self, f: F, deadline: Option<Instant>) -> Result<(), SubmitError<F>>
+    #[inline(always)]
+    fn execute_with<F>(
+        &self,
+        f: F,
+        deadline: Option<Instant>,
+        key: Option<&str>,
+    ) -> Result<(), SubmitError<F>>
     where
         F: FnOnce() + Send + 'static,
     {
@@ -1382,7 +1405,7 @@ impl Pool {
             enqueued: self.shared.enqueue_stamp(),
             work,
         };
-        match self.shared.send(job, deadline) {
+        match self.send(job, deadline, key) {
             Ok(()) => {
                 self.grow_if_needed();
                 Ok(())
@@ -1392,6 +1415,22 @@ impl Pool {
                 reason,
                 self.shared.name.clone(),
             )),
+        }
+    }
+
+    /// Sends a job, unkeyed (`PoolShared::send`) or under `key` (`PoolShared::send_keyed`);
+    /// `wait` bounds a wait for room. Inlined with a constant `None` key, the unkeyed
+    /// submission paths compile to `send` alone.
+    #[inline(always)]
+    fn send(
+        &self,
+        job: Job,
+        wait: Option<Instant>,
+        key: Option<&str>,
+    ) -> Result<(), (Job, RefusalReason)> {
+        match key {
+            None => self.shared.send(job, wait),
+            Some(key) => self.shared.send_keyed(key, job, wait),
         }
     }
 
@@ -1762,39 +1801,7 @@ impl Keyed<'_> {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let pool = self.pool;
-        let shared = &pool.shared;
-        let now = Instant::now();
-        if deadline <= now || shared.predicts_late(now, deadline) {
-            shared.submitted.fetch_add(1, Ordering::Relaxed);
-            shared.count_refusal(RefusalReason::Deadline);
-            shared.keys.count_refused(self.key);
-            return Err(SubmitError::new(
-                f,
-                RefusalReason::Deadline,
-                shared.name.clone(),
-            ));
-        }
-        let (cell, job) = pool.prepare(f);
-        cell.set_deadline(deadline, now);
-        match shared.send_keyed(self.key, job, None) {
-            Ok(()) => {
-                pool.grow_if_needed();
-                let at = shared
-                    .default_deadline(now)
-                    .map_or(deadline, |d| d.min(deadline));
-                shared.watch(cell.clone(), at, now);
-                Ok(TaskHandle::new(cell))
-            }
-            Err((job, reason)) => {
-                drop(job);
-                Err(SubmitError::new(
-                    cell.reclaim(),
-                    reason,
-                    shared.name.clone(),
-                ))
-            }
-        }
+        self.pool.submit_by(f, deadline, Some(self.key))
     }
 
     /// Submits `f` under this key from async code: the returned future resolves once the
@@ -1847,25 +1854,7 @@ impl Keyed<'_> {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let pool = self.pool;
-        let (cell, job) = pool.prepare(f);
-        match pool.shared.send_keyed(self.key, job, wait) {
-            Ok(()) => {
-                pool.grow_if_needed();
-                if pool.shared.config.max_queue_wait.is_some() {
-                    pool.shared.watch_default(cell.clone());
-                }
-                Ok(TaskHandle::new(cell))
-            }
-            Err((job, reason)) => {
-                drop(job);
-                Err(SubmitError::new(
-                    cell.reclaim(),
-                    reason,
-                    pool.shared.name.clone(),
-                ))
-            }
-        }
+        self.pool.submit_with(f, wait, Some(self.key))
     }
 
     /// Runs `f` under this key without a result slot; never blocks. A panic in `f` is
@@ -1900,23 +1889,7 @@ impl Keyed<'_> {
     where
         F: FnOnce() + Send + 'static,
     {
-        let pool = self.pool;
-        let work = match pool.shared.config.hooks.capture() {
-            None => Work::Detached(Box::new(f)),
-            Some(ctx) => Work::Detached(Box::new(InContext { f, ctx })),
-        };
-        let job = Job { enqueued: 0, work };
-        match pool.shared.send_keyed(self.key, job, wait) {
-            Ok(()) => {
-                pool.grow_if_needed();
-                Ok(())
-            }
-            Err((job, reason)) => Err(SubmitError::new(
-                refused_closure::<F>(job.work),
-                reason,
-                pool.shared.name.clone(),
-            )),
-        }
+        self.pool.execute_with(f, wait, Some(self.key))
     }
 
     /// The key.
